@@ -1,0 +1,299 @@
+"""Pre-train the base model on the synthetic world, so that "pre-existing knowledge" is real.
+
+The recipe: statements (several paraphrases) for every ``pretrain_qa`` and ``statement_only``
+entity, QA only for ``pretrain_qa`` ones. The QA format must then *generalise* to facts seen only
+as statements; those statement-only facts are the knowledge later fine-tuning can destroy.
+Format generalisation arrives only well past memorisation (../shared/CALIBRATION.md), hence
+thousands of steps on a world that is memorised in hundreds.
+
+    python -m interference.pretrain --out runs/base            # default world, ~5 min on 2 cores
+    python -m interference.pretrain --quick --out runs/tiny    # tiny world, seconds
+    python -m interference.pretrain --world world.json --out DIR
+
+Runs are cached by a hash of (world, model, pretrain) configs, checkpointed every
+``ckpt_every`` steps and resume after interruption with identical results.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from interference.batching import Packed, answer_loss, answer_token_accuracy, pack
+from interference.evaluate import SLICK_CATEGORIES, accuracy, category_counts, score_facts, slick_categorize
+from interference.io import RunDirError, atomic_save, atomic_write_json, atomic_write_text, claim_run_dir, config_hash
+from interference.models import (ModelConfig, ModelError, build_model, load_model, load_state, model_logits,
+                                 resolve_device, save_model)
+from interference.tokenizer import world_tokenizer
+from interference.world import World, WorldConfig, WorldConfigError
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    steps: int = 3000  # format generalisation to statement-only facts needs ~10x the memorisation time
+    batch_size: int = 128
+    lr: float = 2e-3
+    warmup: int = 200
+    min_lr_ratio: float = 0.1  # cosine decays to 10% of lr
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    qa_weight: int = 1  # copies of each QA example per epoch (QA:statement balance)
+    eval_every: int = 250
+    ckpt_every: int = 500
+    seed: int = 0
+    slick_samples: int = 20  # the paper's number of temperature samples
+    slick_temperature: float = 0.5
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def quick(cls) -> "PretrainConfig":
+        return cls(steps=600, batch_size=64, warmup=50, eval_every=100, ckpt_every=200, slick_samples=5)
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """Everything that decides a base model; its hash names the cache entry."""
+    world: WorldConfig
+    model: ModelConfig
+    pretrain: PretrainConfig
+
+    def to_dict(self) -> dict:
+        return {"world": self.world.to_dict(), "model": self.model.to_dict(), "pretrain": self.pretrain.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BaseSpec":
+        return cls(WorldConfig.from_dict(d["world"]), ModelConfig.from_dict(d["model"]),
+                   PretrainConfig(**d["pretrain"]))
+
+    @classmethod
+    def default(cls, quick: bool = False) -> "BaseSpec":
+        if quick:
+            return cls(WorldConfig.quick(), ModelConfig.quick(), PretrainConfig.quick())
+        return cls(WorldConfig(), ModelConfig(), PretrainConfig())
+
+    def hash(self) -> str:
+        return config_hash(self.to_dict())
+
+
+SLICK_FILE = "slick.jsonl"  # one row per fact: fact_id, split, SliCK category, p_greedy, p_sample
+
+
+def load_slick(run_dir: str | Path) -> dict[str, dict]:
+    """fact_id -> SliCK row of a finished pre-training run."""
+    path = Path(run_dir) / SLICK_FILE
+    return {r["fact_id"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("INTERFERENCE_CACHE", Path.cwd() / ".cache" / "interference"))
+
+
+def pretraining_pairs(world: World) -> list[tuple[str, str]]:
+    """(prefix, value) pairs of the pre-training corpus, QA pairs repeated qa_weight times upstream."""
+    pairs = []
+    for e in world.split("pretrain_qa") + world.split("statement_only"):
+        for r in world.config.relations:
+            pairs.extend(world.render_statements(e, r))
+    return pairs
+
+
+def qa_pairs(world: World, split: str, template: int | None = None) -> list[tuple[str, str]]:
+    ts = range(world.config.n_qa_templates) if template is None else [template]
+    return [world.render_qa(e, r, t) for e in world.split(split) for r in world.config.relations for t in ts]
+
+
+def _lr_at(step: int, cfg: PretrainConfig, total: int) -> float:
+    """Linear warm-up then cosine decay to min_lr_ratio (a multiplier on cfg.lr)."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, total - cfg.warmup)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def _probe_acc(model, data: Packed, n: int = 512) -> float:
+    sub = data.subset(torch.arange(min(n, len(data))))
+    return float(answer_token_accuracy(model_logits(model, sub.ids), sub).float().mean())
+
+
+def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progress: bool = True) -> dict:
+    """Train (or resume, or reuse) the base model described by ``spec`` into ``out``; return metrics."""
+    out = Path(out)
+    full_cfg = {**spec.to_dict(), "hash": spec.hash()}
+    if (out / "metrics.json").exists() and (out / "config.json").exists():
+        if json.loads((out / "config.json").read_text()).get("hash") == spec.hash():
+            return json.loads((out / "metrics.json").read_text())
+    claim_run_dir(out, full_cfg, what="pre-training run")
+
+    dev = resolve_device(device)
+    world = World(spec.world)
+    tok = world_tokenizer(world)
+    cfg = spec.pretrain
+    torch.manual_seed(cfg.seed)
+    model = build_model(spec.model, len(tok), tokenizer=tok, device=dev)
+
+    statements = pack(tok, pretraining_pairs(world), spec.model.n_ctx)
+    qa = pack(tok, qa_pairs(world, "pretrain_qa"), spec.model.n_ctx)
+    corpus = Packed.cat([statements] + [qa] * cfg.qa_weight, tok.pad_token_id) if len(qa) else statements
+    corpus = corpus.to(dev)
+    probe_sets = {
+        "statement": statements.subset(torch.randperm(len(statements), generator=torch.Generator().manual_seed(0))).to(dev),
+        "known_qa": pack(tok, qa_pairs(world, "statement_only", 0), spec.model.n_ctx).to(dev)
+        if spec.world.n_statement_only else None,
+    }
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg, cfg.steps))
+    start, history = _resume(out, model, opt, sched)
+
+    steps_per_epoch = max(1, len(corpus) // cfg.batch_size)
+    t0 = time.time()
+    bar = tqdm(total=cfg.steps, initial=start, desc="pretrain", disable=not progress, dynamic_ncols=True)
+    model.train()
+    for step in range(start, cfg.steps):
+        epoch, k = divmod(step, steps_per_epoch)
+        # The order of epoch e is a pure function of (seed, e): resuming replays the same batches.
+        perm = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        batch = corpus.subset(perm[k * cfg.batch_size:(k + 1) * cfg.batch_size].to(dev))
+        loss = answer_loss(model_logits(model, batch.ids), batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        bar.update(1)
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            model.eval()
+            row = {"step": done, "loss": float(loss)}
+            row.update({f"{k}_acc": _probe_acc(model, v) for k, v in probe_sets.items() if v is not None})
+            model.train()
+            history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", stmt=f"{row['statement_acc']:.2f}",
+                            known_qa=f"{row.get('known_qa_acc', float('nan')):.2f}")
+        if done % cfg.ckpt_every == 0 and done < cfg.steps:
+            _checkpoint(out, model, opt, sched, done, history)
+    bar.close()
+    train_seconds = time.time() - t0
+
+    save_model(model, spec.model, tok, out)
+    metrics, slick_rows = evaluate_base(model, tok, world, cfg)
+    atomic_write_text(out / SLICK_FILE, "".join(json.dumps(r) + "\n" for r in slick_rows))
+    metrics.update({"train_seconds": round(train_seconds, 1), "steps": cfg.steps, "history": history,
+                    "device": str(dev), "n_params": sum(p.numel() for p in model.parameters())})
+    atomic_write_json(out / "metrics.json", metrics)
+    _clear_checkpoint(out)
+    return metrics
+
+
+def evaluate_base(model, tok, world: World, cfg: PretrainConfig) -> tuple[dict, list[dict]]:
+    """The knowledge report: QA accuracy per split, and a SliCK category row for every fact."""
+    variants_by_split = {s: [world.facts(world.split(s), template=t) for t in range(world.config.n_qa_templates)]
+                         for s in ("pretrain_qa", "statement_only", "unseen") if world.split(s)}
+    m: dict = {"chance": 1.0 / world.config.n_values}
+    slick_rows = []
+    for split, variants in variants_by_split.items():
+        res = score_facts(model, tok, variants[0])
+        key = {"pretrain_qa": "pretrain_qa_accuracy", "statement_only": "known_qa_accuracy",
+               "unseen": "unseen_qa_accuracy"}[split]
+        m[key] = accuracy(res)
+        cats = slick_categorize(model, tok, variants, cfg.slick_samples, cfg.slick_temperature, seed=cfg.seed)
+        m.setdefault("slick", {})[split] = category_counts(cats)
+        slick_rows.extend({**c.to_dict(), "split": split} for c in cats)
+    m["slick_total"] = {c: sum(v[c] for v in m["slick"].values()) for c in SLICK_CATEGORIES}
+    m["n_facts"] = len(slick_rows)
+    return m, slick_rows
+
+
+def _checkpoint(out: Path, model, opt, sched, step: int, history: list) -> None:
+    ck = out / "checkpoint"
+    ck.mkdir(exist_ok=True)
+    from safetensors.torch import save_file
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    atomic_save(ck / "model.safetensors", lambda tmp: save_file(state, tmp))
+    atomic_save(ck / "train_state.pt", lambda tmp: torch.save(
+        {"step": step, "opt": opt.state_dict(), "sched": sched.state_dict(), "history": history,
+         "torch_rng": torch.get_rng_state()}, tmp))
+
+
+def _resume(out: Path, model, opt, sched) -> tuple[int, list]:
+    ck = out / "checkpoint"
+    if not (ck / "train_state.pt").exists():
+        return 0, []
+    try:
+        state = torch.load(ck / "train_state.pt", map_location="cpu", weights_only=False)
+    except Exception:
+        raise ModelError(f"checkpoint {ck / 'train_state.pt'} is corrupted; delete {ck} to restart from scratch.") from None
+    load_state(model, ck / "model.safetensors")
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    torch.set_rng_state(state["torch_rng"])
+    return int(state["step"]), list(state["history"])
+
+
+def _clear_checkpoint(out: Path) -> None:
+    import shutil
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+
+
+def base_model(spec: BaseSpec, device: str | None = None, progress: bool = True):
+    """The cached base model for ``spec`` (trained on first use). Returns (model, tokenizer, world, dir)."""
+    out = cache_root() / f"base-{spec.hash()}"
+    pretrain(spec, out, device=device, progress=progress)
+    model, _, tok = load_model(out, device=device)
+    return model, tok, World(spec.world), out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m interference.pretrain", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", help="run directory (default: the cache, keyed by config hash)")
+    ap.add_argument("--quick", action="store_true", help="tiny world and model (seconds)")
+    ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
+    ap.add_argument("--steps", type=int, help="override the number of pre-training steps")
+    ap.add_argument("--seed", type=int, help="seed for model init and data order")
+    ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        spec = BaseSpec.default(quick=args.quick)
+        if args.world:
+            spec = dataclasses.replace(spec, world=WorldConfig.load(args.world))
+        if args.steps is not None or args.seed is not None:
+            p = spec.pretrain
+            spec = dataclasses.replace(spec, pretrain=dataclasses.replace(
+                p, steps=args.steps if args.steps is not None else p.steps, seed=args.seed if args.seed is not None else p.seed),
+                model=dataclasses.replace(spec.model, seed=args.seed if args.seed is not None else spec.model.seed))
+        out = Path(args.out) if args.out else cache_root() / f"base-{spec.hash()}"
+        metrics = pretrain(spec, out, device=args.device, progress=not args.no_progress)
+    except (WorldConfigError, RunDirError, ModelError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(metrics, out))
+    return 0
+
+
+def format_report(m: dict, out: Path) -> str:
+    lines = [f"base model: {out}",
+             f"  QA accuracy  pretrain_qa {m.get('pretrain_qa_accuracy', float('nan')):.3f}   "
+             f"statement-only (known) {m.get('known_qa_accuracy', float('nan')):.3f}   "
+             f"unseen {m.get('unseen_qa_accuracy', float('nan')):.3f}   (chance {m['chance']:.3f})",
+             "  SliCK categories: " + "  ".join(f"{s}: " + ", ".join(f"{c} {n}" for c, n in v.items())
+                                                for s, v in m.get("slick", {}).items())]
+    if "train_seconds" in m:
+        lines.append(f"  trained {m['steps']} steps in {m['train_seconds']:.0f}s on {m.get('device')}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
