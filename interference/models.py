@@ -86,17 +86,27 @@ def build_model(cfg: ModelConfig, vocab_size: int, tokenizer=None, device: str |
     return model.to(resolve_device(device))
 
 
-def load_hf_model(path: str | Path, device: str | torch.device | None = None, dtype=torch.float32):
-    """Wrap a Hugging Face causal LM saved at a local ``path`` (GPT-2, Llama, Qwen2, ...)."""
+def load_hf_model(path: str | Path, device: str | torch.device | None = None, dtype=torch.float32, tokenizer=None):
+    """Wrap a Hugging Face causal LM saved at a local ``path`` (GPT-2, Llama, Qwen2, ...).
+
+    The tokenizer is read from ``tokenizer.json`` as a generic fast tokenizer when present:
+    AutoTokenizer would pick a class from the *model* type and can silently swap the vocabulary
+    (a word-level tokenizer saved next to a Qwen2 config loads as an empty Qwen2 BPE).
+    """
     import os
     from transformer_lens.model_bridge import TransformerBridge
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     path = Path(path)
     if not (path / "config.json").exists():
         raise ModelError(f"{path} holds no Hugging Face config.json; pass a directory written by save_pretrained.")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    tok = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer is not None:
+        tok = tokenizer
+    elif (path / "tokenizer.json").exists():
+        tok = PreTrainedTokenizerFast.from_pretrained(str(path))
+    else:
+        tok = AutoTokenizer.from_pretrained(str(path))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = TransformerBridge.boot_transformers(str(path), tokenizer=tok, device=str(resolve_device(device)), dtype=dtype)

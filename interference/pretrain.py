@@ -176,7 +176,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps:
             model.eval()
-            row = {"step": done, "loss": float(loss)}
+            row = {"step": done, "loss": float(loss.detach())}
             row.update({f"{k}_acc": _probe_acc(model, v) for k, v in probe_sets.items() if v is not None})
             model.train()
             history.append(row)

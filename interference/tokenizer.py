@@ -42,6 +42,7 @@ def encode_qa(tokenizer, prompt: str, answer: str) -> tuple[list[int], list[int]
     """
     p = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     full = tokenizer(prompt + " " + answer, add_special_tokens=True)["input_ids"]
-    if full[: len(p)] != p:  # tokenizer re-segmented the boundary; fall back to separate pieces
-        return p, tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
-    return p, full[len(p):]
+    a = full[len(p):] if full[: len(p)] == p else tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
+    if not a:  # e.g. a tokenizer whose vocabulary lacks the answer entirely
+        raise ValueError(f"answer {answer!r} encodes to no tokens after prompt {prompt!r}; check the tokenizer.")
+    return p, a
