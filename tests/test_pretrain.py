@@ -107,6 +107,8 @@ def test_missing_and_corrupted_checkpoints_are_named(tmp_path, monkeypatch):
     # a corrupted training checkpoint is named too, and the run is not silently restarted
     spec2 = dataclasses.replace(spec, pretrain=dataclasses.replace(spec.pretrain, steps=41))
     out2 = tmp_path / "run2"
+    from interference.io import claim_run_dir
+    claim_run_dir(out2, {**spec2.to_dict(), "hash": spec2.hash()})
     (out2 / "checkpoint").mkdir(parents=True)
     (out2 / "checkpoint" / "train_state.pt").write_bytes(b"junk")
     with pytest.raises(ModelError, match="corrupted"):
