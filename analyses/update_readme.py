@@ -1,0 +1,61 @@
+"""Fill the README's generated sections from saved results (never typed by hand).
+
+Each section sits between ``<!-- NAME -->`` and ``<!-- /NAME -->`` in README.md and is replaced
+by ``analyses/results/NAME.md``; the ``PRETRAIN-RESULTS`` section is rendered here from the
+cached default base model's metrics.json.
+
+    python analyses/update_readme.py
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from interference.io import atomic_write_text
+from interference.pretrain import BaseSpec, cache_root
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "analyses" / "results"
+
+
+def pretrain_section() -> str | None:
+    spec = BaseSpec.default()
+    path = cache_root() / f"base-{spec.hash()}" / "metrics.json"
+    if not path.exists():
+        return None
+    m = json.loads(path.read_text())
+    s = m["slick"]
+    rows = [f"Default world ({spec.world.n_pretrain_qa} QA-trained + {spec.world.n_statement_only} statement-only + "
+            f"{spec.world.n_unseen} unseen entities, {len(spec.world.relations)} relations x {spec.world.n_values} values), "
+            f"model {spec.model.n_layers} layers x d{spec.model.d_model} ({m.get('n_params', 0) / 1e6:.2f}M parameters), "
+            f"{m['steps']} steps (config hash `{spec.hash()}`):", "",
+            "| split | QA accuracy | HighlyKnown | MaybeKnown | WeaklyKnown | Unknown |", "|---|---|---|---|---|---|"]
+    for split, key in (("pretrain_qa", "pretrain_qa_accuracy"), ("statement_only", "known_qa_accuracy"),
+                       ("unseen", "unseen_qa_accuracy")):
+        c = s[split]
+        rows.append(f"| {split} | {m[key]:.3f} | {c['HighlyKnown']} | {c['MaybeKnown']} | {c['WeaklyKnown']} | {c['Unknown']} |")
+    rows.append(f"\nChance is {m['chance']:.3f}.")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for name in re.findall(r"<!-- ([A-Z0-9_-]+) -->", text):
+        body = pretrain_section() if name == "PRETRAIN-RESULTS" else None
+        f = RESULTS / f"{name.lower()}.md"
+        if body is None and f.exists():
+            body = f.read_text().strip()
+        if body is None:
+            print(f"skip {name}: no saved results yet")
+            continue
+        text = re.sub(rf"<!-- {name} -->.*?(<!-- /{name} -->|$)" if f"<!-- /{name} -->" in text else rf"<!-- {name} -->",
+                      lambda _: f"<!-- {name} -->\n{body}\n<!-- /{name} -->", text, count=1, flags=re.S)
+        print(f"updated {name}")
+    atomic_write_text(readme, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
