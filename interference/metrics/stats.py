@@ -1,0 +1,104 @@
+"""Small statistics shared by metrics and hypotheses: confidence intervals, rank correlation, AUROC.
+
+Why one module: every verdict in the project is "an effect with an interval", and the
+interval must be computed the same way everywhere (same bootstrap, same t quantile), or two
+hypotheses could disagree only because of how they summarised seeds. Everything is pure:
+numbers in, numbers out, randomness only through an explicit seed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy import stats as _st
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a two-sided confidence interval (``level``, e.g. 0.95)."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    level: float = 0.95
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}] (n={self.n})"
+
+
+def _as_array(x: Sequence[float], what: str) -> np.ndarray:
+    a = np.asarray(x, dtype=float).ravel()
+    if a.size == 0:
+        raise ValueError(f"{what} got no values; pass at least one number.")
+    return a
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> Estimate:
+    """Mean with a t-distribution interval: the right interval for a handful of seeds (n = 2-5),
+    where a normal or bootstrap interval would be far too narrow. One value gives an infinite
+    interval rather than a false claim of certainty."""
+    a = _as_array(values, "mean_ci")
+    m = float(a.mean())
+    if a.size < 2:
+        return Estimate(m, -math.inf, math.inf, 1, level)
+    half = float(_st.t.ppf(0.5 + level / 2, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size))
+    return Estimate(m, m - half, m + half, int(a.size), level)
+
+
+def bootstrap_ci(data: Sequence | np.ndarray, statistic: Callable[..., float], n_boot: int = 1000,
+                 level: float = 0.95, seed: int = 0, paired: Sequence | np.ndarray | None = None) -> Estimate:
+    """Percentile bootstrap of ``statistic(data)`` (or ``statistic(data, paired)``, resampling the
+    pairs together, as a correlation needs). Used for per-fact statistics, where n is hundreds
+    and no closed form exists (Spearman rho, forgetting-rate differences)."""
+    x = np.asarray(data)
+    if x.shape[0] == 0:
+        raise ValueError("bootstrap_ci got no values; pass at least one observation.")
+    y = None if paired is None else np.asarray(paired)
+    if y is not None and y.shape[0] != x.shape[0]:
+        raise ValueError(f"bootstrap_ci: data has {x.shape[0]} rows but paired has {y.shape[0]}; pass equal lengths.")
+    stat = (lambda idx: statistic(x[idx])) if y is None else (lambda idx: statistic(x[idx], y[idx]))
+    n = x.shape[0]
+    point = float(stat(np.arange(n)))
+    rng = np.random.default_rng(seed)
+    boots = np.array([stat(rng.integers(0, n, n)) for _ in range(n_boot)], dtype=float)
+    boots = boots[np.isfinite(boots)]
+    if boots.size == 0:
+        return Estimate(point, math.nan, math.nan, n, level)
+    lo, hi = np.quantile(boots, [0.5 - level / 2, 0.5 + level / 2])
+    return Estimate(point, float(lo), float(hi), n, level)
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties); nan when either side is constant."""
+    a, b = _as_array(x, "spearman"), _as_array(y, "spearman")
+    if a.size != b.size:
+        raise ValueError(f"spearman: {a.size} x values but {b.size} y values; pass equal lengths.")
+    ra, rb = _st.rankdata(a), _st.rankdata(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def spearman_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 1000, level: float = 0.95,
+                seed: int = 0) -> Estimate:
+    """Spearman rho with a pairs-bootstrap interval (the overlap-vs-forgetting statistic)."""
+    return bootstrap_ci(np.asarray(x, float), spearman, n_boot, level, seed, paired=np.asarray(y, float))
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve = P(score of a random positive > score of a random negative),
+    ties counting one half (Mann-Whitney U). nan when one class is missing."""
+    s, l = _as_array(scores, "auroc"), np.asarray(labels, dtype=bool).ravel()
+    if s.size != l.size:
+        raise ValueError(f"auroc: {s.size} scores but {l.size} labels; pass equal lengths.")
+    n_pos, n_neg = int(l.sum()), int((~l).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = _st.rankdata(s)
+    return float((ranks[l].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
