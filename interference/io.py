@@ -85,3 +85,15 @@ def claim_run_dir(out: str | Path, config: dict, what: str = "run") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(cfg_path, config)
     return out
+
+
+def check_fields(cls, d: dict, error: type[Exception], what: str, noun: str = "field") -> dict:
+    """Refuse keys that are not fields of dataclass ``cls`` (a typo in a JSON config must not be
+    silently ignored); returns ``d`` unchanged."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = sorted(set(d) - names)
+    if extra:
+        raise error(f"unknown {what} {noun}(s) {extra}; valid {noun}s are {sorted(names) or 'none'}.")
+    return d

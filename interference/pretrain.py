@@ -28,11 +28,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from interference.checkpoint import load_checkpoint, save_checkpoint
 from interference.batching import Packed, answer_loss, answer_token_accuracy, pack
 from interference.evaluate import SLICK_CATEGORIES, accuracy, category_counts, score_facts, slick_categorize
-from interference.io import RunDirError, atomic_save, atomic_write_json, atomic_write_text, claim_run_dir, config_hash
-from interference.models import (ModelConfig, ModelError, build_model, load_model, load_state, model_logits,
-                                 resolve_device, save_model)
+from interference.io import RunDirError, atomic_write_json, atomic_write_text, claim_run_dir, config_hash
+from interference.models import (ModelConfig, ModelError, build_model, load_model, model_logits, resolve_device,
+                                 save_model)
 from interference.tokenizer import world_tokenizer
 from interference.world import World, WorldConfig, WorldConfigError
 
@@ -155,7 +156,8 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg, cfg.steps))
-    start, history = _resume(out, model, opt, sched)
+    resumed = load_checkpoint(out / "checkpoint", model, opt, sched)
+    start, history = (resumed[0], list(resumed[1]["history"])) if resumed else (0, [])
 
     steps_per_epoch = max(1, len(corpus) // cfg.batch_size)
     t0 = time.time()
@@ -183,7 +185,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
             bar.set_postfix(loss=f"{row['loss']:.3f}", stmt=f"{row['statement_acc']:.2f}",
                             known_qa=f"{row.get('known_qa_acc', float('nan')):.2f}")
         if done % cfg.ckpt_every == 0 and done < cfg.steps:
-            _checkpoint(out, model, opt, sched, done, history)
+            save_checkpoint(out / "checkpoint", model, opt, sched, done, {"history": history})
     bar.close()
     train_seconds = time.time() - t0
 
@@ -214,32 +216,6 @@ def evaluate_base(model, tok, world: World, cfg: PretrainConfig) -> tuple[dict, 
     m["slick_total"] = {c: sum(v[c] for v in m["slick"].values()) for c in SLICK_CATEGORIES}
     m["n_facts"] = len(slick_rows)
     return m, slick_rows
-
-
-def _checkpoint(out: Path, model, opt, sched, step: int, history: list) -> None:
-    ck = out / "checkpoint"
-    ck.mkdir(exist_ok=True)
-    from safetensors.torch import save_file
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_save(ck / "model.safetensors", lambda tmp: save_file(state, tmp))
-    atomic_save(ck / "train_state.pt", lambda tmp: torch.save(
-        {"step": step, "opt": opt.state_dict(), "sched": sched.state_dict(), "history": history,
-         "torch_rng": torch.get_rng_state()}, tmp))
-
-
-def _resume(out: Path, model, opt, sched) -> tuple[int, list]:
-    ck = out / "checkpoint"
-    if not (ck / "train_state.pt").exists():
-        return 0, []
-    try:
-        state = torch.load(ck / "train_state.pt", map_location="cpu", weights_only=False)
-    except Exception:
-        raise ModelError(f"checkpoint {ck / 'train_state.pt'} is corrupted; delete {ck} to restart from scratch.") from None
-    load_state(model, ck / "model.safetensors")
-    opt.load_state_dict(state["opt"])
-    sched.load_state_dict(state["sched"])
-    torch.set_rng_state(state["torch_rng"])
-    return int(state["step"]), list(state["history"])
 
 
 def _clear_checkpoint(out: Path) -> None:

@@ -27,6 +27,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from interference.io import check_fields
 from interference.data import Fact
 
 UNKNOWN_SOURCES = ("unseen", "new")
@@ -72,11 +73,7 @@ class SFTDataConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SFTDataConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            raise SFTDataError(f"unknown SFT data field(s) {extra}; valid fields are {sorted(names)}.")
-        return cls(**d)
+        return cls(**check_fields(cls, d, SFTDataError, "SFT data"))
 
     @classmethod
     def quick(cls, **kw) -> "SFTDataConfig":

@@ -31,10 +31,11 @@ from tqdm.auto import tqdm
 
 from interference.batching import pack
 from interference.evaluate import score_facts
-from interference.io import RunDirError, atomic_save, atomic_write_json, claim_run_dir
+from interference.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from interference.io import RunDirError, atomic_write_json, check_fields, claim_run_dir
 from interference.methods import get_method
 from interference.methods.base import Method, RunContext
-from interference.models import ModelError, load_model, load_state, model_logits, resolve_device, save_model
+from interference.models import ModelError, load_model, model_logits, resolve_device, save_model
 from interference.pretrain import BaseSpec, base_model, load_slick
 from interference.sft_data import EVAL_SETS, SFTDataConfig, build_sft_data
 from interference.world import World, WorldConfig
@@ -81,11 +82,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            raise ValueError(f"unknown fine-tune config field(s) {extra}; valid fields are {sorted(names)}.")
-        return cls(**d)
+        return cls(**check_fields(cls, d, ValueError, "fine-tune config"))
 
     @classmethod
     def quick(cls, **kw) -> "FinetuneConfig":
@@ -189,40 +186,6 @@ def _append_rows(path: Path, rows: list[dict]) -> None:
         fh.flush()
 
 
-def _save_checkpoint(out: Path, model, opt, sched, step: int, history: list, timeline_offset: int) -> None:
-    from safetensors.torch import save_file
-    ck = out / CKPT / f"step-{step:07d}"
-    ck.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_save(ck / "model.safetensors", lambda tmp: save_file(state, tmp))
-    atomic_save(ck / "train_state.pt", lambda tmp: torch.save(
-        {"step": step, "opt": opt.state_dict(), "sched": sched.state_dict(), "history": history,
-         "timeline_offset": timeline_offset, "torch_rng": torch.get_rng_state(),
-         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp))
-    atomic_write_json(out / CKPT / "latest.json", {"step": step, "dir": ck.name})  # the commit point
-    for old in (out / CKPT).glob("step-*"):
-        if old.name != ck.name:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint(out: Path, model, opt, sched) -> tuple[int, list, int] | None:
-    latest = out / CKPT / "latest.json"
-    if not latest.exists():
-        return None
-    ck = out / CKPT / json.loads(latest.read_text())["dir"]
-    try:
-        state = torch.load(ck / "train_state.pt", map_location="cpu", weights_only=False)
-    except Exception:
-        raise ModelError(f"checkpoint {ck} is corrupted; delete {out / CKPT} to restart this run.") from None
-    load_state(model, ck / "model.safetensors")
-    opt.load_state_dict(state["opt"])
-    sched.load_state_dict(state["sched"])
-    torch.set_rng_state(state["torch_rng"])
-    if state.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return int(state["step"]), list(state["history"]), int(state["timeline_offset"])
-
-
 def resolve_base(cfg: FinetuneConfig, device=None, progress: bool = False):
     """(model, ModelConfig, tokenizer, world, base_dir) for the config's base model."""
     if cfg.base_dir:
@@ -270,7 +233,7 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
     if (out / "metrics.json").exists() and (out / "config.json").exists():
         if json.loads((out / "config.json").read_text()) == json.loads(json.dumps(cfg_dict)):
             return load_run(out)
-    if not resume and (out / CKPT / "latest.json").exists():
+    if not resume and has_checkpoint(out / CKPT):
         raise RunDirError(f"{out} holds an interrupted run of this config; resume it (--resume) or choose another --out.")
     dev = resolve_device(device)
     method = get_method(cfg.method, **cfg.method_options)
@@ -300,9 +263,10 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, total, warmup, cfg.min_lr_ratio))
 
     timeline = out / TIMELINE
-    resumed = _load_checkpoint(out, model, opt, sched) if resume else None
+    resumed = load_checkpoint(out / CKPT, model, opt, sched) if resume else None
     if resumed:
-        start, history, offset = resumed
+        start, extra = resumed
+        history, offset = list(extra["history"]), int(extra["timeline_offset"])
         with open(timeline, "r+") as fh:  # drop rows written after the checkpoint
             fh.truncate(offset)
     else:
@@ -340,7 +304,8 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
             do_eval(done, float(loss.detach()))
             model.train()
         if done % cfg.ckpt_every == 0 and done < total:
-            _save_checkpoint(out, model, opt, sched, done, history, timeline.stat().st_size)
+            save_checkpoint(out / CKPT, model, opt, sched, done,
+                            {"history": history, "timeline_offset": timeline.stat().st_size})
     bar.close()
 
     ctx.step = total

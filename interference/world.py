@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from interference.io import check_fields
 from interference.data import Fact
 
 # Each relation: (value kind, statement templates, QA templates). The value always ends the
@@ -145,11 +146,7 @@ class WorldConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "WorldConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            raise WorldConfigError(f"unknown world config field(s) {extra}; valid fields are {sorted(names)}.")
-        d = dict(d)
+        d = dict(check_fields(cls, d, WorldConfigError, "world config"))
         if "relations" in d:
             d["relations"] = tuple(d["relations"])
         return cls(**d)

@@ -71,7 +71,7 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
     spec = _micro()
     pt.pretrain(spec, tmp_path / "full", device="cpu", progress=False)
 
-    real = pt._checkpoint
+    real = pt.save_checkpoint
     calls = []
 
     def crash_after_first(*a, **k):
@@ -79,12 +79,12 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
         calls.append(1)
         raise KeyboardInterrupt  # the run dies right after its first checkpoint (step 20)
 
-    monkeypatch.setattr(pt, "_checkpoint", crash_after_first)
+    monkeypatch.setattr(pt, "save_checkpoint", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
         pt.pretrain(spec, tmp_path / "resumed", device="cpu", progress=False)
-    assert (tmp_path / "resumed" / "checkpoint" / "train_state.pt").exists()
+    assert (tmp_path / "resumed" / "checkpoint" / "latest.json").exists()
     assert not (tmp_path / "resumed" / "metrics.json").exists()
-    monkeypatch.setattr(pt, "_checkpoint", real)
+    monkeypatch.setattr(pt, "save_checkpoint", real)
     pt.pretrain(spec, tmp_path / "resumed", device="cpu", progress=False)
     a, _, _ = load_model(tmp_path / "full")
     b, _, _ = load_model(tmp_path / "resumed")
@@ -109,7 +109,8 @@ def test_missing_and_corrupted_checkpoints_are_named(tmp_path, monkeypatch):
     out2 = tmp_path / "run2"
     from interference.io import claim_run_dir
     claim_run_dir(out2, {**spec2.to_dict(), "hash": spec2.hash()})
-    (out2 / "checkpoint").mkdir(parents=True)
-    (out2 / "checkpoint" / "train_state.pt").write_bytes(b"junk")
+    (out2 / "checkpoint" / "step-0000020").mkdir(parents=True)
+    (out2 / "checkpoint" / "latest.json").write_text('{"step": 20, "dir": "step-0000020"}')
+    (out2 / "checkpoint" / "step-0000020" / "train_state.pt").write_bytes(b"junk")
     with pytest.raises(ModelError, match="corrupted"):
         pt.pretrain(spec2, out2, device="cpu", progress=False)

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from interference.io import check_fields
 from interference.batching import Packed, answer_loss
 
 
@@ -63,11 +64,7 @@ class MethodConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MethodConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            raise MethodError(f"unknown option(s) {extra} for this method; valid options are {sorted(names) or 'none'}.")
-        return cls(**d)
+        return cls(**check_fields(cls, d, MethodError, "method", noun="option"))
 
 
 class Method:
