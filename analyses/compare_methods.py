@@ -33,6 +33,9 @@ from interference.train import FinetuneConfig, finetune  # noqa: E402
 ARMS = [
     ("sft", "sft", {}),
     ("self_distill", "self_distill", {}),
+    # KL on the answer positions only: with one-token answers it falls on the very token being
+    # taught and blocks learning; kept to show why the default puts it on every token.
+    ("self_distill_answer_only", "self_distill", {"positions": "answer"}),
     ("freeze_attn", "freeze", {"groups": "attn"}),
     ("freeze_mlp", "freeze", {"groups": "mlp"}),
     ("l2_init", "l2_init", {}),

@@ -39,11 +39,31 @@ def pretrain_section() -> str | None:
     return "\n".join(rows)
 
 
+def benchmarks_section() -> str | None:
+    d = ROOT / "benchmarks" / "results"
+    rows = []
+    if (d / "pretrain.json").exists():
+        b = json.loads((d / "pretrain.json").read_text())
+        rows.append(f"| pre-train default base (goal < 600 s, known QA >= 0.8) | {b['total_seconds']:.0f} s, "
+                    f"known QA {b['known_qa_accuracy']:.3f} | {b.get('torch_threads')} threads, {b.get('cpu_count')} cores |")
+    if (d / "probes.json").exists():
+        b = json.loads((d / "probes.json").read_text())
+        within = b.get("hooked_over_plain_within_run")
+        rows.append(f"| fine-tuning with probes / without (goal <= 1.15) | {b['hooked_over_plain']:.2f} side by side"
+                    + (f", {within:.2f} within one run" if isinstance(within, (int, float)) else "")
+                    + f" | probes every {b.get('probe_every')} steps |")
+        rows.append(f"| overlap of 10k x 10k facts, all layers (goal < 5 s) | {b['overlap_10k_seconds']:.2f} s | "
+                    f"{b.get('threads')} thread(s) |")
+    if not rows:
+        return None
+    return "\n".join(["| benchmark | measured | notes |", "|---|---|---|", *rows])
+
+
 def main() -> int:
     readme = ROOT / "README.md"
     text = readme.read_text()
     for name in re.findall(r"<!-- ([A-Z0-9_-]+) -->", text):
-        body = pretrain_section() if name == "PRETRAIN-RESULTS" else None
+        body = {"PRETRAIN-RESULTS": pretrain_section, "BENCHMARKS": benchmarks_section}.get(name, lambda: None)()
         f = RESULTS / f"{name.lower()}.md"
         if body is None and f.exists():
             body = f.read_text().strip()

@@ -83,7 +83,16 @@ def build_model(cfg: ModelConfig, vocab_size: int, tokenizer=None, device: str |
     model = TransformerBridge.boot_native(tl_cfg)
     if tokenizer is not None:
         model.tokenizer = tokenizer
-    return model.to(resolve_device(device))
+    return to_device(model, device)
+
+
+def to_device(model, device: str | torch.device | None):
+    """Move a model; bridges are asked not to print "Moving model to device" on every move."""
+    dev = resolve_device(device)
+    try:
+        return model.to(dev, print_details=False)
+    except TypeError:  # a plain nn.Module (e.g. a peft-wrapped one) takes no print_details
+        return model.to(dev)
 
 
 def load_hf_model(path: str | Path, device: str | torch.device | None = None, dtype=torch.float32, tokenizer=None):
@@ -151,7 +160,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None):
     tok = load_tokenizer(path / "tokenizer")
     model = build_model(cfg, meta["vocab_size"], tokenizer=tok, device="cpu")
     load_state(model, path / WEIGHTS)
-    return model.to(resolve_device(device)), cfg, tok
+    return to_device(model, device), cfg, tok
 
 
 def load_state(model, file: str | Path) -> None:

@@ -19,7 +19,7 @@ import torch
 from interference.batching import Packed, answer_loss
 from interference.io import config_hash
 from interference.methods.base import Method, MethodConfig, MethodError, RunContext
-from interference.models import load_state, model_logits
+from interference.models import load_state, model_logits, to_device
 
 TEACHERS = ("format", "base")
 DIRECTIONS = ("forward", "reverse")
@@ -77,7 +77,10 @@ class SelfDistillConfig(MethodConfig):
     temperature: float = 0.5  # the paper's default; sharpens the teacher towards its argmax
     direction: str = "forward"  # forward = KL(teacher || student)
     teacher: str = "format"  # "format": base + 1 epoch SFT on Known facts; "base": the base itself
-    positions: str = "answer"  # where the KL applies: answer-predicting positions, or "all" tokens
+    # Token-level KL on every real token ("all"), or on answer-predicting positions only.
+    # "all" is the default: with one-token answers, "answer" puts the whole KL on the very token
+    # being taught, and on the default world it learned 9% of the new facts (vs 100% for SFT).
+    positions: str = "all"
     teacher_epochs: int = 1  # epochs of Known-only SFT that make the format teacher
 
     def __post_init__(self) -> None:
@@ -133,7 +136,7 @@ def build_teacher(ctx: RunContext, kind: str, epochs: int = 1):
         teacher = copy.deepcopy(ctx.base_model)
     else:
         teacher = format_teacher(ctx, epochs)
-    teacher = frozen(teacher.to(ctx.device))
+    teacher = frozen(to_device(teacher, ctx.device))
     validate_teacher(teacher, ctx.model)
     return teacher
 
@@ -145,6 +148,14 @@ class SelfDistill(Method):
     def setup(self, ctx: RunContext) -> None:
         self.teacher = build_teacher(ctx, self.config.teacher, self.config.teacher_epochs)
         self.pad_id = ctx.tokenizer.pad_token_id
+
+    def use_teacher(self, teacher, student, pad_id: int) -> "SelfDistill":
+        """Give the method a ready teacher instead of building one in ``setup`` (for callers
+        with their own loop, such as the hypothesis runners)."""
+        self.teacher = frozen(teacher)
+        validate_teacher(self.teacher, student)
+        self.pad_id = pad_id
+        return self
 
     def kl_term(self, model, batch: Packed, logits: torch.Tensor) -> torch.Tensor:
         validate_teacher(self.teacher, model)

@@ -1,0 +1,366 @@
+"""What every hypothesis runner shares: the verdict rule, the grid runner with result reuse, the
+fine-tuning cell, and small per-fact statistics.
+
+The verdict rule (``decide``) is the one place that turns a ``share`` into a word. ``share`` is
+the fraction of the measured forgetting that a hypothesis accounts for; each hypothesis module
+defines it for its own experiment. With a 95% interval [lo, hi] over seeds:
+
+- ``main_driver``  lo >= 0.5        : with confidence, at least half the forgetting.
+- ``contributes``  lo > 0           : a clear, positive part, maybe small.
+- ``not_supported`` hi < 0.1        : with confidence, at most a negligible part (or negative).
+- ``inconclusive``  otherwise       : the interval reaches both "none" and "something", or there
+                                      are fewer than 2 seeds, or a required check failed.
+
+A grid is a list of ``Cell``s (one fine-tuning run or one measurement each). A cell's result is
+stored as JSON under ``<out>/cells/<kind>-<hash of its key>.json``; a re-run with the same key
+loads it instead of recomputing, so extending ``--seeds`` reuses the seeds already done and
+hypotheses that share a run (``all``) train it once.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from interference.batching import answer_token_accuracy, pack
+from interference.data import Fact
+from interference.evaluate import score_facts
+from interference.io import atomic_write_json, config_hash
+from interference.metrics.stats import Estimate, mean_ci
+from interference.models import model_device, model_logits
+
+VERDICTS = ("main_driver", "contributes", "not_supported", "inconclusive")
+MAIN_DRIVER_AT = 0.5  # the lower CI bound must reach half of the forgetting
+NEGLIGIBLE_BELOW = 0.1  # an upper CI bound under 10% of the forgetting counts as "no part"
+
+
+def decide(share_mean: float, share_ci: tuple[float, float], *, n_seeds: int = 2,
+           checks_pass: bool = True, main_at: float = MAIN_DRIVER_AT,
+           negligible_below: float = NEGLIGIBLE_BELOW) -> str:
+    """The verdict for ``share`` (mean and 95% CI over seeds); see the module docstring.
+
+    ``checks_pass=False`` (a hypothesis' required secondary test failed, e.g. the learned new
+    facts did not reach equal accuracy in the arms being compared) turns a positive verdict into
+    ``inconclusive``: the share cannot be trusted then.
+    """
+    lo, hi = share_ci
+    if n_seeds < 2 or any(not math.isfinite(x) for x in (share_mean, lo, hi)):
+        return "inconclusive"
+    if hi < negligible_below:
+        return "not_supported"
+    if not checks_pass:
+        return "inconclusive"
+    if lo >= main_at:
+        return "main_driver"
+    if lo > 0:
+        return "contributes"
+    return "inconclusive"
+
+
+def rule_text(share_definition: str) -> str:
+    return (f"share = {share_definition}. Over seeds, 95% t-interval [lo, hi]: main_driver if lo >= "
+            f"{MAIN_DRIVER_AT}; contributes if lo > 0; not_supported if hi < {NEGLIGIBLE_BELOW}; "
+            "else inconclusive (also with < 2 seeds or a failed required check).")
+
+
+def estimate(values: Sequence[float]) -> dict:
+    """Mean and 95% t-interval over seeds, ignoring nan seeds; JSON-ready."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return {"value": math.nan, "low": math.nan, "high": math.nan, "n": 0, "level": 0.95}
+    e: Estimate = mean_ci(v)
+    return {"value": e.value, "low": e.low, "high": e.high, "n": e.n, "level": e.level}
+
+
+# ------------------------------------------------------------------ the grid
+@dataclass
+class Cell:
+    """One unit of work: ``fn()`` -> JSON-able dict, cached under the hash of ``key``."""
+    kind: str
+    key: dict
+    fn: Callable[[], dict]
+    label: str = ""
+
+    @property
+    def file(self) -> str:
+        return f"{self.kind}-{config_hash(self.key)}.json"
+
+
+@dataclass
+class GridReport:
+    results: list[dict]
+    computed: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+
+
+def run_grid(cells: Sequence[Cell], cache: str | Path, progress: bool = True, desc: str = "grid") -> GridReport:
+    """Run every cell not already stored under ``cache``; one progress bar for the whole grid."""
+    cache = Path(cache)
+    rep = GridReport(results=[])
+    t0 = time.time()
+    bar = tqdm(total=len(cells), desc=desc, disable=not progress, dynamic_ncols=True)
+    for c in cells:
+        path = cache / c.file
+        res = None
+        if path.exists():
+            try:
+                stored = json.loads(path.read_text())
+                if stored.get("key") == json.loads(json.dumps(c.key)):
+                    res = stored["result"]
+            except (json.JSONDecodeError, KeyError):
+                res = None  # a damaged cell is recomputed, never trusted
+        if res is None:
+            bar.set_postfix_str(c.label or c.kind)
+            res = c.fn()
+            atomic_write_json(path, {"kind": c.kind, "key": c.key, "result": res})
+            rep.computed += 1
+        else:
+            rep.reused += 1
+        rep.results.append(res)
+        bar.update(1)
+    bar.close()
+    rep.seconds = time.time() - t0
+    return rep
+
+
+# ------------------------------------------------------------------ fine-tuning cell
+@dataclass(frozen=True)
+class SFTSpec:
+    """One fine-tuning run on a list of facts. Defaults follow ../shared/CALIBRATION.md: at lr 3e-4
+    a Known-only control stays clean while 100% Unknown SFT forgets ~15%."""
+    max_steps: int = 600
+    lr: float = 3e-4
+    batch_size: int = 32
+    eval_every: int = 25
+    learned_at: float = 0.98  # "trained until learned": stop once this share of new facts is right
+    kl_weight: float = 0.0  # self-distillation: weight of KL(teacher || student), 0 = plain SFT
+    kl_temperature: float = 0.5  # the paper's temperature
+    # token-level KL over every position of the sequence ("all"), as in the paper; with "answer"
+    # only, on 100% Unknown data the KL opposes the CE term head-on and the default model learned
+    # 29% of its new facts in 600 steps (vs 99% in 75 steps without KL)
+    kl_positions: str = "all"
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SFTResult:
+    model: object
+    steps: int
+    plasticity: float  # share of the training facts answered right at the end
+    snapshots: dict = field(default_factory=dict)  # step -> {hook: [n, d]} of the tracked facts
+
+
+def finetune_on(base, tok, train: Sequence[Fact], spec: SFTSpec, teacher=None,
+                track: Sequence[Fact] = (), hooks: Sequence[str] = (), snap_every: int = 100) -> SFTResult:
+    """Fine-tune a copy of ``base`` on ``train`` (loss on the answer tokens) until learned.
+
+    Snapshots of ``track`` facts at ``hooks`` (subject's last token) are taken at step 0, at the
+    first evaluation after every ``snap_every`` steps and at the end, for drift curves.
+    ``teacher`` (frozen) is needed when ``spec.kl_weight > 0``.
+    """
+    from interference.methods import get_method
+    from interference.probes import capture
+
+    torch.manual_seed(spec.seed)
+    model = copy.deepcopy(base)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    dev = model_device(model)
+    data = pack(tok, [(f.prompt, f.answer) for f in train]).to(dev)
+    if spec.kl_weight > 0:  # the loss comes from the method objects, so it is the one fine-tuning uses
+        if teacher is None:
+            raise ValueError("self-distillation needs a frozen teacher model.")
+        method = get_method("self_distill", kl_weight=spec.kl_weight, temperature=spec.kl_temperature,
+                            positions=spec.kl_positions).use_teacher(teacher, model, tok.pad_token_id)
+    else:
+        method = get_method("sft")
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.0, betas=(0.9, 0.95))
+    gen = torch.Generator().manual_seed(spec.seed)
+    snaps = {}
+
+    def snap(step):
+        if track and hooks:
+            snaps[step] = {h: v.half() for h, v in capture(model, tok, track, list(hooks), "subject_last").items()}
+
+    @torch.no_grad()
+    def learned() -> float:
+        model.eval()
+        acc = float(answer_token_accuracy(model_logits(model, data.ids), data).float().mean())
+        model.train()
+        return acc
+
+    snap(0)
+    model.train()
+    perm, k, step, acc = torch.randperm(len(data), generator=gen), 0, 0, 0.0
+    while step < spec.max_steps:
+        if k + spec.batch_size > len(data) and k > 0:
+            perm, k = torch.randperm(len(data), generator=gen), 0
+        batch = data.subset(perm[k:k + spec.batch_size].to(dev))
+        k += spec.batch_size
+        loss, _ = method.loss(model, batch, model_logits(model, batch.ids), None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % spec.eval_every == 0 or step == spec.max_steps:
+            acc = learned()
+            done = acc >= spec.learned_at or step == spec.max_steps
+            if done or step - max(snaps, default=0) >= snap_every:
+                snap(step)
+            if done:
+                break
+    model.eval()
+    return SFTResult(model, step, acc, snaps)
+
+
+def outcomes(model, tok, facts: Sequence[Fact]) -> tuple[np.ndarray, list[str]]:
+    """(correct [n] bool, greedy predictions) of ``facts``."""
+    res = score_facts(model, tok, facts)
+    return np.array([r.correct for r in res], dtype=bool), [r.prediction for r in res]
+
+
+def timeline_rows(facts: Sequence[Fact], steps_results: Sequence[tuple[int, np.ndarray, list[str]]],
+                  set_name: str = "stability") -> list[dict]:
+    """Rows in the timeline contract (docs/CONTRACTS.md) for metrics.forgetting."""
+    return [{"step": s, "fact_id": f.fact_id, "set": set_name, "outcome": "correct" if c else "wrong",
+             "correct": bool(c), "gold_logprob": None, "prediction": p}
+            for s, corr, preds in steps_results for f, c, p in zip(facts, corr, preds)]
+
+
+def subject_states(model, tok, facts: Sequence[Fact], layers: Sequence[int]) -> torch.Tensor:
+    """[L, n, d] residual stream after each of ``layers`` at the subject's last token."""
+    from interference.probes import capture
+    hooks = [f"blocks.{i}.hook_resid_post" for i in layers]
+    acts = capture(model, tok, facts, hooks, "subject_last")
+    return torch.stack([acts[h] for h in hooks])
+
+
+def overlap_with_new(base_states: torch.Tensor, watch: Sequence[Fact], new_states: torch.Tensor,
+                     new: Sequence[Fact]) -> tuple[np.ndarray, np.ndarray]:
+    """Per watched fact and layer: max cosine to any new fact *of the same relation* (states centred
+    on the watched facts' mean, so the shared template direction does not dominate), and the
+    index of that nearest new fact. base_states [L, m, d], new_states [L, n, d] -> ([L, m], [L, m])."""
+    from interference.metrics.overlap import cosine_overlap
+    mu = base_states.mean(1, keepdim=True)
+    e, nw = base_states - mu, new_states - mu
+    L, m = base_states.shape[:2]
+    ov, arg = np.full((L, m), np.nan), np.zeros((L, m), dtype=int)
+    for r in sorted({f.relation for f in watch}):
+        wi = [i for i, f in enumerate(watch) if f.relation == r]
+        ni = [j for j, f in enumerate(new) if f.relation == r]
+        if not ni:
+            continue
+        co = cosine_overlap(e[:, wi], nw[:, ni], k=1)
+        ov[:, wi] = co.max.numpy()
+        arg[:, wi] = np.array(ni)[co.argmax.numpy()]
+    return ov, arg
+
+
+def rate(mask: np.ndarray) -> float:
+    mask = np.asarray(mask, dtype=bool)
+    return float(mask.mean()) if mask.size else math.nan
+
+
+def forgetting_rate(base_ok: np.ndarray, now_ok: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Share of facts the base answered right (within ``where``) that are now wrong."""
+    sel = base_ok if where is None else base_ok & where
+    return rate(~now_ok[sel])
+
+
+def ols_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of y on z-scored x: change in y per standard deviation of x."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 3 or x.std() == 0:
+        return math.nan
+    z = (x - x.mean()) / x.std()
+    return float((z * (y - y.mean())).mean())
+
+
+def write_json(path: str | Path, obj) -> None:
+    atomic_write_json(path, _clean(obj))
+
+
+def _clean(o):
+    """nan/inf -> None so the JSON is standard."""
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return o
+
+
+# ------------------------------------------------------------------ running one hypothesis
+class Context:
+    """The base model spec, output directory and device a hypothesis runs with. Bases are loaded
+    (pre-trained on first use, cached by hash) lazily, so a fully reused grid trains nothing."""
+
+    def __init__(self, spec, out: str | Path, device: str | None = None, progress: bool = True):
+        from interference.world import World
+        self.spec, self.out, self.device, self.progress = spec, Path(out), device, progress
+        self.world = World(spec.world)
+        self.n_layers = spec.model.n_layers
+        self._bases: dict[str, tuple] = {}
+
+    def base(self, spec=None):
+        """(model, tokenizer) of the cached base for ``spec`` (default: this context's)."""
+        from interference.pretrain import base_model
+        spec = spec or self.spec
+        if spec.hash() not in self._bases:
+            # a missing base is pre-trained here (minutes, once: cached by hash) with its own bar
+            model, tok, _, _ = base_model(spec, device=self.device, progress=self.progress)
+            model.eval()
+            for p in model.parameters():
+                p.requires_grad_(False)  # the base is a frozen reference; fine-tuning deep-copies it
+            self._bases[spec.hash()] = (model, tok)
+        return self._bases[spec.hash()]
+
+    def cache(self) -> Path:
+        return self.out / "cells"
+
+
+def hypothesis_config(module, cfg, ctx) -> dict:
+    """What makes an output directory compatible: everything but the number of seeds (more seeds
+    extend an earlier run; cells are keyed individually)."""
+    return {"hypothesis": module.NAME, "base": ctx.spec.to_dict(),
+            "config": {k: v for k, v in cfg.to_dict().items() if k != "seeds"}}
+
+
+def run_module(module, cfg, ctx: Context) -> dict:
+    """Claim ``<out>/<name>``, run the grid (reusing stored cells), summarise, write verdict.json
+    (with per-seed metrics) and the plots; return the verdict dict."""
+    from interference.io import claim_run_dir
+    from interference import plots
+    d = claim_run_dir(ctx.out / module.NAME, hypothesis_config(module, cfg, ctx), what=f"{module.NAME} run")
+    rep = run_grid(module.cells(cfg, ctx), ctx.cache(), progress=ctx.progress, desc=module.NAME)
+    v = module.summarize(cfg, rep.results, ctx)
+    v["seeds"] = cfg.seeds
+    v["cells"] = {"computed": rep.computed, "reused": rep.reused, "seconds": round(rep.seconds, 1)}
+    v["config"] = cfg.to_dict()
+    v["base_hash"] = ctx.spec.hash()
+    v = _clean(v)
+    write_json(d / "per_seed.json", v["per_seed"])
+    write_json(d / "verdict.json", v)
+    v["plots"] = [str(p) for p in plots.plot_hypothesis(v, d)]
+    write_json(d / "verdict.json", v)
+    return v

@@ -1,0 +1,149 @@
+"""Figures, one function per figure, drawn from saved results only (never retrain in a plot).
+
+Each function takes what a run wrote (a verdict dict, a summary dict) and an output directory,
+saves PNG + PDF, and returns the paths.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+VERDICT_COLORS = {"main_driver": "#1b7837", "contributes": "#7fbf7b", "not_supported": "#c51b7d",
+                  "inconclusive": "#999999"}
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    from interference.io import atomic_save
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        p = out / f"{stem}.{ext}"
+        atomic_save(p, lambda tmp, e=ext: fig.savefig(tmp, format=e, dpi=130, bbox_inches="tight"))
+        paths.append(p)
+    plt.close(fig)
+    return paths
+
+
+def _bar(ax, labels, ests, color="#4477aa", chance=None):
+    """Bars of estimate dicts {value, low, high} with their CI as error bars."""
+    vals = [e["value"] if e and e.get("value") is not None else float("nan") for e in ests]
+    lo = [v - (e.get("low") if e.get("low") is not None else v) for v, e in zip(vals, ests)]
+    hi = [(e.get("high") if e.get("high") is not None else v) - v for v, e in zip(vals, ests)]
+    ax.bar(range(len(vals)), vals, yerr=[lo, hi], color=color, capsize=3)
+    ax.set_xticks(range(len(vals)))
+    ax.set_xticklabels(labels, fontsize=6.5)
+    if chance is not None:
+        ax.axhline(chance, ls="--", color="k", lw=0.8)
+
+
+def _title(fig, v: dict) -> None:
+    s = v["share"]
+    fmt = lambda x: "nan" if x is None else f"{x:.2f}"  # noqa: E731
+    fig.suptitle(f"{v['hypothesis']}: {v['verdict']}  (share {fmt(s['value'])} "
+                 f"[{fmt(s['low'])}, {fmt(s['high'])}], {s['n']} seeds)", fontsize=10)
+
+
+# ------------------------------------------------------------------ hypotheses
+def plot_localized(v: dict, out: Path) -> list[Path]:
+    st = v["statistics"]
+    fig, ax = plt.subplots(1, 4, figsize=(17, 3.6))
+    _bar(ax[0], ["targets\nlook-alike", "rest\nlook-alike", "targets\ncontrol", "rest\ncontrol",
+                 "targets\nself-distill", "targets\nuuid"],
+         [st["forgetting_lookalike_targets"], st["forgetting_lookalike_rest"], st["forgetting_control_targets"],
+          st["forgetting_control_rest"], st["forgetting_lookalike_distill_targets"], st["forgetting_uuid_targets"]])
+    ax[0].set_ylabel("forgetting (share of known facts)")
+    ax[0].set_title("(b) designed overlap", fontsize=9)
+    L = len(st["rho_by_layer"])
+    for key, lab in (("rho_by_layer", "Spearman rho"), ("auroc_by_layer", "AUROC - 0.5")):
+        vals = [e["value"] - (0.5 if key == "auroc_by_layer" else 0) if e["value"] is not None else float("nan")
+                for e in st[key]]
+        err = [[(e["value"] - e["low"]) if e["low"] is not None else 0 for e in st[key]],
+               [(e["high"] - e["value"]) if e["high"] is not None else 0 for e in st[key]]]
+        ax[1].errorbar(range(L), vals, yerr=err, marker="o", capsize=3, label=lab)
+    ax[1].axhline(0, color="k", lw=0.8)
+    ax[1].set_xlabel("layer")
+    ax[1].legend(fontsize=8)
+    ax[1].set_title("(a) base overlap predicts forgetting", fontsize=9)
+    _bar(ax[2], ["signature\nrate", "chance"], [st["signature_rate"], st["signature_chance"]], color="#cc6677")
+    ax[2].set_title("(c) forgotten targets took the look-alike's value", fontsize=9)
+    for arm, curve in v["series"]["drift_mid_layer"].items():
+        steps = sorted(curve, key=int)
+        ax[3].plot([int(s) for s in steps], [curve[s] for s in steps], marker=".", label=arm)
+    ax[3].set_xlabel("step")
+    ax[3].set_ylabel("drift (1 - cos to base)")
+    ax[3].legend(fontsize=8)
+    ax[3].set_title("(d) drift, held-out entities, middle layer", fontsize=9)
+    _title(fig, v)
+    return _save(fig, out, "localized")
+
+
+def plot_capacity(v: dict, out: Path) -> list[Path]:
+    st = v["statistics"]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
+    per = v["series"].get("facts_per_entity", 1)
+    for size, rows in v["series"]["forgetting_by_count"].items():
+        for style, mk in (("uuid", "o--"), ("semantic", "s-")):
+            pts = sorted((int(c) * per, e) for c, e in rows[style].items())
+            ax[0].errorbar([c for c, _ in pts], [e["value"] for _, e in pts],
+                           yerr=[[e["value"] - e["low"] if e["low"] is not None else 0 for _, e in pts],
+                                 [e["high"] - e["value"] if e["high"] is not None else 0 for _, e in pts]],
+                           fmt=mk, capsize=3, label=f"{style}, {size}")
+    ax[0].set_xscale("log")
+    ax[0].set_xlabel("new facts")
+    ax[0].set_ylabel("forgetting")
+    ax[0].legend(fontsize=7)
+    ax[0].set_title("forgetting vs number of new facts", fontsize=9)
+    keys = [k for k in ("drift_control_forgetting", "joint_forgetting", "joint_plasticity") if k in st]
+    _bar(ax[1], keys, [st[k] for k in keys], color="#999933")
+    ax[1].set_title("controls", fontsize=9)
+    _title(fig, v)
+    return _save(fig, out, "capacity")
+
+
+def plot_behavior_cloning(v: dict, out: Path) -> list[Path]:
+    st = v["statistics"]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
+    _bar(ax[0], ["uuid", "semantic"], [st["forgetting_uuid"], st["forgetting_semantic"]])
+    ax[0].set_ylabel("forgetting")
+    ax[0].set_title("Unknown SFT: key style at equal count and learning", fontsize=9)
+    keys = ["probe_forgotten", "probe_retained_heldout"]
+    _bar(ax[1], ["forgotten facts", "retained (held out)"], [st[k] for k in keys], color="#117733",
+         chance=v["series"].get("chance"))
+    ax[1].set_ylabel("linear probe accuracy (gold answer)")
+    ax[1].set_title("is forgotten knowledge still decodable?", fontsize=9)
+    _title(fig, v)
+    return _save(fig, out, "behavior_cloning")
+
+
+def plot_hypothesis(v: dict, out: str | Path) -> list[Path]:
+    """The figure of one hypothesis' verdict.json, next to it."""
+    fn = {"localized": plot_localized, "capacity": plot_capacity,
+          "behavior_cloning": plot_behavior_cloning}[v["hypothesis"]]
+    return fn(v, Path(out))
+
+
+def plot_summary(verdicts: dict[str, dict], out: str | Path) -> list[Path]:
+    """One page: each hypothesis' share with its CI, coloured by verdict, with the decision bands."""
+    names = list(verdicts)
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.8 * len(names)))
+    for i, n in enumerate(names):
+        s = verdicts[n]["share"]
+        val = s["value"] if s["value"] is not None else float("nan")
+        lo = s["low"] if s["low"] is not None else val
+        hi = s["high"] if s["high"] is not None else val
+        c = VERDICT_COLORS.get(verdicts[n]["verdict"], "k")
+        ax.errorbar([val], [i], xerr=[[max(0, val - lo)], [max(0, hi - val)]], fmt="o", color=c, capsize=4)
+        ax.text(1.02, i, verdicts[n]["verdict"], va="center", color=c, transform=ax.get_yaxis_transform())
+    ax.axvspan(0.5, 1.5, color="#1b7837", alpha=0.08)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.axvline(0.1, color="#c51b7d", lw=0.8, ls=":")
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names)
+    ax.set_xlim(-0.6, 1.3)
+    ax.set_xlabel("share of SFT-induced forgetting accounted for (mean, 95% CI over seeds)")
+    ax.set_title("Why does SFT make the model forget what it knew?", fontsize=10)
+    return _save(fig, Path(out), "summary")

@@ -1,0 +1,146 @@
+"""Test one of the paper's three hypotheses for why SFT makes a model forget, end to end.
+
+    python -m interference.run_hypothesis localized                 # default world, ~10 min on 2 cores
+    python -m interference.run_hypothesis all --quick --seeds 2     # tiny world, for tests and CI
+    python -m interference.run_hypothesis capacity --seeds 5 --world world.json --out runs/h
+
+Writes ``OUT/<hypothesis>/verdict.json`` (verdict, share with its 95% CI over seeds, statistics
+with CIs, the deciding rule, per-seed metrics), ``per_seed.json`` and PNG + PDF plots; ``all``
+also writes ``OUT/summary.json`` and ``OUT/summary.png|pdf``. Finished cells are stored under
+``OUT/cells`` and reused, so a re-run (or a run with more seeds) only computes what is missing.
+
+Default seeds: localized 3 (12 short SFT runs, a few minutes on 2 CPU cores once the default base
+is cached), behavior_cloning 3, capacity 2 (its grid pre-trains a second, smaller base and runs
+up to 1,200 new facts); the README numbers use ``--seeds 5``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from interference.hypotheses import behavior_cloning, capacity, localized
+
+HYPOTHESES = {m.NAME: m for m in (capacity, behavior_cloning, localized)}
+DEFAULT_OUT = "runs/hypotheses"
+
+
+class UsageError(ValueError):
+    """Bad command-line input; the message is one sentence for stderr."""
+
+
+def _config(module, quick: bool, seeds: int | None):
+    cfg = module.config(quick)
+    return dataclasses.replace(cfg, seeds=seeds) if seeds is not None else cfg
+
+
+def _check_compatible(d: Path, expected: dict, name: str) -> None:
+    """Refuse, touching nothing, an output directory that holds a different earlier run."""
+    from interference.io import config_hash
+    cfg = d / "config.json"
+    if cfg.exists():
+        try:
+            old = json.loads(cfg.read_text())
+        except json.JSONDecodeError:
+            raise UsageError(f"{cfg} is not valid JSON, so {d} cannot be reused; choose another --out.") from None
+        if config_hash(old) != config_hash(expected):
+            what = "world or base model" if old.get("base") != expected["base"] else "experiment settings (--quick?)"
+            raise UsageError(f"{d} holds an earlier {name} run with different {what}; choose another --out "
+                             "or delete that directory.")
+    elif d.exists() and any(not p.name.startswith(".") for p in d.iterdir()):
+        raise UsageError(f"{d} is not empty and holds no run of ours; choose another --out.")
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog="python -m interference.run_hypothesis", description=__doc__.split("\n\n")[0])
+    ap.add_argument("hypothesis", help=f"one of {', '.join(list(HYPOTHESES) + ['all'])}")
+    ap.add_argument("--seeds", type=int, help="seeds per grid cell (default: per hypothesis, see its config)")
+    ap.add_argument("--quick", action="store_true", help="tiny world, model and grid (< 2 min)")
+    ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
+    ap.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+    ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from interference.io import RunDirError
+    from interference.models import ModelError
+    from interference.world import WorldConfigError
+    args = parse(argv)
+    try:
+        return _main(args)
+    except (UsageError, RunDirError, ModelError, WorldConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
+    from interference.hypotheses.common import Context, hypothesis_config, run_module, write_json
+    from interference.models import ModelError, resolve_device
+    from interference.pretrain import BaseSpec
+    from interference.world import WorldConfig, WorldConfigError
+
+    names = list(HYPOTHESES) if args.hypothesis == "all" else [args.hypothesis]
+    if args.hypothesis != "all" and args.hypothesis not in HYPOTHESES:
+        raise UsageError(f"unknown hypothesis {args.hypothesis!r}; choose one of "
+                         f"{', '.join(list(HYPOTHESES) + ['all'])}.")
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds} leaves nothing to run; use at least 1 (2+ for a verdict).")
+    try:
+        spec = BaseSpec.default(quick=args.quick)
+        if args.world:
+            spec = dataclasses.replace(spec, world=WorldConfig.load(args.world))
+        device = str(resolve_device(args.device))
+    except (WorldConfigError, ModelError) as e:
+        raise UsageError(str(e)) from None
+    out = Path(args.out)
+    ctx = Context(spec, out, device=device, progress=not args.no_progress)
+    cfgs = {n: _config(HYPOTHESES[n], args.quick, args.seeds) for n in names}
+    for n in names:  # check every output directory before any work, so a refusal changes nothing
+        _check_compatible(out / n, hypothesis_config(HYPOTHESES[n], cfgs[n], ctx), n)
+    if device == "cpu":
+        # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine competing
+        # thread pools made a quick run ~40x slower than one thread.
+        import torch
+        torch.set_num_threads(1)
+    t0 = time.time()
+    verdicts = {}
+    for n in names:
+        verdicts[n] = run_module(HYPOTHESES[n], cfgs[n], ctx)
+        print(format_table(verdicts[n], out / n))
+    if args.hypothesis == "all":
+        from interference.plots import plot_summary
+        summary = {n: {k: v[k] for k in ("verdict", "share", "share_definition", "rule", "seeds")}
+                   for n, v in verdicts.items()}
+        write_json(out / "summary.json", summary)
+        figs = plot_summary(verdicts, out)
+        print(f"summary: {out / 'summary.json'}  figure: {figs[0]}")
+    print(f"done in {time.time() - t0:.0f}s")
+    return 0
+
+
+def _fmt(e) -> str:
+    if not isinstance(e, dict) or e.get("value") is None:
+        return "n/a"
+    lo, hi = e.get("low"), e.get("high")
+    ci = f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None and math.isfinite(lo) else "[n/a]"
+    return f"{e['value']:.3f} {ci}"
+
+
+def format_table(v: dict, d: Path) -> str:
+    rows = [("share", v["share"])] + [tuple(r) for r in v.get("headline", [])]
+    w = max(len(r[0]) for r in rows)
+    lines = [f"{v['hypothesis']}: {v['verdict'].upper()}  ({v['share']['n']} seeds; mean [95% CI])"]
+    lines += [f"  {name:<{w}}  {_fmt(e)}" for name, e in rows]
+    lines.append(f"  verdict: {d / 'verdict.json'}   plots: {', '.join(Path(p).name for p in v.get('plots', []))}")
+    lines.append(f"  cells: {v['cells']['computed']} computed, {v['cells']['reused']} reused")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
