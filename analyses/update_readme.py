@@ -67,6 +67,8 @@ def main() -> int:
         f = RESULTS / f"{name.lower()}.md"
         if body is None and f.exists():
             body = f.read_text().strip()
+            if body.startswith("## "):  # the README section has its own heading
+                body = body.split("\n", 1)[1].strip()
         if body is None:
             print(f"skip {name}: no saved results yet")
             continue

@@ -26,14 +26,19 @@ Tests and statistics (per seed, then mean and 95% t-interval over seeds):
     SFT vs self-distillation vs uuid keys.
 (e) slope of forgetting on z-scored overlap (middle layer) under SFT vs self-distillation.
 
-share = [(f_T - f_R)[lookalike] - (f_T - f_R)[control]] / f_T[lookalike]: the targets' excess
-forgetting over the rest when the new facts overlap them, beyond the same difference when as many
-new facts (learned as well) overlap none, as a fraction of the targets' forgetting. Differencing
-within each run cancels run-to-run variation in overall damage; differencing against the control
-cancels any intrinsic fragility of the chosen targets. It is a lower bound on the localized part:
-random semantic names still overlap something, and that part lands in both arms.
-Verdict: ``common.decide`` on that share; required check: both arms learned their new facts
-(plasticity >= 0.9).
+share = (f[lookalike] - f[uuid]) / f[lookalike], forgetting over all watched facts: the part of
+the damage that needs representational overlap. The two arms teach the *same* values, as many
+facts, learned as well; only the keys differ (look-alike names vs uuid names sharing nothing), so
+what uuid keys still forget is the overlap-independent rest (behavior cloning's share is its
+mirror image). Verdict: ``common.decide`` on that share; required check: every arm learned its new
+facts (plasticity >= 0.9).
+
+Also reported, not deciding: the *targeting* share [(f_T - f_R)[lookalike] - (f_T - f_R)[control]]
+/ f_T[lookalike], the targets' excess forgetting over the rest when new facts are built to overlap
+them, beyond the same difference with as many random semantic names. It asks whether damage lands
+on the specific overlapped entities; random semantic names still overlap something, so it is a
+lower bound. (The first version of this runner decided on it; it is kept as a statistic because
+it measures *where* the damage lands, not how much of it overlap causes.)
 """
 from __future__ import annotations
 
@@ -50,8 +55,8 @@ from interference.metrics.stats import auroc, spearman, spearman_ci
 
 NAME = "localized"
 ARMS = ("lookalike", "control", "lookalike_distill", "uuid")
-SHARE_DEFINITION = ("[(targets - rest) forgetting with new facts overlapping the targets - (targets - rest) "
-                    "forgetting with as many new facts overlapping none] / targets' forgetting in the former")
+SHARE_DEFINITION = ("(forgetting with look-alike semantic new facts - forgetting with the same facts on uuid keys) "
+                    "/ forgetting with the look-alikes")
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,9 @@ def _per_seed(seed: int, base_ok: np.ndarray, arms: dict, ctx, mid: int) -> dict
     m["targets_minus_rest_lookalike"] = fa - f["lookalike"]["rest"]
     m["targets_minus_rest_control"] = f["control"]["targets"] - f["control"]["rest"]
     did = m["targets_minus_rest_lookalike"] - m["targets_minus_rest_control"]
-    m["share"] = did / fa if fa > 0 else float("nan")
+    m["targeting_share"] = did / fa if fa > 0 else float("nan")
+    fl = f["lookalike"]["all"]
+    m["share"] = (fl - f["uuid"]["all"]) / fl if fl > 0 else float("nan")
     # (a) natural overlap -> forgetting, control run, known facts only
     forgot_b = ~ok["control"][base_ok]
     ov_b = np.array(B["overlap"])[:, base_ok]
@@ -196,7 +203,7 @@ def _per_seed(seed: int, base_ok: np.ndarray, arms: dict, ctx, mid: int) -> dict
 STAT_KEYS = ("forgetting_lookalike_targets", "forgetting_lookalike_rest", "forgetting_control_targets",
              "forgetting_control_rest", "forgetting_lookalike_distill_targets", "forgetting_uuid_targets",
              "forgetting_lookalike_all", "forgetting_lookalike_distill_all", "forgetting_uuid_all",
-             "targets_minus_rest_lookalike", "targets_minus_rest_control", "rho_mid", "auroc_mid", "forgetting_top_quartile",
+             "targets_minus_rest_lookalike", "targets_minus_rest_control", "targeting_share", "rho_mid", "auroc_mid", "forgetting_top_quartile",
              "forgetting_bottom_quartile", "signature_rate", "signature_chance", "signature_excess",
              "drift_lookalike", "drift_lookalike_distill", "drift_uuid", "drift_control",
              "slope_sft", "slope_distill", "slope_reduction", "plasticity_lookalike", "plasticity_control",
@@ -216,8 +223,8 @@ def summarize(cfg: LocalizedConfig, results: list[dict], ctx) -> dict:
     stats["rho_by_layer"] = [estimate([p["rho_by_layer"][l] for p in per_seed]) for l in range(L)]
     stats["auroc_by_layer"] = [estimate([p["auroc_by_layer"][l] for p in per_seed]) for l in range(L)]
     share = estimate([p["share"] for p in per_seed])
-    learned = min(min(p["plasticity_lookalike"], p["plasticity_control"]) for p in per_seed)
-    checks = {"both_arms_learned (plasticity >= 0.9)": learned >= 0.9}
+    learned = min(min(p["plasticity_lookalike"], p["plasticity_control"], p["plasticity_uuid"]) for p in per_seed)
+    checks = {"every SFT arm learned (plasticity >= 0.9)": learned >= 0.9}
     verdict = decide(share["value"], (share["low"], share["high"]), n_seeds=share["n"],
                      checks_pass=all(checks.values()))
     drift_curves = {a: {s: [r["drift"][s][mid] for r in runs if r["arm"] == a and s in r["drift"]]
@@ -227,7 +234,10 @@ def summarize(cfg: LocalizedConfig, results: list[dict], ctx) -> dict:
             "rule": rule_text(SHARE_DEFINITION), "checks": checks, "statistics": stats, "per_seed": per_seed,
             "series": {"drift_mid_layer": {a: {s: float(np.mean(v)) for s, v in c.items()} for a, c in drift_curves.items()},
                        "middle_layer": mid, "n_base_known": int(base_ok.sum())},
-            "headline": [("forgetting targets, look-alike SFT", stats["forgetting_lookalike_targets"]),
+            "headline": [("forgetting, look-alike semantic keys", stats["forgetting_lookalike_all"]),
+                         ("forgetting, same facts on uuid keys", stats["forgetting_uuid_all"]),
+                         ("targeting share (damage on overlapped targets)", stats["targeting_share"]),
+                         ("forgetting targets, look-alike SFT", stats["forgetting_lookalike_targets"]),
                          ("forgetting rest, look-alike SFT", stats["forgetting_lookalike_rest"]),
                          ("forgetting targets, control SFT", stats["forgetting_control_targets"]),
                          ("forgetting rest, control SFT", stats["forgetting_control_rest"]),
