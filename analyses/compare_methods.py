@@ -134,17 +134,18 @@ def plot(results_json: Path, out_png: Path) -> None:
     import matplotlib.pyplot as plt
 
     res = json.loads(results_json.read_text())
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for label, arm in res["arms"].items():
         x, y = arm["summary"]["plasticity_final"], arm["summary"]["stability_final"]
         xerr = [[x["value"] - x["low"]], [x["high"] - x["value"]]] if x["n"] > 1 else None
         yerr = [[y["value"] - y["low"]], [y["high"] - y["value"]]] if y["n"] > 1 else None
         ax.errorbar(x["value"], y["value"], xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=label)
-        ax.annotate(label, (x["value"], y["value"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xlabel("new facts learned (plasticity, final)")
     ax.set_ylabel("held-out known facts still right (stability, final)")
     ax.set_title(f"Fine-tuning methods, {res['settings']['unknown_fraction']:.0%} Unknown")
     ax.grid(alpha=0.3)
+    # a legend, not point labels: most methods learn every new fact and would stack at x = 1
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=120)
