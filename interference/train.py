@@ -66,14 +66,16 @@ class FinetuneConfig:
             self.data = SFTDataConfig.from_dict(self.data)
         # JSON-normal form (tuples -> lists) so a config equals itself after a round trip
         self.base = json.loads(json.dumps(self.base))
-        self.method_options = json.loads(json.dumps(self.method_options))
+        # Resolve the method's options with their defaults: a run's config then says exactly what
+        # trained it, and changing a method default can never make a stale cached run look current.
+        self.method_options = json.loads(json.dumps(
+            get_method(self.method, **self.method_options).config.to_dict()))
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1 or (self.steps is not None and self.steps < 1):
             raise ValueError("lr, batch_size, epochs and steps must be positive.")
         if self.eval_every < 1 or self.ckpt_every < 1:
             raise ValueError("eval_every and ckpt_every must be positive step counts.")
         if not 0 <= self.warmup_frac < 1:
             raise ValueError(f"warmup_frac {self.warmup_frac} must be in [0, 1).")
-        get_method(self.method, **self.method_options)  # validates name and options now, before any write
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
