@@ -98,3 +98,17 @@ def test_gradient_alignment_self_is_one_and_leaves_model_untouched(pair):
     params[1].grad = None
     params[0].requires_grad_(True)
     assert set(ga.conflict_by_unit()) == set(ga.units)
+
+
+def test_gradient_alignment_callback_tracks_training(ft_config, tmp_path):
+    import json
+    from interference.metrics.attribution import GradientAlignmentCallback
+    from interference.train import finetune
+
+    cb = GradientAlignmentCallback(every=2, n_known=4)
+    rec = finetune(ft_config("sft"), tmp_path / "run", callbacks=[cb], progress=False)
+    rows = [json.loads(l) for l in (rec.out / "gradient_alignment.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 2, 4]
+    for r in rows:
+        assert "all" in r["mean"] and all(-1.0 <= v <= 1.0 for v in r["mean"].values())
+        assert all(0.0 <= v <= 1.0 for v in r["conflict"].values())
