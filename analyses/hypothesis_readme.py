@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from interference.hypotheses.common import format_estimate  # noqa: E402
 
 QUESTIONS = {
     "capacity": (
@@ -37,12 +39,6 @@ QUESTIONS = {
 MIN_SEEDS = 5
 
 
-def _fmt(e) -> str:
-    if not isinstance(e, dict) or e.get("value") is None:
-        return "n/a"
-    lo, hi = e.get("low"), e.get("high")
-    ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None and math.isfinite(lo) else ""
-    return f"{e['value']:.3f}{ci}"
 
 
 def section(name: str, v: dict | None) -> str:
@@ -52,10 +48,10 @@ def section(name: str, v: dict | None) -> str:
         return "\n".join(lines + ["*Not run yet:* `python -m interference.run_hypothesis "
                                   f"{name} --seeds {MIN_SEEDS}`.", ""])
     n = v["share"].get("n", 0)
-    lines += [f"**Verdict: `{v['verdict']}`** (share {_fmt(v['share'])}, mean [95% CI] over {n} seeds"
+    lines += [f"**Verdict: `{v['verdict']}`** (share {format_estimate(v['share'])}, mean [95% CI] over {n} seeds"
               + (f"; fewer than {MIN_SEEDS} seeds, treat as preliminary" if n < MIN_SEEDS else "") + ").", "",
               "| measure | mean [95% CI] |", "|---|---|"]
-    lines += [f"| {label} | {_fmt(e)} |" for label, e in [("share", v["share"])] + [tuple(r) for r in v.get("headline", [])]]
+    lines += [f"| {label} | {format_estimate(e)} |" for label, e in [("share", v["share"])] + [tuple(r) for r in v.get("headline", [])]]
     checks = v.get("checks", {})
     lines += ["", f"Rule: {v['rule']}"]
     if checks:

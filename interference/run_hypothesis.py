@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 from interference.hypotheses import behavior_cloning, capacity, localized
+from interference.hypotheses.common import format_estimate
 
 HYPOTHESES = {m.NAME: m for m in (capacity, behavior_cloning, localized)}
 DEFAULT_OUT = "runs/hypotheses"
@@ -124,19 +124,13 @@ def _main(args) -> int:
     return 0
 
 
-def _fmt(e) -> str:
-    if not isinstance(e, dict) or e.get("value") is None:
-        return "n/a"
-    lo, hi = e.get("low"), e.get("high")
-    ci = f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None and math.isfinite(lo) else "[n/a]"
-    return f"{e['value']:.3f} {ci}"
 
 
 def format_table(v: dict, d: Path) -> str:
     rows = [("share", v["share"])] + [tuple(r) for r in v.get("headline", [])]
     w = max(len(r[0]) for r in rows)
     lines = [f"{v['hypothesis']}: {v['verdict'].upper()}  ({v['share']['n']} seeds; mean [95% CI])"]
-    lines += [f"  {name:<{w}}  {_fmt(e)}" for name, e in rows]
+    lines += [f"  {name:<{w}}  {format_estimate(e)}" for name, e in rows]
     lines.append(f"  verdict: {d / 'verdict.json'}   plots: {', '.join(Path(p).name for p in v.get('plots', []))}")
     lines.append(f"  cells: {v['cells']['computed']} computed, {v['cells']['reused']} reused")
     return "\n".join(lines)

@@ -65,6 +65,15 @@ def decide(share_mean: float, share_ci: tuple[float, float], *, n_seeds: int = 2
     return "inconclusive"
 
 
+def format_estimate(e) -> str:
+    """'mean [low, high]' of an ``estimate`` dict, for tables printed or written in markdown."""
+    if not isinstance(e, dict) or e.get("value") is None:
+        return "n/a"
+    lo, hi = e.get("low"), e.get("high")
+    ci = f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None and math.isfinite(lo) else "[n/a]"
+    return f"{e['value']:.3f} {ci}"
+
+
 def rule_text(share_definition: str) -> str:
     return (f"share = {share_definition}. Over seeds, 95% t-interval [lo, hi]: main_driver if lo >= "
             f"{MAIN_DRIVER_AT}; contributes if lo > 0; not_supported if hi < {NEGLIGIBLE_BELOW}; "
