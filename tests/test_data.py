@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from interference.data import DataError, Fact, load_entity_questions, load_facts, save_facts
+from interference.data import DataError, load_entity_questions, load_facts, save_facts
 
 
 def test_entity_questions_jsonl_loads(tmp_path):

@@ -1,5 +1,4 @@
 """The fact explorer notebook runs top to bottom on the tiny world."""
-import os
 from pathlib import Path
 
 import pytest

@@ -166,7 +166,6 @@ def cells(cfg: CapacityConfig, ctx) -> list[Cell]:
 
 def summarize(cfg: CapacityConfig, results: list[dict], ctx) -> dict:
     per_cell = iter(results)
-    rows = []  # (seed, size, count, style) -> result
     table = {}
     for seed in range(cfg.seeds):
         for size in cfg.sizes:
