@@ -38,6 +38,9 @@ def rate(mask) -> float:
 def check_same_facts(base: FactOutcomes, now: FactOutcomes) -> None:
     """Refuse two records that do not hold the same facts in the same order (compare by id, never by
     position); ``now.realign(base.fact_ids)`` is the explicit way to line them up."""
+    if not (isinstance(base, FactOutcomes) and isinstance(now, FactOutcomes)):
+        raise TypeError("compare records.FactOutcomes (from_results / from_rows / from_mask), not "
+                        f"{type(base).__name__} and {type(now).__name__}.")
     if base.fact_ids != now.fact_ids:
         same_set = set(base.fact_ids) == set(now.fact_ids)
         raise ValueError("the two fact records " + ("hold the same facts in another order" if same_set else
