@@ -144,3 +144,15 @@ def test_cosine_is_float64_and_clamped():
     assert c.dtype == torch.float64 and float(c) <= 1.0 and float(c) == pytest.approx(1.0, abs=1e-12)
     assert float(cosine(x, -x, dim=0)) >= -1.0
     assert float(cosine(torch.zeros(3), torch.ones(3), dim=0)) == 0.0  # a zero vector has no direction
+
+
+def test_cosine_overlap_values_are_the_float64_cosines():
+    """Candidates are picked in float32, values recomputed in float64: same as brute force."""
+    torch.manual_seed(3)
+    e, n = torch.randn(2, 40, 16), torch.randn(2, 30, 16)
+    ov = cosine_overlap(e, n, k=4)
+    ref = torch.nn.functional.normalize(e.double(), dim=-1) @ torch.nn.functional.normalize(n.double(), dim=-1).transpose(-1, -2)
+    top = ref.topk(4, dim=-1)
+    torch.testing.assert_close(ov.max, top.values[..., 0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(ov.topk_mean, top.values.mean(-1), rtol=0, atol=1e-12)
+    assert torch.equal(ov.topk_index, top.indices)

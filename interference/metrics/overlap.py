@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DEFAULT_CHUNK = 1024  # 1024 x 10k float64 similarities = 80 MB: fits anywhere, big enough for BLAS
+DEFAULT_CHUNK = 2048  # 2048 x 10k float32 similarities = 80 MB: fits anywhere, big enough for BLAS
 
 
 @dataclass
@@ -64,23 +64,55 @@ def cosine_overlap(existing: torch.Tensor, new: torch.Tensor, k: int = 10,
 
     existing [..., m, d], new [..., n, d] -> CosineOverlap with fields [..., m]. ``k`` is capped
     at n. Chunked over existing rows; the result does not depend on ``chunk``.
+
+    Speed and precision: the m x n similarities are computed in float32 (a 10k x 10k comparison
+    in float64 would take twice as long) only to *choose* each row's top-k candidates; their
+    cosines are then recomputed in float64, clamped and re-sorted, so every returned value is the
+    float64 cosine (a near-tie at float32 noise can only swap two candidates of equal cosine).
     """
     _check_pair(existing, new, "cosine_overlap")
     if new.shape[-2] == 0:
         raise ValueError("cosine_overlap: no new facts to compare with; pass at least one.")
+    lead = existing.shape[:-2]
     k = max(1, min(k, new.shape[-2]))
-    e, nw = _unit(existing), _unit(new)
-    nt = nw.transpose(-1, -2)  # [..., d, n]
-    maxs, means, args, tops = [], [], [], []
-    for s in range(0, e.shape[-2], chunk):
-        sims = (e[..., s:s + chunk, :] @ nt).clamp_(-1.0, 1.0)  # [..., c, n]
-        top, idx = sims.topk(k, dim=-1)  # sorted: column 0 is the max
-        maxs.append(top[..., 0])
-        args.append(idx[..., 0])
-        means.append(top.mean(-1))
-        tops.append(idx)
-    cat = lambda xs: torch.cat(xs, dim=-1)  # noqa: E731
-    return CosineOverlap(cat(maxs), cat(means), cat(args), torch.cat(tops, dim=-2))
+    e64 = _unit(existing).reshape(-1, *existing.shape[-2:])  # [B, m, d]
+    n64 = _unit(new).reshape(-1, *new.shape[-2:])  # [B, n, d]
+    nt32 = n64.float().transpose(-1, -2)  # [B, d, n]
+    b = torch.arange(e64.shape[0])[:, None, None]
+    vals, idxs = [], []
+    for s in range(0, e64.shape[-2], chunk):
+        rows = e64[:, s:s + chunk, :]  # [B, c, d]
+        cand = (rows.float() @ nt32).topk(k, dim=-1).indices  # [B, c, k]
+        exact = torch.einsum("bcd,bckd->bck", rows, n64[b, cand]).clamp_(-1.0, 1.0)
+        exact, order = exact.sort(dim=-1, descending=True)
+        vals.append(exact)
+        idxs.append(cand.gather(-1, order))
+    top = torch.cat(vals, dim=-2).reshape(*lead, -1, k)
+    idx = torch.cat(idxs, dim=-2).reshape(*lead, -1, k)
+    return CosineOverlap(top[..., 0], top.mean(-1), idx[..., 0], idx)
+
+
+def knn_overlap(existing: torch.Tensor, new: torch.Tensor, k: int = 10,
+                chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """Share of each existing fact's k nearest neighbours (cosine, among all other existing facts
+    and all new facts) that are new facts. [..., m, d], [..., n, d] -> [..., m] in [0, 1].
+
+    Without any structure the expected share is n / (m + n - 1): compare against that. Only the
+    ranking matters here, so the similarities stay in float32.
+    """
+    _check_pair(existing, new, "knn_overlap")
+    m = existing.shape[-2]
+    k = max(1, min(k, m - 1 + new.shape[-2]))
+    e, nw = _unit(existing).float(), _unit(new).float()
+    pool_t = torch.cat([e, nw], dim=-2).transpose(-1, -2)  # [..., d, m + n]
+    out = []
+    for s in range(0, m, chunk):
+        sims = e[..., s:s + chunk, :] @ pool_t  # [..., c, m + n]
+        rows = torch.arange(s, min(s + chunk, m))
+        sims[..., torch.arange(len(rows)), rows] = -float("inf")  # a fact is not its own neighbour
+        idx = sims.topk(k, dim=-1).indices
+        out.append((idx >= m).float().mean(-1))
+    return torch.cat(out, dim=-1)
 
 
 @dataclass
@@ -129,28 +161,6 @@ def overlap_with_new(watch_states: torch.Tensor, watch_relations: Sequence[str],
         arg[:, wi] = ni[co.argmax.numpy()]
         nb[:, wi, :co.topk_index.shape[-1]] = ni[co.topk_index.numpy()]
     return NewOverlap(ov, arg, nb)
-
-
-def knn_overlap(existing: torch.Tensor, new: torch.Tensor, k: int = 10,
-                chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
-    """Share of each existing fact's k nearest neighbours (cosine, among all other existing facts
-    and all new facts) that are new facts. [..., m, d], [..., n, d] -> [..., m] in [0, 1].
-
-    Without any structure the expected share is n / (m + n - 1): compare against that.
-    """
-    _check_pair(existing, new, "knn_overlap")
-    m = existing.shape[-2]
-    k = max(1, min(k, m - 1 + new.shape[-2]))
-    e, nw = _unit(existing), _unit(new)
-    pool_t = torch.cat([e, nw], dim=-2).transpose(-1, -2)  # [..., d, m + n]
-    out = []
-    for s in range(0, m, chunk):
-        sims = e[..., s:s + chunk, :] @ pool_t  # [..., c, m + n] (ranks only: no clamp needed)
-        rows = torch.arange(s, min(s + chunk, m))
-        sims[..., torch.arange(len(rows)), rows] = -float("inf")  # a fact is not its own neighbour
-        idx = sims.topk(k, dim=-1).indices
-        out.append((idx >= m).float().mean(-1))
-    return torch.cat(out, dim=-1)
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
