@@ -1,5 +1,5 @@
 """What every hypothesis runner shares: the verdict rule, the grid runner with result reuse, the
-fine-tuning cell. (The per-fact statistics live in ``interference.metrics``.)
+fine-tuning cell, and small per-fact statistics.
 
 The verdict rule (``decide``) is the one place that turns a ``share`` into a word. ``share`` is
 the fraction of the measured forgetting that a hypothesis accounts for; each hypothesis module
