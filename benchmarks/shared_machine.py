@@ -2,8 +2,10 @@
 
 Quick pre-training (``python -m interference.pretrain --quick``, a fresh interpreter so the CLI's
 thread policy applies) alone, beside one and beside three busy-loop processes (``while True:
-pass``), as ratios of training time. With c cores and k busy processes a fair share costs
-max(1, (k+1)/c)x: 2x beside one on 2 cores, 4x beside three... on an otherwise idle machine.
+pass``), as ratios of training time. The issue's fair shares (2x beside one, 4x beside three on
+2 cores) count a job that had both cores to itself when alone; a job on one thread (the package's
+policy) loses nothing beside one busy process on an idle 2-core machine and 2x beside three: its
+fair share is max(1, (k+1)/c)x.
 
 Goals (issue 8): beside one <= 2.5x, beside three <= 5x; the default base pre-trains in under 10
 minutes beside one busy process (``--default``, ~5-7 min on an idle 2-core machine).
