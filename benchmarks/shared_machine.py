@@ -83,6 +83,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--default", action="store_true", help="also pre-train the default base beside one busy process")
     ap.add_argument("--only-default", action="store_true", help="only the default-base measurement")
+    ap.add_argument("--from-run", help="record a finished default pre-training run dir (its metrics.json) instead "
+                                       "of training one; say what ran beside it with --note")
+    ap.add_argument("--note", default="", help="what shared the machine during --from-run")
     ap.add_argument("--threads", type=int, help="INTERFERENCE_THREADS for the runs (default: the package's policy)")
     ap.add_argument("--wait-policy", help="OMP_WAIT_POLICY for the runs (default: the package's, PASSIVE)")
     args = ap.parse_args(argv)
@@ -100,7 +103,7 @@ def main(argv=None) -> int:
     key = "policies"
     result.setdefault(key, {})
     entry = result[key].setdefault(policy, {})
-    if not args.only_default:
+    if not args.only_default and not args.from_run:
         runs = {name: measure(k, True, env) for name, k in (("alone", 0), ("beside_1", 1), ("beside_3", 3))}
         base = runs["alone"]["train_seconds"]
         background = runs["alone"]["load_avg_before"][0]
@@ -112,6 +115,11 @@ def main(argv=None) -> int:
             "fair_share_ratio_idle_machine": {n: fair_ratio(0, k, cores) for n, k in (("beside_1", 1), ("beside_3", 3))},
         }
         entry["quick"]["meets_goals"] = {n: entry["quick"]["ratios"][n] <= GOALS[n] for n in ("beside_1", "beside_3")}
+    if args.from_run:
+        m = json.loads((Path(args.from_run) / "metrics.json").read_text())
+        entry["default_from_run"] = {"run": str(args.from_run), "train_seconds": m["train_seconds"],
+                                     "torch_threads": m.get("torch_threads"), "known_qa_accuracy": m["known_qa_accuracy"],
+                                     "note": args.note}
     if args.default or args.only_default:
         r = measure(1, False, env)
         entry["default_beside_1"] = {**r, "meets_goal": r["wall_seconds"] < GOALS["default_beside_1_seconds"]}
