@@ -60,6 +60,7 @@ class FinetuneConfig:
     eval_every: int = 50
     ckpt_every: int = 200
     new_entities: dict | None = None  # kwargs for world.new_entities(...) when data.unknown_source == "new"
+    real: dict | None = None  # real_data.RealSpec.to_dict(): a HF model + QA data instead of `base`
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
@@ -104,7 +105,11 @@ class RunRecord:
         return [json.loads(line) for line in (self.out / TIMELINE).read_text().splitlines() if line]
 
     def load_model(self, device=None):
-        """The fine-tuned model: (model, ModelConfig, tokenizer)."""
+        """The fine-tuned model: (model, ModelConfig or None for a real model, tokenizer)."""
+        if self.config.real:
+            from interference.models import load_hf_model
+            model, tok = load_hf_model(self.out / "model", device=device)
+            return model, None, tok
         return load_model(self.out / "model", device=device)
 
     def world_and_data(self):
@@ -239,9 +244,14 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
         raise RunDirError(f"{out} holds an interrupted run of this config; resume it (--resume) or choose another --out.")
     dev = resolve_device(device)
     method = get_method(cfg.method, **cfg.method_options)
-    model, mcfg, tok, world, base_dir = resolve_base(cfg, device=dev, progress=progress)
-    new_ents = world.new_entities(**cfg.new_entities) if cfg.new_entities else None
-    data = build_sft_data(world, load_slick(base_dir), cfg.data, new_entities=new_ents)
+    if cfg.real:  # a Hugging Face model and QA data; `world` is then a RealCorpus
+        from interference.real_data import RealSpec, prepare_real
+        mcfg = None
+        model, tok, world, base_dir, data = prepare_real(RealSpec(**cfg.real), cfg.data, device=dev)
+    else:
+        model, mcfg, tok, world, base_dir = resolve_base(cfg, device=dev, progress=progress)
+        new_ents = world.new_entities(**cfg.new_entities) if cfg.new_entities else None
+        data = build_sft_data(world, load_slick(base_dir), cfg.data, new_entities=new_ents)
     torch.manual_seed(cfg.seed)
     base = copy.deepcopy(model).eval()
     for p in base.parameters():
@@ -257,7 +267,7 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
 
-    train = pack(tok, [(f.prompt, f.answer) for f in data.train], mcfg.n_ctx).to(dev)
+    train = pack(tok, [(f.prompt, f.answer) for f in data.train], int(model.cfg.n_ctx)).to(dev)
     per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
     warmup = int(cfg.warmup_frac * total)
@@ -312,7 +322,11 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
 
     ctx.step = total
     final = method.finalize(model)
-    save_model(final, mcfg, tok, out / "model")
+    if mcfg is None:
+        from interference.models import save_hf_model
+        save_hf_model(final, tok, out / "model")
+    else:
+        save_model(final, mcfg, tok, out / "model")
     metrics = _metrics(history, history[0]["stability"])
     metrics.update({"steps": total, "method": cfg.method, "n_train": len(data.train),
                     "n_trainable": sum(p.numel() for _, p in params), "device": str(dev)})
