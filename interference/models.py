@@ -159,6 +159,8 @@ def load_hf_model(path: str | Path, device: str | torch.device | None = None, dt
     family_of(model_type=hf_cfg["model_type"], architecture=(hf_cfg.get("architectures") or [None])[0])
     tok = tokenizer if tokenizer is not None else load_hf_tokenizer(path)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory only: never reach for the hub
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would bury our own one-line messages
     dev = resolve_device(device)
     try:
         model = TransformerBridge.boot_transformers(str(path), tokenizer=tok, device=str(dev), dtype=dtype,
@@ -200,13 +202,32 @@ def save_model(model, cfg: ModelConfig, tokenizer, out: str | Path) -> None:
 
 def save_hf_model(model, tokenizer, out: str | Path) -> None:
     """A (fine-tuned) Hugging Face model behind a bridge, as ``save_pretrained`` writes it, so
-    ``load_hf_model(out)`` and any HF tool read it back. The bridge shares its parameters with
-    the wrapped HF model, so that model's weights are the trained ones."""
+    ``load_hf_model(out)`` and any HF tool read it back.
+
+    The bridge wraps the HF model's modules in place (the wrapped model's state dict then holds
+    each tensor under several names), so the weights are copied by their plain HF names into a
+    fresh model of the same config and that one is saved.
+    """
+    import shutil
+
+    hf = model.original_model
+    with torch.device("meta"):
+        fresh = type(hf)(hf.config)
+    wanted = set(fresh.state_dict())
+    state = {}
+    for k, v in hf.state_dict().items():
+        n = _normalise(k)
+        if n in wanted and n not in state:
+            state[n] = v.detach()
+    fresh.load_state_dict(state, strict=False, assign=True)
+    missing = wanted - set(state)
+    fresh.tie_weights()
+    if any(n for n in missing if fresh.get_parameter(n).is_meta if "." in n):
+        raise ModelError(f"could not find the trained weights {sorted(missing)[:3]} to save; this is a bug.")
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
-    import shutil
     shutil.rmtree(tmp, ignore_errors=True)
-    model.original_model.save_pretrained(str(tmp))
+    fresh.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -251,6 +272,7 @@ _LLAMA_LIKE = {  # Llama, Qwen2 and Mistral share one layout of parameter names
     "norm": r"^model\.(layers\.\d+\.(input_layernorm|post_attention_layernorm)|norm)\.",
     "unembed": r"^lm_head\.",
 }
+_LLAMA_LINEARS = {"attn": "q_proj|k_proj|v_proj|o_proj", "mlp": "gate_proj|up_proj|down_proj"}
 
 
 @dataclass(frozen=True)
@@ -263,24 +285,30 @@ class Family:
     model_types: tuple[str, ...]
     architectures: tuple[str, ...]
     rules: dict
+    # the linear layers a forward pass uses, per group (LoRA's targets); GPT-2 and GPT-NeoX run
+    # the fused qkv projection, the bridge's split q/k/v beside it are unused views
+    linears: dict = dataclasses.field(default_factory=dict)
 
 
 FAMILIES: tuple[Family, ...] = (
     Family("native", ("native",), ("TransformerLensNative",), {  # our from-scratch model
         "embed": r"^(tok_embed|pos)\.", "attn": r"^layers\.\d+\.attn\.", "mlp": r"^layers\.\d+\.mlp\.",
-        "norm": r"^(layers\.\d+\.ln[12]|ln_out)\.", "unembed": r"^head\."}),
+        "norm": r"^(layers\.\d+\.ln[12]|ln_out)\.", "unembed": r"^head\."},
+        {"attn": "q|k|v|o", "mlp": "fc_in|fc_out"}),
     Family("gpt2", ("gpt2",), ("GPT2LMHeadModel",), {  # unembedding tied to wte: no lm_head of its own
         "embed": r"^transformer\.(wte|wpe)\.", "attn": r"^transformer\.h\.\d+\.attn\.",
         "mlp": r"^transformer\.h\.\d+\.mlp\.", "norm": r"^transformer\.(h\.\d+\.ln_[12]|ln_f)\.",
-        "unembed": r"^lm_head\."}),
-    Family("llama", ("llama",), ("LlamaForCausalLM",), _LLAMA_LIKE),
-    Family("qwen2", ("qwen2",), ("Qwen2ForCausalLM",), _LLAMA_LIKE),
-    Family("mistral", ("mistral",), ("MistralForCausalLM",), _LLAMA_LIKE),
+        "unembed": r"^lm_head\."},
+        {"attn": "qkv|o", "mlp": "c_fc|c_proj"}),
+    Family("llama", ("llama",), ("LlamaForCausalLM",), _LLAMA_LIKE, _LLAMA_LINEARS),
+    Family("qwen2", ("qwen2",), ("Qwen2ForCausalLM",), _LLAMA_LIKE, _LLAMA_LINEARS),
+    Family("mistral", ("mistral",), ("MistralForCausalLM",), _LLAMA_LIKE, _LLAMA_LINEARS),
     Family("gpt_neox", ("gpt_neox",), ("GPTNeoXForCausalLM",), {
         "embed": r"^gpt_neox\.embed_in\.", "attn": r"^gpt_neox\.layers\.\d+\.attention\.",
         "mlp": r"^gpt_neox\.layers\.\d+\.mlp\.",
         "norm": r"^gpt_neox\.(layers\.\d+\.(input_layernorm|post_attention_layernorm)|final_layer_norm)\.",
-        "unembed": r"^(lm_head|embed_out)\."}),
+        "unembed": r"^(lm_head|embed_out)\."},
+        {"attn": "qkv|o", "mlp": "dense_h_to_4h|dense_4h_to_h"}),
 )
 _COMPILED = {f.name: {g: re.compile(rx) for g, rx in f.rules.items()} for f in FAMILIES}
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)(?:\.|$)")
