@@ -178,3 +178,12 @@ def test_finetune_cli_bad_real_input_is_one_sentence(tmp_path, capsys, argv, pat
     assert rc == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
     assert __import__("re").search(pattern, err), err
     assert not out.exists()  # refused before anything was claimed
+
+
+def test_run_hypothesis_refuses_real_models_in_one_sentence(tmp_path, capsys):
+    from interference import run_hypothesis
+    rc = run_hypothesis.main(["localized", "--model", str(rf.model_dir("llama")), "--data", str(rf.eq_dir()),
+                              "--out", str(tmp_path / "h")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "interference.finetune --model" in err
+    assert not (tmp_path / "h").exists()
