@@ -16,6 +16,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from transformers.utils import logging as _hf_logging
+
+_hf_logging.disable_progress_bar()  # keep the CLI tests' stderr to the one line under test
 
 FIRST = ["Ada", "Alan", "Grace", "Kurt", "Emmy", "Carl", "Marie", "Niels", "Lise", "Paul"]
 LAST = ["Lovelace", "Turing", "Hopper", "Godel", "Noether", "Gauss", "Curie", "Bohr", "Meitner", "Dirac"]
