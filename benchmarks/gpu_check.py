@@ -135,9 +135,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu_check.json"))
     args = ap.parse_args(argv)
-    steps = args.steps or (3 if args.tiny else 40)
+    steps = args.steps if args.steps is not None else (3 if args.tiny else 40)
     warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 5)
-    batch = args.batch_size or (4 if args.tiny else 32)
+    batch = args.batch_size if args.batch_size is not None else (4 if args.tiny else 32)
     if steps < 1 or batch < 1 or warmup < 0:
         print("error: --steps and --batch-size must be positive and --warmup non-negative.", file=sys.stderr)
         return 2
