@@ -242,29 +242,44 @@ def slick_cache_dir(spec: RealSpec) -> Path:
     return cache_root() / f"real-{config_hash(key)}"
 
 
-def cached_slick(spec: RealSpec, model, tokenizer, records: Sequence[QARecord]) -> tuple[dict[str, dict], Path]:
-    """SliCK table for this (model, data, settings), computed once and stored as JSONL."""
+def _read_slick(f: Path) -> dict[str, dict] | None:
+    if not f.is_file():
+        return None
+    try:
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line]
+        return {r.pop("fact_id"): r for r in rows}
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError, AttributeError):
+        return None  # a damaged cache entry is recomputed, never read
+
+
+def cached_slick(spec: RealSpec, model, tokenizer, records: Sequence[QARecord], dist=None) -> tuple[dict[str, dict], Path]:
+    """SliCK table for this (model, data, settings), computed once and stored as JSONL. Under
+    ``accelerate launch`` the main process computes it while the others wait, then read it."""
     d = slick_cache_dir(spec)
     f = d / "slick.jsonl"
-    if f.is_file():
-        try:
-            rows = [json.loads(line) for line in f.read_text().splitlines() if line]
-            return {r.pop("fact_id"): r for r in rows}, d
-        except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
-            pass  # a damaged cache entry is recomputed, never read
-    table = slick_real(model, tokenizer, records, SliCKConfig.from_dict(spec.slick))
-    atomic_write_text(f, "".join(json.dumps({"fact_id": k, **v}) + "\n" for k, v in table.items()))
+    if dist is not None and not dist.is_main:
+        dist.barrier()
+        table = _read_slick(f)
+        if table is None:
+            raise SFTDataError(f"the main process did not leave a readable SliCK table at {f}.")
+        return table, d
+    table = _read_slick(f)
+    if table is None:
+        table = slick_real(model, tokenizer, records, SliCKConfig.from_dict(spec.slick))
+        atomic_write_text(f, "".join(json.dumps({"fact_id": k, **v}) + "\n" for k, v in table.items()))
+    if dist is not None:
+        dist.barrier()
     return table, d
 
 
 # ------------------------------------------------------------------ entry points
-def prepare_real(spec: RealSpec, data_cfg: SFTDataConfig, device=None):
+def prepare_real(spec: RealSpec, data_cfg: SFTDataConfig, device=None, dist=None):
     """(model, tokenizer, corpus, cache_dir, SFTData) for a run on a real model and real data."""
     from interference.models import load_hf_model
 
     records = load_qa_records(spec.data)
     model, tok = load_hf_model(spec.model, device=device, trust_remote_code=spec.trust_remote_code)
-    slick, cache = cached_slick(spec, model, tok, records)
+    slick, cache = cached_slick(spec, model, tok, records, dist)
     data = build_real_sft_data(records, slick, data_cfg)
     return model, tok, RealCorpus(records, slick, data), cache, data
 

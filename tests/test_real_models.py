@@ -187,3 +187,19 @@ def test_run_hypothesis_refuses_real_models_in_one_sentence(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "interference.finetune --model" in err
     assert not (tmp_path / "h").exists()
+
+
+def test_slick_cache_is_keyed_by_content_not_mtime(tmp_path):
+    import os
+    from interference.real_data import RealSpec, slick_cache_dir
+    data = tmp_path / "eq"
+    shutil.copytree(rf.eq_dir(), data)
+    spec = RealSpec(model=str(rf.model_dir("llama")), data=str(data))
+    before = slick_cache_dir(spec)
+    f = data / "P1.test.json"
+    st = os.stat(f)
+    f.write_text(f.read_text().replace("London", "Paris", 1))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert slick_cache_dir(spec) != before
+    assert slick_cache_dir(RealSpec(model=spec.model, data=str(rf.eq_dir()))) == slick_cache_dir(
+        RealSpec(model=spec.model, data=str(rf.eq_dir())))
