@@ -200,13 +200,49 @@ def save_model(model, cfg: ModelConfig, tokenizer, out: str | Path) -> None:
     atomic_write_json(out / MODEL_CONFIG, {"model": cfg.to_dict(), "vocab_size": len(tokenizer)})
 
 
+def _neox_fused_qkv(params: dict[str, torch.Tensor], n_heads: int) -> dict[str, torch.Tensor]:
+    """GPT-NeoX's ``query_key_value`` rebuilt from the bridge's split q/k/v.
+
+    The bridge runs separate q/k/v copies of NeoX's fused projection (GPT-2's split q/k/v are
+    views into ``c_attn``, so they need nothing), and training moves only the copies. The fused
+    layout interleaves heads: rows are [head, (q|k|v), head_dim].
+    """
+    out = {}
+    for name in params:
+        m = re.match(r"^(gpt_neox\.layers\.\d+\.attention\.)q\.(weight|bias)$", name)
+        if not m:
+            continue
+        pre, kind = m.groups()
+        q, k, v = (params[f"{pre}{x}.{kind}"] for x in "qkv")
+        d_out = q.shape[0]
+        parts = [t.reshape(n_heads, d_out // n_heads, *t.shape[1:]) for t in (q, k, v)]
+        out[f"{pre}query_key_value.{kind}"] = torch.stack(parts, 1).reshape(3 * d_out, *q.shape[1:])
+    return out
+
+
+def _gpt2_fused_qkv(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """GPT-2's ``c_attn`` rebuilt from the bridge's q/k/v. On a freshly loaded bridge they are
+    views into ``c_attn``, but a deep copy (the LoRA merge, any cloned model) makes them separate
+    tensors, and then only q/k/v carry the training. ``c_attn`` is a Conv1D ([d_in, q|k|v]); the
+    bridge's q/k/v are Linear-shaped ([d_out, d_in]) transposed views of its three blocks."""
+    out = {}
+    for name in params:
+        m = re.match(r"^(transformer\.h\.\d+\.attn\.)q\.(weight|bias)$", name)
+        if m:
+            pre, kind = m.groups()
+            parts = [params[f"{pre}{x}.{kind}"] for x in "qkv"]
+            out[f"{pre}c_attn.{kind}"] = torch.cat([t.T if kind == "weight" else t for t in parts], dim=-1)
+    return out
+
+
 def save_hf_model(model, tokenizer, out: str | Path) -> None:
     """A (fine-tuned) Hugging Face model behind a bridge, as ``save_pretrained`` writes it, so
     ``load_hf_model(out)`` and any HF tool read it back.
 
-    The bridge wraps the HF model's modules in place (the wrapped model's state dict then holds
-    each tensor under several names), so the weights are copied by their plain HF names into a
-    fresh model of the same config and that one is saved.
+    The bridge wraps the HF model's modules in place (its state dict then holds each tensor
+    under several names), so the weights are copied by their plain HF names into a fresh model
+    of the same config and that one is saved; GPT-2's and GPT-NeoX's fused qkv are rebuilt from
+    the q/k/v the bridge actually runs.
     """
     import shutil
 
@@ -214,16 +250,19 @@ def save_hf_model(model, tokenizer, out: str | Path) -> None:
     with torch.device("meta"):
         fresh = type(hf)(hf.config)
     wanted = set(fresh.state_dict())
-    state = {}
+    plain = {}
     for k, v in hf.state_dict().items():
-        n = _normalise(k)
-        if n in wanted and n not in state:
-            state[n] = v.detach()
+        plain.setdefault(_normalise(k), v.detach())
+    if hf.config.model_type == "gpt_neox":
+        plain.update(_neox_fused_qkv(plain, int(hf.config.num_attention_heads)))
+    elif hf.config.model_type == "gpt2":
+        plain.update(_gpt2_fused_qkv(plain))
+    state = {n: v for n, v in plain.items() if n in wanted}
     fresh.load_state_dict(state, strict=False, assign=True)
-    missing = wanted - set(state)
     fresh.tie_weights()
-    if any(n for n in missing if fresh.get_parameter(n).is_meta if "." in n):
-        raise ModelError(f"could not find the trained weights {sorted(missing)[:3]} to save; this is a bug.")
+    left = [n for n, p in fresh.named_parameters() if p.is_meta]
+    if left:
+        raise ModelError(f"could not find the trained weights {left[:3]} to save; the family table needs an export rule.")
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -285,8 +324,8 @@ class Family:
     model_types: tuple[str, ...]
     architectures: tuple[str, ...]
     rules: dict
-    # the linear layers a forward pass uses, per group (LoRA's targets); GPT-2 and GPT-NeoX run
-    # the fused qkv projection, the bridge's split q/k/v beside it are unused views
+    # the linear layers a forward pass uses, per group (LoRA's targets); on GPT-2 and GPT-NeoX the
+    # bridge runs split q/k/v projections and leaves the fused qkv beside them unused
     linears: dict = dataclasses.field(default_factory=dict)
 
 
@@ -299,7 +338,7 @@ FAMILIES: tuple[Family, ...] = (
         "embed": r"^transformer\.(wte|wpe)\.", "attn": r"^transformer\.h\.\d+\.attn\.",
         "mlp": r"^transformer\.h\.\d+\.mlp\.", "norm": r"^transformer\.(h\.\d+\.ln_[12]|ln_f)\.",
         "unembed": r"^lm_head\."},
-        {"attn": "qkv|o", "mlp": "c_fc|c_proj"}),
+        {"attn": "q|k|v|o", "mlp": "c_fc|c_proj"}),
     Family("llama", ("llama",), ("LlamaForCausalLM",), _LLAMA_LIKE, _LLAMA_LINEARS),
     Family("qwen2", ("qwen2",), ("Qwen2ForCausalLM",), _LLAMA_LIKE, _LLAMA_LINEARS),
     Family("mistral", ("mistral",), ("MistralForCausalLM",), _LLAMA_LIKE, _LLAMA_LINEARS),
@@ -308,7 +347,7 @@ FAMILIES: tuple[Family, ...] = (
         "mlp": r"^gpt_neox\.layers\.\d+\.mlp\.",
         "norm": r"^gpt_neox\.(layers\.\d+\.(input_layernorm|post_attention_layernorm)|final_layer_norm)\.",
         "unembed": r"^(lm_head|embed_out)\."},
-        {"attn": "qkv|o", "mlp": "dense_h_to_4h|dense_4h_to_h"}),
+        {"attn": "q|k|v|o", "mlp": "dense_h_to_4h|dense_4h_to_h"}),
 )
 _COMPILED = {f.name: {g: re.compile(rx) for g, rx in f.rules.items()} for f in FAMILIES}
 _LAYER = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)(?:\.|$)")

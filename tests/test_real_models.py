@@ -203,3 +203,33 @@ def test_slick_cache_is_keyed_by_content_not_mtime(tmp_path):
     assert slick_cache_dir(spec) != before
     assert slick_cache_dir(RealSpec(model=spec.model, data=str(rf.eq_dir()))) == slick_cache_dir(
         RealSpec(model=spec.model, data=str(rf.eq_dir())))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("method", ["sft", "lora"])
+def test_a_trained_model_saves_and_reloads_as_the_same_function(tmp_path, arch, method):
+    """Training moves what the bridge runs (GPT-NeoX: split q/k/v copies of the fused qkv; LoRA:
+    adapters merged back), and the saved HF model must compute exactly what was trained."""
+    from interference.methods import get_method
+    from interference.models import model_logits, save_hf_model
+    model, tok = load_hf_model(rf.model_dir(arch), device="cpu")
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        before = model_logits(model, ids)
+    m = get_method(method, rank=2) if method == "lora" else get_method(method)
+    # keep the prepared model alive: a deep-copied bridge's ln1 capture hook holds a weak proxy to
+    # the attention module of the model it was copied from (TransformerLens 4), and LoRA's merged
+    # model is such a copy
+    prepared = m.prepare(model, None)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for _, p in m.trainable_parameters(prepared):
+            p.add_(0.05 * torch.randn_like(p))  # a "training step" on everything the method trains
+    model = m.finalize(prepared)
+    with torch.no_grad():
+        trained = model_logits(model, ids)
+    assert not torch.allclose(trained, before, atol=1e-3)
+    save_hf_model(model, tok, tmp_path / "saved")
+    again, _ = load_hf_model(tmp_path / "saved", device="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(model_logits(again, ids).double(), trained.double(), rtol=1e-4, atol=1e-5)
