@@ -16,6 +16,10 @@ from typing import Iterable
 
 @dataclass(frozen=True)
 class Fact:
+    """``fact_id`` is an opaque key: never parse it. Who the fact is about is ``entity_id`` (all
+    facts of one entity share it; the synthetic world's entity number as a string, a real data
+    set's subject), what is asked is ``relation``."""
+
     fact_id: str
     subject: str
     relation: str
@@ -23,6 +27,7 @@ class Fact:
     prompt: str  # the QA prompt, ending right before the answer
     split: str = ""  # where the fact came from (world split, or a data set's name)
     key_style: str = "semantic"
+    entity_id: str = ""  # last, with a default, so positional construction in older code still works
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -174,7 +179,9 @@ def load_qa_records(path: str | Path, prompt_template: str = "Q: {question} A:")
             records.append(QARecord(Fact(
                 fact_id=f"{rel}.{split}:{i}" if relation else f"{f.stem}:{n}",
                 subject=subject, relation=rel, answer=answers[0],
-                prompt=prompt_template.format(question=question), split=split), answers))
+                prompt=prompt_template.format(question=question), split=split,
+                # the same subject is one entity across relations and files
+                entity_id=str(row.get("subject_id") or subject)), answers))
     ids = [r.fact.fact_id for r in records]
     if len(set(ids)) != len(ids):
         raise DataError(f"{path} names the same file twice; pass each data file once.")

@@ -28,6 +28,7 @@ def test_entity_questions_directory_loads_with_subjects_and_aliases(tmp_path):
     assert recs[2].aliases == ("London", "Marylebone") and facts[2].answer == "London"
     assert facts[0].prompt == "Q: Where was Grace Hopper born? A:"
     assert len({f.fact_id for f in facts}) == 4
+    assert facts[0].entity_id == "Grace Hopper"  # the subject names the entity across files
     save_facts(tmp_path / "facts.jsonl", facts)
     assert load_facts(tmp_path / "facts.jsonl") == facts
 
@@ -38,6 +39,10 @@ def test_plain_jsonl_needs_all_four_fields(tmp_path):
         {"subject": "Alan Turing", "relation": "born_in", "question": "Where was Alan Turing born?"}])
     with pytest.raises(DataError, match=r"facts.jsonl line 2 lacks field 'answers'"):
         load_entity_questions(f)
+    g = _jsonl(tmp_path / "more.jsonl", [
+        {"subject": "Ada", "subject_id": "Q7259", "relation": "job", "question": "What was Ada's job?", "answers": "x"},
+        {"subject": "Ada", "relation": "born_in", "question": "Where was Ada born?", "answers": "y"}])
+    assert [x.entity_id for x in load_entity_questions(g)] == ["Q7259", "Ada"]
 
 
 def test_rewritten_file_with_same_mtime_is_read_again(tmp_path):

@@ -43,6 +43,15 @@ def test_family_groups_cover_every_parameter_once_and_hooks_fire(arch):
     assert all(acts[h].shape == (5, 2, 32) and torch.isfinite(acts[h]).all() for h in hooks)
     res = score_facts(model, tok, facts)
     assert len(res) == 5 and all(r.gold_logprob < 0 for r in res)
+    # the same number as the raw HF model, so the bridge adds nothing to what we measure
+    import transformers
+    from interference.tokenizer import encode_qa
+    hf = transformers.AutoModelForCausalLM.from_pretrained(rf.model_dir(arch), attn_implementation="eager").eval()
+    p, a = encode_qa(tok, facts[0].prompt, facts[0].answer)
+    with torch.no_grad():
+        ref = hf(torch.tensor([p])).logits[0, -1].double().log_softmax(-1)[a[0]]
+    # two float32 code paths may reduce in another order: relative tolerance
+    assert res[0].gold_logprob == pytest.approx(float(ref), rel=1e-4, abs=1e-4)
 
 
 def test_every_family_row_is_reachable_and_unknown_names_are_refused():
