@@ -267,6 +267,10 @@ def cached_slick(spec: RealSpec, model, tokenizer, records: Sequence[QARecord], 
     if table is None:
         table = slick_real(model, tokenizer, records, SliCKConfig.from_dict(spec.slick))
         atomic_write_text(f, "".join(json.dumps({"fact_id": k, **v}) + "\n" for k, v in table.items()))
+    from interference.pretrain import FINGERPRINT_FILE
+    if not (d / FINGERPRINT_FILE).exists():  # what teachers cached beside this table are keyed by
+        from interference.io import atomic_write_json
+        atomic_write_json(d / FINGERPRINT_FILE, {"weights": model_fingerprint(spec.model)})
     if dist is not None:
         dist.barrier()
     return table, d

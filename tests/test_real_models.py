@@ -226,9 +226,6 @@ def test_a_trained_model_saves_and_reloads_as_the_same_function(tmp_path, arch, 
     with torch.no_grad():
         before = model_logits(model, ids)
     m = get_method(method, rank=2) if method == "lora" else get_method(method)
-    # keep the prepared model alive: a deep-copied bridge's ln1 capture hook holds a weak proxy to
-    # the attention module of the model it was copied from (TransformerLens 4), and LoRA's merged
-    # model is such a copy
     prepared = m.prepare(model, None)
     torch.manual_seed(0)
     with torch.no_grad():
