@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -72,6 +71,19 @@ def eval_batch_size(n_layers: int, d_model: int, d_vocab: int, seq_len: int, fre
     return int(max(1, min(cap, share * free_bytes // max(1, per_prompt))))
 
 
+def eval_batch_size_for(model, tokenizer, facts) -> int:
+    """``eval_batch_size`` for ``facts`` on ``model``'s device: the longest prompt (by characters)
+    is tokenized to size the sequence; on CPU this is 512, what ``score_facts`` always used."""
+    dev = next(model.parameters()).device
+    free = free_memory(dev)
+    if free is None or not facts:
+        return 512
+    longest = max(facts, key=lambda f: len(f.prompt) + len(f.answer))
+    seq = len(tokenizer(longest.prompt + " " + longest.answer)["input_ids"])
+    cfg = model.cfg
+    return eval_batch_size(int(cfg.n_layers), int(cfg.d_model), int(cfg.d_vocab), seq, free)
+
+
 def free_memory(device: torch.device) -> int | None:
     if device.type != "cuda":
         return None
@@ -91,7 +103,7 @@ class Distributed:
         self.grad_accum = grad_accum
         self.acc = None
         self.world_size, self.rank = 1, 0
-        self._scratch: tempfile.TemporaryDirectory | None = None
+        self._scratch: Path | None = None
         if _launched():
             from accelerate import Accelerator
             cpu = device == "cpu" or not torch.cuda.is_available()
@@ -105,6 +117,21 @@ class Distributed:
         if precision == "bf16" and not bf16_ok:
             raise DistributedError("--precision bf16 needs a GPU with bfloat16 support; use auto or fp32.")
         self.precision = "bf16" if precision in ("auto", "bf16") and bf16_ok else "fp32"
+
+    @classmethod
+    def single(cls) -> "Distributed":
+        """One process, fp32, no accumulation: the loop's default, where every call is a no-op."""
+        d = cls.__new__(cls)
+        d.grad_accum, d.acc, d.world_size, d.rank, d._scratch = 1, None, 1, 0, None
+        d.device, d.precision = torch.device("cpu"), "fp32"
+        return d
+
+    def mean_loss(self, local: torch.Tensor) -> torch.Tensor:
+        """The global batch's loss from this process's factor-weighted sum (sum over processes /
+        world size, as the gradients are averaged)."""
+        if self.world_size == 1:
+            return local
+        return torch.tensor(self.all_sum([float(local)])[0] / self.world_size)
 
     @property
     def is_main(self) -> bool:
@@ -183,30 +210,39 @@ class Distributed:
 
     # -------------------------------------------------------------- files
     def rank_out(self, out: str | Path, keep: Sequence[str] = ()) -> Path:
-        """The directory this process writes to: ``out`` on the main process, a private scratch
-        copy of ``out``'s ``keep`` entries (checkpoints, timeline: what a resume reads) elsewhere.
-        All processes wait here until the copies exist, so the main process changes nothing
-        before the others have read it."""
+        """The directory this process writes to: ``out`` on the main process; elsewhere a private
+        scratch directory beside it holding ``out``'s ``keep`` entries (what a resume reads),
+        hard-linked where the file system allows (checkpoint writes replace files by rename, so
+        a link never lets a process change the main's copy). All processes wait here until the
+        copies exist, so the main process changes nothing before the others have read it."""
         out = Path(out)
         if self.is_main:
             self.barrier()
             return out
-        self._scratch = tempfile.TemporaryDirectory(prefix=f"interference-rank{self.rank}-")
-        mine = Path(self._scratch.name) / out.name
-        mine.mkdir()
+        import os
+        mine = out.parent / f".{out.name}.rank{self.rank}"
+        shutil.rmtree(mine, ignore_errors=True)
+        mine.mkdir(parents=True)
+        self._scratch = mine
+
+        def link(src, dst):
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
         for name in keep:
             src = out / name
             if src.is_dir():
-                shutil.copytree(src, mine / name)
+                shutil.copytree(src, mine / name, copy_function=link)
             elif src.is_file():
-                shutil.copy2(src, mine / name)
+                shutil.copy2(src, mine / name)  # the timeline is appended to in place: a real copy
         self.barrier()
         return mine
 
     def close(self) -> None:
         self.barrier()
         if self._scratch is not None:
-            self._scratch.cleanup()
+            shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
 
 

@@ -5,6 +5,7 @@
     python -m interference.finetune --method freeze --groups attn --quick --out runs/attn
     python -m interference.finetune --method lora --option rank=4 --out runs/lora
     python -m interference.finetune --method sft --model ~/models/Qwen2.5-1.5B --data ~/data/entity_questions --out runs/q
+    accelerate launch --multi_gpu --num_processes 8 -m interference.finetune --method sft ...   (see docs/REAL_MODELS.md)
 
 Method options are passed to the method's config; an option the method does not have is an
 error that lists the valid ones. Bad input prints ``error: <one sentence>`` and exits 2 before
@@ -72,7 +73,7 @@ def build_config(args) -> "FinetuneConfig":
           "method_options": options, "seed": args.seed, "real": real.to_dict() if real else None}
     if args.quick:
         kw = {**FinetuneConfig.quick().to_dict(), **kw}
-    for k in ("steps", "epochs", "lr", "batch_size", "eval_every"):
+    for k in ("steps", "epochs", "lr", "batch_size", "eval_every", "grad_accum", "precision"):
         if getattr(args, k) is not None:
             kw[k] = getattr(args, k)
     return FinetuneConfig(**kw)
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float)
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--eval-every", type=int)
+    ap.add_argument("--grad-accum", type=int, help="micro-batches per update (the global batch stays --batch-size)")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                    help="auto (default): bf16 autocast on a GPU that has it, else fp32")
     ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     ap.add_argument("--no-progress", action="store_true")
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         configure_threads(args.device)
         cfg = build_config(args)
         rec = finetune(cfg, args.out, progress=not args.no_progress, device=args.device, resume=args.resume)
-    except (MethodError, SFTDataError, DataError, RunDirError, ModelError, WorldConfigError, ValueError) as e:
+    except (MethodError, SFTDataError, DataError, RunDirError, ModelError, WorldConfigError, ValueError) as e:  # DistributedError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_summary(rec.metrics, args.out))

@@ -56,3 +56,56 @@ def test_single_process_is_the_identity_and_bad_settings_are_refused():
         Distributed(precision="bf16", device="cpu")
     with pytest.raises(DistributedError, match="smaller than 1 processes x 4"):
         Distributed(grad_accum=4, device="cpu").check_batch(2)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_give_the_single_process_run_at_the_same_global_batch(tmp_path, quick_base):
+    """``accelerate launch`` with 2 CPU processes vs 1 process, both at global batch 8.
+
+    ``--multi_gpu`` is what starts several processes: ``accelerate launch --cpu --num_processes 2``
+    starts only one (accelerate 1.15's simple launcher). With no GPU visible, torchrun's processes
+    join a gloo group on the CPU. Tolerance: the gradient average is exact up to float32
+    reduction order (~1e-7 relative), so losses agree to 1e-5 relative, every per-fact answer is
+    the same, and gold log-probs (rounded to 5 decimals) within 1e-3.
+    """
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    accelerate = Path(sys.executable).parent / "accelerate"
+    if not accelerate.exists():
+        accelerate = shutil.which("accelerate")
+    assert accelerate, "accelerate's launcher is part of the environment"
+    args = ["--quick", "--method", "sft", "--steps", "6", "--batch-size", "8", "--eval-every", "3",
+            "--no-progress", "--device", "cpu"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "interference.finetune", *args, "--out", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+                          "-m", "interference.finetune", *args, "--out", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    cfg = {d: json.loads((tmp_path / d / "config.json").read_text()) for d in ("one", "two")}
+    assert cfg["one"]["world_size"] == 1 and cfg["two"]["world_size"] == 2
+    m = {d: json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two")}
+    for a, b in zip(m["one"]["history"], m["two"]["history"]):
+        assert a["step"] == b["step"] and {k: a[k] for k in ("task", "plasticity", "stability")} == \
+            {k: b[k] for k in ("task", "plasticity", "stability")}
+        if a["loss"] is not None:
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+    rows = {d: [json.loads(x) for x in (tmp_path / d / "timeline.jsonl").read_text().splitlines()] for d in m}
+    assert [(r["fact_id"], r["step"], r["correct"], r["prediction"]) for r in rows["one"]] == \
+        [(r["fact_id"], r["step"], r["correct"], r["prediction"]) for r in rows["two"]]
+    assert max(abs(a["gold_logprob"] - b["gold_logprob"]) for a, b in zip(rows["one"], rows["two"])) < 1e-3
+    assert not list(tmp_path.glob(".two.rank*"))  # the second process's scratch copy is gone
