@@ -13,13 +13,13 @@ about as long as SliCK's 4-shot EntityQuestions prompts.
 Per method it reports steps/s, tokens/s (real, non-pad tokens) and peak memory (CUDA: peak
 allocated bytes of that phase; CPU: the process's peak RSS so far), and the
 self-distillation / SFT step-time ratio: the teacher's extra no-grad forward pass is what
-self-distillation costs over SFT. On CUDA the step runs under bf16 autocast (fp16 where the card
-has no bf16), as ``finetune`` does there.
+self-distillation costs over SFT. Steps go through the package's one training loop with the
+``Distributed`` helper, so on a GPU with bfloat16 they run under bf16 autocast as ``finetune``
+does there (fp32 elsewhere).
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
 import resource
@@ -35,9 +35,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from interference.batching import pack  # noqa: E402
+from interference.distributed import Distributed  # noqa: E402
 from interference.io import atomic_write_json  # noqa: E402
+from interference.loop import LoopConfig, batch_at, train_loop  # noqa: E402
 from interference.methods import get_method  # noqa: E402
-from interference.models import load_hf_model, model_logits, resolve_device  # noqa: E402
+from interference.models import clone_model, load_hf_model, model_logits  # noqa: E402
 from interference.tokenizer import world_tokenizer  # noqa: E402
 from interference.world import World, WorldConfig  # noqa: E402
 
@@ -61,21 +63,18 @@ def build_model_dir(d: Path, tiny: bool) -> Path:
     return d
 
 
-def few_shot_batches(tok, tiny: bool, batch: int, shots: int, n_batches: int, seed: int = 0):
-    """``n_batches`` packed batches of few-shot QA prompts (answers are the loss targets)."""
+def few_shot_data(tok, tiny: bool, n: int, shots: int, seed: int = 0):
+    """``n`` packed few-shot QA prompts (the asked fact's answer is the loss target)."""
     import random
     world = World(WorldConfig.quick() if tiny else WorldConfig())
     facts = world.facts(world.split("pretrain_qa"))
     rng = random.Random(seed)
-    out = []
-    for _ in range(n_batches):
-        pairs = []
-        for _ in range(batch):
-            ex = rng.sample(facts, shots + 1)
-            prefix = " ".join(f"{f.prompt} {f.answer}" for f in ex[:-1])
-            pairs.append((f"{prefix} {ex[-1].prompt}", ex[-1].answer))
-        out.append(pack(tok, pairs))
-    return out
+    pairs = []
+    for _ in range(n):
+        ex = rng.sample(facts, shots + 1)
+        prefix = " ".join(f"{f.prompt} {f.answer}" for f in ex[:-1])
+        pairs.append((f"{prefix} {ex[-1].prompt}", ex[-1].answer))
+    return pack(tok, pairs)
 
 
 def _sync(dev: torch.device) -> None:
@@ -89,39 +88,55 @@ def _peak(dev: torch.device) -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
-def time_method(name: str, model, tok, batches, dev, steps: int, warmup: int, amp_dtype) -> dict:
-    """Steps/s, tokens/s and peak memory of ``steps`` optimizer steps of ``name`` on ``model``."""
+class _Timer:
+    """Loop callback: wall time and real tokens of the updates after ``warmup``."""
+
+    def __init__(self, dev, warmup: int, data, batch: int, seed: int, pad_id: int):
+        self.dev, self.warmup, self.data, self.batch, self.seed, self.pad = dev, warmup, data, batch, seed, pad_id
+        self.t0, self.tokens, self.seconds = None, 0, 0.0
+
+    def on_step(self, state) -> None:
+        if state.step == self.warmup:
+            _sync(self.dev)
+            self.t0 = time.perf_counter()
+        elif state.step > self.warmup:
+            idx = batch_at(state.step - 1, len(self.data), self.batch, self.seed)
+            self.tokens += int((self.data.ids[idx] != self.pad).sum())
+
+    def on_end(self, state) -> None:
+        _sync(self.dev)
+        self.seconds = time.perf_counter() - self.t0
+
+
+def time_method(name: str, model, tok, data, dist, steps: int, warmup: int, batch: int) -> dict:
+    """Steps/s, tokens/s and peak memory of ``steps`` updates of ``name`` through the one training
+    loop (``interference.loop.train_loop``, with bf16 autocast on a GPU that has it)."""
     method = get_method(name, teacher="base") if name == "self_distill" else get_method(name)
-    student = copy.deepcopy(model).train()
+    student = clone_model(model).train()
     if name == "self_distill":
         # the teacher: a frozen copy sharing no tensor with the student, run under no_grad
-        method.use_teacher(copy.deepcopy(model), student, tok.pad_token_id)
-    params = [p for p in student.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95))
-    if dev.type == "cuda":
+        teacher = clone_model(model).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        method.teacher, method.pad_id = teacher, tok.pad_token_id
+    if dist.device.type == "cuda":
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(dev)
-    tokens = 0
-    t0 = None
-    for i in range(warmup + steps):
-        if i == warmup:
-            _sync(dev)
-            t0 = time.perf_counter()
-        b = batches[i % len(batches)].to(dev)
-        with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model_logits(student, b.ids)
-            loss, _ = method.loss(student, b, logits, None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        if i >= warmup:
-            tokens += int((b.ids != tok.pad_token_id).sum())
-    _sync(dev)
-    dt = time.perf_counter() - t0
-    out = {"steps": steps, "seconds": dt, "steps_per_s": steps / dt, "tokens_per_s": tokens / dt,
-           "step_seconds": dt / steps, "peak_memory_bytes": _peak(dev), "final_loss": float(loss.detach())}
-    del student, opt, method
+        torch.cuda.reset_peak_memory_stats(dist.device)
+    cfg = LoopConfig(lr=1e-4, batch_size=batch, steps=warmup + steps, warmup_frac=0.0, seed=0)
+    timer = _Timer(dist.device, warmup, data, batch, cfg.seed, tok.pad_token_id)
+    last = {}
+
+    def loss_fn(m, b, step):
+        loss, _ = method.loss(m, b, model_logits(m, b.ids), None)
+        last["loss"] = float(loss.detach())
+        return loss, {}
+
+    train_loop(student, [p for p in student.parameters() if p.requires_grad], data.to(dist.device), cfg, loss_fn,
+               callbacks=[timer], dist=dist)
+    dt = timer.seconds
+    out = {"steps": steps, "seconds": dt, "steps_per_s": steps / dt, "tokens_per_s": timer.tokens / dt,
+           "step_seconds": dt / steps, "peak_memory_bytes": _peak(dist.device), "final_loss": last["loss"]}
+    del student, method
     return out
 
 
@@ -141,22 +156,20 @@ def main(argv=None) -> int:
     if steps < 1 or batch < 1 or warmup < 0:
         print("error: --steps and --batch-size must be positive and --warmup non-negative.", file=sys.stderr)
         return 2
-    dev = resolve_device("cpu" if args.tiny and args.device == "auto" else args.device)
-    amp = None
-    if dev.type == "cuda":
-        amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dist = Distributed(precision="auto", device="cpu" if args.tiny and args.device == "auto" else args.device)
+    dev = dist.device
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         model, tok = load_hf_model(build_model_dir(Path(d), args.tiny), device=dev)
     n_params = sum(p.numel() for p in model.original_model.parameters())
-    batches = few_shot_batches(tok, args.tiny, batch, args.shots, n_batches=8)
-    results = {m: time_method(m, model, tok, batches, dev, steps, warmup, amp) for m in ("sft", "self_distill")}
+    data = few_shot_data(tok, args.tiny, 8 * batch, args.shots)
+    results = {m: time_method(m, model, tok, data, dist, steps, warmup, batch) for m in ("sft", "self_distill")}
     report = {
         "what": "SFT vs self-distillation step cost, random Llama-style model, few-shot QA batches",
         "command": "python benchmarks/gpu_check.py" + (" --tiny" if args.tiny else ""),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or 'unknown'})",
-        "dtype": str(amp).replace("torch.", "") + " autocast" if amp else "float32",
-        "n_parameters": n_params, "batch_size": batch, "seq_len": int(batches[0].ids.shape[1]),
+        "dtype": "bf16 autocast" if dist.precision == "bf16" else "float32",
+        "n_parameters": n_params, "batch_size": batch, "seq_len": int(data.ids.shape[1]),
         "torch": torch.__version__, **results,
         "self_distill_over_sft_step_time": results["self_distill"]["step_seconds"] / results["sft"]["step_seconds"],
         "total_seconds": time.perf_counter() - t_start,
