@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Sequence
 
 from interference.data import Fact, QARecord, data_files, load_qa_records
+from interference.distributed import eval_batch_size_for
 from interference.evaluate import SLICK_CATEGORIES, score_facts, sample_correct_counts, slick_category
 from interference.io import atomic_write_text, check_fields, config_hash
 from interference.sft_data import SFTData, SFTDataConfig, SFTDataError
@@ -124,10 +125,12 @@ def slick_real(model, tokenizer, records: Sequence[QARecord], cfg: SliCKConfig) 
         asked = [Fact(**{**f.to_dict(), "fact_id": f"{f.fact_id}#{a}", "answer": chosen[i].aliases[a],
                          "prompt": few_shot_prompt(f, sets[f.relation][v], cfg.n_shots)})
                  for i, a, f in copies]
-        for (i, a, _), res in zip(copies, score_facts(model, tokenizer, asked)):
+        bs = eval_batch_size_for(model, tokenizer, asked)  # 4-shot prompts x a 150k vocabulary: size by memory
+        for (i, a, _), res in zip(copies, score_facts(model, tokenizer, asked, batch_size=bs)):
             greedy_hits[i][a] += res.correct
         if cfg.n_samples:
-            counts = sample_correct_counts(model, tokenizer, asked, cfg.n_samples, cfg.temperature, cfg.seed + v)
+            counts = sample_correct_counts(model, tokenizer, asked, cfg.n_samples, cfg.temperature, cfg.seed + v,
+                                           batch_size=bs)
             for (i, a, _), c in zip(copies, counts):
                 sample_hits[i][a] += c
     out = {}
