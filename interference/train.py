@@ -295,7 +295,11 @@ def _finetune(cfg: FinetuneConfig, cfg_dict: dict, out: Path, callbacks: Sequenc
         mcfg = None
         model, tok, world, base_dir, data = prepare_real(RealSpec(**cfg.real), cfg.data, device=dev, dist=dist)
     else:
-        model, mcfg, tok, world, base_dir = resolve_base(cfg, device=dev, progress=progress)
+        if not dist.is_main:  # the main process pre-trains (or finds) the cached base first
+            dist.barrier()
+        model, mcfg, tok, world, base_dir = resolve_base(cfg, device=dev, progress=progress and dist.is_main)
+        if dist.is_main:
+            dist.barrier()
         new_ents = world.new_entities(**cfg.new_entities) if cfg.new_entities else None
         data = build_sft_data(world, load_slick(base_dir), cfg.data, new_entities=new_ents)
     torch.manual_seed(cfg.seed)
