@@ -156,9 +156,17 @@ def _eval(callbacks: Sequence, state: LoopState) -> None:
 
 def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: LoopConfig,
                loss_fn: LossFn = default_loss, callbacks: Sequence = (), progress: bool = False,
-               desc: str = "train") -> LoopState:
+               desc: str = "train", dist=None) -> LoopState:
     """Train ``params`` of ``model`` on ``data`` for ``cfg.steps`` updates (or until a callback
-    stops it) and return the final state. ``loss_fn(model, batch, step) -> (loss, logs)``."""
+    stops it) and return the final state. ``loss_fn(model, batch, step) -> (loss, logs)``.
+
+    ``dist`` (an ``interference.distributed.Distributed``) spreads each global batch over the
+    processes of ``accelerate launch`` and over gradient-accumulation micro-batches; without it,
+    or with one process and no accumulation, every number is what a plain step computes."""
+    from interference.distributed import Distributed
+    dist = dist if dist is not None else Distributed.single()
+    dist.check_batch(cfg.batch_size)
+    weights = data.loss_mask.sum(1)  # answer tokens per example: what a micro-batch's loss is weighted by
     params = [p for p in params]
     if not params:
         raise ValueError("no parameter is trainable, so training would change nothing.")
@@ -174,10 +182,16 @@ def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: L
     for step in range(start, cfg.steps):
         if state.stop:
             break
-        batch = data.subset(batch_at(step, len(data), cfg.batch_size, cfg.seed).to(dev))
-        loss, logs = loss_fn(model, batch, step)
+        idx = batch_at(step, len(data), cfg.batch_size, cfg.seed)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, logs = torch.zeros((), device=dev), {}
+        for rows, factor in dist.micro_batches(idx, weights):
+            with dist.autocast():
+                part, logs = loss_fn(model, data.subset(rows.to(dev)), step)
+            dist.backward(part * factor if factor != 1.0 else part)
+            loss = loss + part.detach().float() * factor
+        dist.sync_gradients(params)
+        loss = dist.mean_loss(loss)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()

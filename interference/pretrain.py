@@ -134,6 +134,8 @@ def cache_root() -> Path:
 
 def pretraining_pairs(world: World) -> list[tuple[str, str]]:
     """(prefix, value) pairs of the pre-training corpus, QA pairs repeated qa_weight times upstream."""
+    if hasattr(world, "pretraining_pairs"):  # real data: interference.real_data.RealCorpus
+        return world.pretraining_pairs()
     pairs = []
     for e in world.split("pretrain_qa") + world.split("statement_only"):
         for r in world.config.relations:

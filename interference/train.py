@@ -64,6 +64,13 @@ class FinetuneConfig:
     eval_every: int = 50
     ckpt_every: int = 200
     new_entities: dict | None = None  # kwargs for world.new_entities(...) when data.unknown_source == "new"
+    real: dict | None = None  # real_data.RealSpec.to_dict(): a HF model + QA data instead of `base`
+    # Scale-out (interference.distributed): batch_size is the global batch whatever the number of
+    # processes; grad_accum cuts each process's share into micro-batches; precision "auto" is bf16
+    # autocast on a GPU that has it, fp32 elsewhere. world_size is recorded by finetune(), not set.
+    grad_accum: int = 1
+    precision: str = "auto"
+    world_size: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
@@ -80,6 +87,8 @@ class FinetuneConfig:
             raise ValueError("eval_every and ckpt_every must be positive step counts.")
         if not 0 <= self.warmup_frac < 1:
             raise ValueError(f"warmup_frac {self.warmup_frac} must be in [0, 1).")
+        if self.grad_accum < 1 or self.world_size < 1:
+            raise ValueError(f"grad_accum {self.grad_accum} and world_size {self.world_size} must be at least 1.")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -120,7 +129,11 @@ class RunRecord:
         return [json.loads(line) for line in (self.out / TIMELINE).read_text().splitlines() if line]
 
     def load_model(self, device=None):
-        """The fine-tuned model: (model, ModelConfig, tokenizer)."""
+        """The fine-tuned model: (model, ModelConfig or None for a real model, tokenizer)."""
+        if self.config.real:
+            from interference.models import load_hf_model
+            model, tok = load_hf_model(self.out / "model", device=device)
+            return model, None, tok
         return load_model(self.out / "model", device=device)
 
     def world_and_data(self):
@@ -150,12 +163,18 @@ def load_run(out: str | Path) -> RunRecord:
 
 
 # ------------------------------------------------------------------ pieces of a run
-def evaluate_sets(model, tokenizer, data, step: int) -> tuple[dict[str, float], list[dict]]:
-    """Accuracy per evaluation set and the timeline rows of this evaluation."""
+def evaluate_sets(model, tokenizer, data, step: int, dist=None) -> tuple[dict[str, float], list[dict]]:
+    """Accuracy per evaluation set and the timeline rows of this evaluation. Under ``dist`` each
+    process scores every ``world_size``-th fact and all processes get every row, in set order."""
+    from interference.distributed import eval_batch_size_for
     accs, rows = {}, []
     for name in EVAL_SETS:
         facts = data.eval_sets[name]
-        res = score_facts(model, tokenizer, facts) if facts else []
+        mine = dist.shard(facts) if dist is not None else facts
+        res = score_facts(model, tokenizer, mine, batch_size=eval_batch_size_for(model, tokenizer, mine)) if mine else []
+        if dist is not None:
+            order = {f.fact_id: i for i, f in enumerate(facts)}
+            res = sorted(dist.gather(res), key=lambda r: order[r.fact_id])
         accs[name] = sum(r.correct for r in res) / len(res) if res else float("nan")
         rows.extend({"step": step, "fact_id": r.fact_id, "set": name, "outcome": r.outcome, "correct": r.correct,
                      "gold_logprob": round(r.gold_logprob, 5), "prediction": r.prediction} for r in res)
@@ -206,8 +225,8 @@ class _Timeline:
     """Loop callback of a fine-tuning run: evaluates the three sets into the timeline and history,
     and drives the user's callbacks (``on_start(ctx)``, ``on_eval(ctx, step)``, ``on_end(ctx)``)."""
 
-    def __init__(self, ctx: RunContext, data, path: Path, callbacks: Sequence):
-        self.ctx, self.data, self.path, self.callbacks = ctx, data, path, callbacks
+    def __init__(self, ctx: RunContext, data, path: Path, callbacks: Sequence, dist=None):
+        self.ctx, self.data, self.path, self.callbacks, self.dist = ctx, data, path, callbacks, dist
         self.history: list[dict] = []
 
     def checkpoint_extra(self) -> dict:
@@ -227,7 +246,7 @@ class _Timeline:
 
     def on_eval(self, state) -> None:
         step = state.step
-        accs, rows = evaluate_sets(self.ctx.model, self.ctx.tokenizer, self.data, step)
+        accs, rows = evaluate_sets(self.ctx.model, self.ctx.tokenizer, self.data, step, self.dist)
         _append_rows(self.path, rows)
         loss = state.loss if step > 0 else None
         self.history.append({"step": step, "loss": loss, **accs})
@@ -248,6 +267,9 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
     A finished run with the same config is returned without retraining; an interrupted one
     resumes from its latest checkpoint (``resume=False`` refuses instead).
     """
+    from interference.distributed import Distributed
+    dist = Distributed(precision=cfg.precision, grad_accum=cfg.grad_accum, device=device)
+    cfg = dataclasses.replace(cfg, world_size=dist.world_size)
     out = Path(out)
     cfg_dict = cfg.to_dict()
     if (out / "metrics.json").exists() and (out / "config.json").exists():
@@ -255,11 +277,31 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
             return load_run(out)
     if not resume and has_checkpoint(out / CKPT):
         raise RunDirError(f"{out} holds an interrupted run of this config; resume it (--resume) or choose another --out.")
-    dev = resolve_device(device)
+    dist.check_batch(cfg.batch_size)
+    # only the main process writes `out`; the others write a private copy (what a resume reads)
+    out = dist.rank_out(out, keep=("config.json", "sft_data.json", TIMELINE, CKPT))
+    try:
+        return _finetune(cfg, cfg_dict, out, callbacks, progress, resume, dist)
+    finally:
+        dist.close()
+
+
+def _finetune(cfg: FinetuneConfig, cfg_dict: dict, out: Path, callbacks: Sequence, progress: bool, resume: bool,
+              dist) -> RunRecord:
+    dev = dist.device
     method = get_method(cfg.method, **cfg.method_options)
-    model, mcfg, tok, world, base_dir = resolve_base(cfg, device=dev, progress=progress)
-    new_ents = world.new_entities(**cfg.new_entities) if cfg.new_entities else None
-    data = build_sft_data(world, load_slick(base_dir), cfg.data, new_entities=new_ents)
+    if cfg.real:  # a Hugging Face model and QA data; `world` is then a RealCorpus
+        from interference.real_data import RealSpec, prepare_real
+        mcfg = None
+        model, tok, world, base_dir, data = prepare_real(RealSpec(**cfg.real), cfg.data, device=dev, dist=dist)
+    else:
+        if not dist.is_main:  # the main process pre-trains (or finds) the cached base first
+            dist.barrier()
+        model, mcfg, tok, world, base_dir = resolve_base(cfg, device=dev, progress=progress and dist.is_main)
+        if dist.is_main:
+            dist.barrier()
+        new_ents = world.new_entities(**cfg.new_entities) if cfg.new_entities else None
+        data = build_sft_data(world, load_slick(base_dir), cfg.data, new_entities=new_ents)
     torch.manual_seed(cfg.seed)
     base = clone_model(model).eval()
     for p in base.parameters():
@@ -278,7 +320,7 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
 
-    train = pack(tok, [(f.prompt, f.answer) for f in data.train], mcfg.n_ctx).to(dev)
+    train = pack(tok, [(f.prompt, f.answer) for f in data.train], int(model.cfg.n_ctx)).to(dev)
     loop_cfg = cfg.loop_config(len(train))
 
     def loss_fn(m, batch, step):
@@ -286,19 +328,25 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
         loss, _ = method.loss(m, batch, model_logits(m, batch.ids), ctx)
         return loss, {}
 
-    timeline = _Timeline(ctx, data, out / TIMELINE, callbacks)
+    timeline = _Timeline(ctx, data, out / TIMELINE, callbacks, dist)
     ckpt = Checkpoints(out / CKPT, cfg.ckpt_every, extra=timeline.checkpoint_extra, restore=timeline.restore,
                        resume=resume)
     train_loop(model, [p for _, p in params], train, loop_cfg, loss_fn, callbacks=[ckpt, timeline],
-               progress=progress, desc=f"finetune[{cfg.method}]")
+               progress=progress and dist.is_main, desc=f"finetune[{cfg.method}]", dist=dist)
 
     final = method.finalize(model)
-    save_model(final, mcfg, tok, out / "model")
+    if mcfg is None:
+        if dist.is_main:  # other processes hold the same weights; a 1.5B copy each is not worth writing
+            from interference.models import save_hf_model
+            save_hf_model(final, tok, out / "model")
+    else:
+        save_model(final, mcfg, tok, out / "model")
     history = timeline.history
     metrics = _metrics(history, history[0]["stability"])
     metrics.update({"steps": loop_cfg.steps, "method": cfg.method, "n_train": len(data.train),
                     "n_trainable": sum(p.numel() for _, p in params), "device": str(dev),
-                    "base_fingerprint": fingerprint})
+                    "base_fingerprint": fingerprint, "world_size": dist.world_size,
+                    "precision": dist.precision})
     atomic_write_json(out / "metrics.json", metrics)
     shutil.rmtree(out / CKPT, ignore_errors=True)
     _call(callbacks, "on_end", ctx)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from interference.methods.base import Method, MethodConfig, MethodError
 from interference.models import clone_model
 
-TARGETS = {"attn": "q|k|v|o", "mlp": "fc_in|fc_out", "all": "q|k|v|o|fc_in|fc_out"}
+TARGETS = ("attn", "mlp", "all")  # which groups' linears (models.FAMILIES names them per family)
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,10 @@ class LoRA(Method):
     def prepare(self, model, ctx):
         from peft import LoraConfig, inject_adapter_in_model
         self.plain = clone_model(model)  # structure to merge back into
-        pattern = rf".*\.({TARGETS[self.config.targets]})\._original_component$"
+        from interference.models import model_family
+        linears = model_family(model).linears
+        names = "|".join(linears[g] for g in (("attn", "mlp") if self.config.targets == "all" else (self.config.targets,)))
+        pattern = rf".*\.({names})\._original_component$"
         lc = LoraConfig(r=self.config.rank, lora_alpha=self.config.alpha, target_modules=pattern, lora_dropout=0.0)
         return inject_adapter_in_model(lc, model)
 
