@@ -124,6 +124,8 @@ def main(argv=None) -> int:
         res["noise_ceiling"] = noise_ceiling(root, root.parent / "ceiling")
     write_json(out / "forecast.json", res)
     (out / "forecast.md").write_text(markdown(res))
+    if not quick:  # the README's <!-- FORECAST --> section (analyses/update_readme.py)
+        (out.parent / "forecast.md").write_text(markdown(res))
     shutil.copy(out / "combiner_sft.json", ROOT / "interference" / "forecast" /
                 ("quick_combiner.json" if quick else "default_combiner.json"))
     print(markdown(res))

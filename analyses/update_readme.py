@@ -54,6 +54,12 @@ def benchmarks_section() -> str | None:
                     + f" | probes every {b.get('probe_every')} steps |")
         rows.append(f"| overlap of 10k x 10k facts, all layers (goal < 5 s) | {b['overlap_10k_seconds']:.2f} s | "
                     f"{b.get('threads')} thread(s) |")
+    if (d / "forecast.json").exists():
+        b = json.loads((d / "forecast.json").read_text())
+        sc = b["scaling"]
+        rows.append(f"| forecast, 10k known x 1k SFT facts (goal < 60 s) | {b['seconds_10k_x_1k']:.1f} s | "
+                    f"{b.get('threads')} threads; x2 known facts: x{sc['ratio_watched_10k_over_5k']:.2f}, "
+                    f"x2 SFT facts: x{sc['ratio_new_1000_over_500']:.2f} |")
     if not rows:
         return None
     return "\n".join(["| benchmark | measured | notes |", "|---|---|---|", *rows])

@@ -159,7 +159,7 @@ def test_scores_on_known_cases():
     s, y = np.array([0.9, 0.8, 0.1, 0.2]), np.array([True, False, False, True])
     assert C.precision_at(s, y, 0.25) == 1.0  # top 1 of 4 is forgotten
     assert C.precision_at(s, y, 0.5) == 0.5
-    assert C.average_precision(s, y) == pytest.approx((1 + 0.5) / 2)  # hits at ranks 1 and 4: (1/1 + 2/4) / 2
+    assert C.average_precision(s, y) == pytest.approx((1 + 2 / 3) / 2)  # hits at ranks 1 and 3: (1/1 + 2/3) / 2
     cal = C.calibration(np.array([0.1, 0.1, 0.9, 0.9]), np.array([False, False, True, False]), bins=2)
     assert [c["observed"] for c in cal] == [0.0, 0.5] and [c["n"] for c in cal] == [2, 2]
 
@@ -204,3 +204,15 @@ def test_cli_bad_sft_file_is_one_sentence(content, msg, ft_base_dir, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and msg in err and "Traceback" not in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_cli_evaluate_writes_forecast_json_with_every_predictor(quick_run, tmp_path, one_thread):
+    from interference.forecast.cli import main
+    out = tmp_path / "ev"
+    assert main(["--sft-data", str(quick_run), "--evaluate", "--seeds", "2", "--out", str(out)]) == 0
+    res = json.loads((out / "forecast.json").read_text())
+    assert set(res["auroc"]) == {"forecast", "fragility", "overlap", "gradient_alignment", "random"}
+    for v in res["auroc"].values():
+        assert set(v) == {"mean", "lo", "hi", "n"}
+    assert (out / "calibration.png").stat().st_size > 0
+    assert len(res["methods"]["sft"]["n_facts"]) == 2

@@ -129,8 +129,11 @@ def leave_one_seed_out(columns: Sequence[dict[str, np.ndarray]], labels: Sequenc
     for k in range(len(columns)):
         train = [i for i in range(len(columns)) if i != k]
         cols = [_zf(columns[i], features, interactions) for i in train]
-        comb = Combiner(list(features), interactions, C).fit(stack(cols, list(cols[0])), np.concatenate([labels[i] for i in train]))
-        out.append(comb.predict(columns[k]))
+        y = np.concatenate([labels[i] for i in train])
+        if y.all() or not y.any():  # nothing to learn from (tiny runs): this seed gets no score
+            out.append(np.full(len(labels[k]), np.nan))
+            continue
+        out.append(Combiner(list(features), interactions, C).fit(stack(cols, list(cols[0])), y).predict(columns[k]))
     return out
 
 
@@ -177,5 +180,8 @@ def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[d
 
 
 def scores(risk: np.ndarray, labels: np.ndarray, top: float = 0.05) -> dict[str, float]:
+    if np.isnan(np.asarray(risk, float)).any():
+        return {"auroc": math.nan, "average_precision": math.nan, "precision_at_top": math.nan,
+                "base_rate": float(np.mean(labels))}
     return {"auroc": auroc(risk, labels), "average_precision": average_precision(risk, labels),
             "precision_at_top": precision_at(risk, labels, top), "base_rate": float(np.mean(labels))}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -145,8 +146,13 @@ def summarise(scores: dict[str, list[np.ndarray]], labels: Sequence[np.ndarray],
 
 
 def single_feature_auroc(tables: Sequence[FeatureTable], labels: Sequence[np.ndarray]) -> dict[str, float]:
+    """Each column alone (larger = more at risk), mean AUROC over seeds: which feature carries what."""
     from interference.metrics.stats import auroc
-    return {n: float(np.nanmean([auroc(t.columns[n], y) for t, y in zip(tables, labels)])) for n in tables[0].names}
+    out = {}
+    for n in tables[0].names:
+        v = np.array([auroc(t.columns[n], y) for t, y in zip(tables, labels)], float)
+        out[n] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+    return out
 
 
 def evaluate(cfg: EvalConfig, root: str | Path, out: str | Path, progress: bool = False,
@@ -162,15 +168,19 @@ def evaluate(cfg: EvalConfig, root: str | Path, out: str | Path, progress: bool 
         tables, labels = [p[m][0] for p in per], [p[m][1] for p in per]
         scores = predictor_scores(tables, labels, cfg)
         s = summarise(scores, labels, cfg.top)
-        comb = C.fit_all([t.columns for t in tables], labels, tables[0].names, cfg.interactions, cfg.C,
-                         fitted_on={"method": m, "seeds": cfg.seeds, "quick": cfg.quick, "base_dir": cfg.base_dir})
         pooled_p = np.concatenate(scores["forecast"])
         pooled_y = np.concatenate(labels)
-        s.update({"calibration": C.calibration(pooled_p, pooled_y), "n_facts": [len(y) for y in labels],
-                  "n_forgotten": [int(y.sum()) for y in labels], "single_feature_auroc": single_feature_auroc(tables, labels),
-                  "weights": dict(list(comb.weights().items())[:15])})
+        ok = np.isfinite(pooled_p)
+        s.update({"calibration": C.calibration(pooled_p[ok], pooled_y[ok]), "n_facts": [len(y) for y in labels],
+                  "n_forgotten": [int(y.sum()) for y in labels], "single_feature_auroc": single_feature_auroc(tables, labels)})
+        try:
+            comb = C.fit_all([t.columns for t in tables], labels, tables[0].names, cfg.interactions, cfg.C,
+                             fitted_on={"method": m, "seeds": cfg.seeds, "quick": cfg.quick, "base_dir": cfg.base_dir})
+            s["weights"] = dict(list(comb.weights().items())[:15])
+            comb.save(out / f"combiner_{m}.json")
+        except C.CombinerError as e:  # no forgetting at all in these runs: nothing to fit
+            s["weights"] = f"not fitted: {e}"
         result["methods"][m] = s
-        comb.save(out / f"combiner_{m}.json")
         if m == cfg.methods[0]:
             plot_calibration(s["calibration"], out / "calibration.png", m)
     if len(cfg.methods) > 1:
