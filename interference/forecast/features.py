@@ -25,11 +25,7 @@ import numpy as np
 import torch
 
 from interference.data import Fact
-
-try:  # moving into the metrics package (issue 8); this is where it lived before
-    from interference.metrics.overlap import overlap_with_new
-except ImportError:  # pragma: no cover - depends on the branch state
-    from interference.hypotheses.common import overlap_with_new
+from interference.metrics.overlap import overlap_with_new
 
 POSITIONS = ("subject_last", "last")  # the subject's last token, and the answer-predicting one
 LOG_FLOOR = 1e-6  # below float32 resolution of a log-prob near 0: "no loss at all"
@@ -124,7 +120,7 @@ def overlap(model, tok, watch: Sequence[Fact], new: Sequence[Fact],
     for k, pos in enumerate(positions):
         ws = torch.stack([w[h][:, k] for h in hooks])
         ns = torch.stack([nw[h][:, k] for h in hooks])
-        ov, _ = overlap_with_new(ws, watch, ns, new)
+        ov = overlap_with_new(ws, [f.relation for f in watch], ns, [f.relation for f in new]).max
         for j, name in enumerate(names):
             out[f"overlap_{name}_{pos}"] = ov[j]
     return out
