@@ -61,8 +61,7 @@ def test_pair_products_exact_where_one_position_carries_the_gradient(small_sets,
     there the single-position pair product is the full g_i . g_j."""
     from interference.forecast.gradients import alignment
     model, tok, watch, train = small_sets
-    al = alignment(model, tok, watch, train, units=["unembed"])
-    assert al.units == ["unembed"]
+    al = alignment(model, tok, watch, train, units=["unembed"])  # pair products over the training units only
     gw = [_unit_grads(model, f, tok)["unembed"] for f in watch]
     gt = [_unit_grads(model, f, tok)["unembed"] for f in train]
     want = np.array([[float(a @ b) for b in gt] for a in gw])
@@ -76,10 +75,14 @@ def test_freeze_restricts_units_and_self_distill_adds_the_kl_gradient(small_sets
     model, tok, watch, train = small_sets
     kw = method_alignment_args(model, "freeze", {"groups": "mlp:0"})
     assert kw == {"units": ["mlp.0"]}
-    assert alignment(model, tok, watch, train, **kw).units == ["mlp.0"]
+    frozen, plain = alignment(model, tok, watch, train, **kw), alignment(model, tok, watch, train)
+    assert frozen.units == plain.units  # one feature set for every method
+    j = plain.units.index("mlp.0")
+    np.testing.assert_allclose(frozen.ip[:, j], plain.ip[:, j], rtol=1e-5)  # the training unit as under SFT
+    assert not np.delete(frozen.ip, j, axis=1).any()  # frozen units do not move
+    np.testing.assert_allclose(frozen.sq, plain.sq, rtol=1e-5)  # sensitivity is the fact's, not the method's
     teacher = copy.deepcopy(model)
     same = alignment(model, tok, watch, train, teacher=teacher, kl_weight=1.0)
-    plain = alignment(model, tok, watch, train)
     np.testing.assert_allclose(same.ip, plain.ip, rtol=1e-4, atol=1e-6)  # KL to itself has zero gradient
     with torch.no_grad():
         for p in teacher.parameters():

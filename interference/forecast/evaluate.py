@@ -86,7 +86,7 @@ def seed_tables(cfg: EvalConfig, seed: int, root: Path, progress: bool = False) 
     out = {}
     cfgs = {m: run_config(m, seed, base_dir=cfg.base_dir, quick=cfg.quick, data=_data_cfg(cfg)) for m in cfg.methods}
     recs = {m: finetune(c, run_dir(root, m, seed), progress=progress) for m, c in cfgs.items()}
-    key = {"runs": {m: c.to_dict() for m, c in cfgs.items()}, "version": 1}
+    key = {"runs": {m: c.to_dict() for m, c in cfgs.items()}, "version": 2}  # bump when a feature changes
     cache = root / "features" / f"seed{seed}-{config_hash(key)}.json"
     if cache.exists():
         tables = {m: FeatureTable.from_dict(d) for m, d in json.loads(cache.read_text()).items()}

@@ -233,13 +233,15 @@ class Alignment:
 def alignment(model, tok, watch: Sequence[Fact], train: Sequence[Fact], units: Sequence[str] | None = None,
               teacher=None, kl_weight: float = 0.0, temperature: float = 0.5, batch_size: int = 256) -> Alignment:
     """Gradient alignment of every watched fact with the SFT set ``train`` (see the module
-    docstring): one forward+backward pass over ``train``, one over ``watch``."""
+    docstring): one forward+backward pass over ``train``, one over ``watch``.
+
+    ``units``: the units that train (None: all). Columns exist for every unit, so forecasts of
+    different methods share one feature set: a frozen unit does not move (G = 0 there), so its
+    alignment and pair terms are 0, while the fact's sensitivity ``sq`` is still measured."""
     mods = linear_modules(model)
-    if units is not None:
-        keep = set(units)
-        mods = {n: m for n, m in mods.items() if unit_of_module(n) in keep}
-        if not mods:
-            raise ValueError(f"no linear or embedding parameters in units {sorted(keep)}; nothing would train.")
+    trains = set(mods) if units is None else {n for n in mods if unit_of_module(n) in set(units)}
+    if not trains:
+        raise ValueError(f"no linear or embedding parameters in units {sorted(units or [])}; nothing would train.")
     unit_names = sorted({unit_of_module(n) for n in mods}, key=_unit_order)
     col = {u: unit_names.index(u) for u in unit_names}
     sg = summarise_set(model, tok, train, mods, batch_size=batch_size, teacher=teacher, kl_weight=kl_weight,
@@ -247,7 +249,9 @@ def alignment(model, tok, watch: Sequence[Fact], train: Sequence[Fact], units: S
     n, U = len(watch), len(unit_names)
     ip, sq = np.zeros((n, U)), np.zeros((n, U))
     g_sq = np.zeros(U)
-    for name, mod in mods.items():
+    for name in mods:
+        if name not in trains:
+            sg.G[name] = torch.zeros_like(sg.G[name])
         g_sq[col[unit_of_module(name)]] += float((sg.G[name] ** 2).sum())
     pair = np.zeros((n, sg.n))
     lps = []
@@ -261,8 +265,10 @@ def alignment(model, tok, watch: Sequence[Fact], train: Sequence[Fact], units: S
         for name, mod in mods.items():
             a, d = st.a[name], st.d[name].float()
             j = col[unit_of_module(name)]
-            ip[r, j] += _apply(mod, a, d, Ms[name]).double().numpy()
             sq[r, j] += _sqnorm(mod, a, d).double().numpy()
+            if name not in trains:
+                continue
+            ip[r, j] += _apply(mod, a, d, Ms[name]).double().numpy()
             if not isinstance(mod, torch.nn.Embedding):
                 aw, dw = _with_bias(a[idx, pos], mod), d[idx, pos]
                 pr += (aw @ sg.a_last[name].T) * (dw @ sg.d_last[name].T)
