@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from interference.forecast import combine as C
+import interference.forecast.combine as C
 from interference.forecast.predict import FeatureTable, GROUP_PREFIXES, compute_features, group_of
 from interference.forecast.runs import forgotten_labels, run_config, run_dir
 from interference.io import atomic_write_json, config_hash

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from interference.data import Fact
-from interference.forecast import features as F
+import interference.forecast.features as F
 from interference.forecast.gradients import alignment
 from interference.tokenizer import encode_qa
 
