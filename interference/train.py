@@ -31,12 +31,13 @@ from tqdm.auto import tqdm
 
 from interference.batching import pack
 from interference.evaluate import score_facts
-from interference.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from interference.io import RunDirError, atomic_write_json, check_fields, claim_run_dir
+from interference.checkpoint import has_checkpoint, load_checkpoint, mark_jsonl, restore_jsonl, save_checkpoint
+from interference.io import (RunDirError, atomic_write_json, check_fields, check_finite, check_not_busy, claim_run_dir,
+                             finished_run, release_run_dir, seal_run_dir, verify_run_dir)
 from interference.methods import get_method
 from interference.methods.base import Method, RunContext
 from interference.models import ModelError, load_model, model_logits, resolve_device, save_model
-from interference.pretrain import BaseSpec, base_model, load_slick
+from interference.pretrain import RUN_FILES as BASE_FILES, BaseSpec, base_model, load_slick
 from interference.sft_data import EVAL_SETS, SFTDataConfig, build_sft_data
 from interference.world import World, WorldConfig
 
@@ -70,6 +71,7 @@ class FinetuneConfig:
         # trained it, and changing a method default can never make a stale cached run look current.
         self.method_options = json.loads(json.dumps(
             get_method(self.method, **self.method_options).config.to_dict()))
+        check_finite(self.to_dict(), ValueError, "fine-tune setting")
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1 or (self.steps is not None and self.steps < 1):
             raise ValueError("lr, batch_size, epochs and steps must be positive.")
         if self.eval_every < 1 or self.ckpt_every < 1:
@@ -123,12 +125,17 @@ def base_dir_of(cfg: "FinetuneConfig") -> Path:
 
 TIMELINE = "timeline.jsonl"
 CKPT = "checkpoints"
+RUN_FILES = ("config.json", "metrics.json", TIMELINE, "sft_data.json", "model")  # sealed when finished
 
 
 def load_run(out: str | Path) -> RunRecord:
     out = Path(out)
     if not (out / "metrics.json").exists():
         raise RunDirError(f"{out} holds no finished fine-tuning run (no metrics.json).")
+    why = verify_run_dir(out, RUN_FILES)
+    if why:
+        raise RunDirError(f"the fine-tuning run in {out} is damaged ({why}); re-run the command that made it "
+                          "to compute it again.")
     cfg = FinetuneConfig.from_dict(json.loads((out / "config.json").read_text()))
     return RunRecord(out, cfg, json.loads((out / "metrics.json").read_text()))
 
@@ -192,8 +199,10 @@ def resolve_base(cfg: FinetuneConfig, device=None, progress: bool = False):
     """(model, ModelConfig, tokenizer, world, base_dir) for the config's base model."""
     if cfg.base_dir:
         base_dir = Path(cfg.base_dir)
-        if not (base_dir / "config.json").exists():
-            raise ModelError(f"{base_dir} is not a pre-training run (no config.json); pass a directory from interference.pretrain.")
+        why = "it holds no config.json" if not (base_dir / "config.json").exists() else verify_run_dir(base_dir, BASE_FILES)
+        if why:
+            raise ModelError(f"{base_dir} is not a finished pre-training run ({why}); pass a directory written by "
+                             "`python -m interference.pretrain --out DIR`.")
         world = World(WorldConfig.from_dict(json.loads((base_dir / "config.json").read_text())["world"]))
         model, mcfg, tok = load_model(base_dir, device=device)
         return model, mcfg, tok, world, base_dir
@@ -232,9 +241,9 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
     """
     out = Path(out)
     cfg_dict = cfg.to_dict()
-    if (out / "metrics.json").exists() and (out / "config.json").exists():
-        if json.loads((out / "config.json").read_text()) == json.loads(json.dumps(cfg_dict)):
-            return load_run(out)
+    check_not_busy(out)
+    if finished_run(out, cfg_dict, RUN_FILES, "fine-tuning run"):
+        return load_run(out)
     if not resume and has_checkpoint(out / CKPT):
         raise RunDirError(f"{out} holds an interrupted run of this config; resume it (--resume) or choose another --out.")
     dev = resolve_device(device)
@@ -268,9 +277,8 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
     resumed = load_checkpoint(out / CKPT, model, opt, sched) if resume else None
     if resumed:
         start, extra = resumed
-        history, offset = list(extra["history"]), int(extra["timeline_offset"])
-        with open(timeline, "r+") as fh:  # drop rows written after the checkpoint
-            fh.truncate(offset)
+        history = list(extra["history"])  # rows written after the checkpoint are dropped:
+        restore_jsonl(timeline, extra.get("timeline", extra.get("timeline_offset")), f"{out} (step {start})")
     else:
         start, history = 0, []
         timeline.write_text("")
@@ -307,7 +315,7 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
             model.train()
         if done % cfg.ckpt_every == 0 and done < total:
             save_checkpoint(out / CKPT, model, opt, sched, done,
-                            {"history": history, "timeline_offset": timeline.stat().st_size})
+                            {"history": history, "timeline": mark_jsonl(timeline)})
     bar.close()
 
     ctx.step = total
@@ -318,5 +326,7 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
                     "n_trainable": sum(p.numel() for _, p in params), "device": str(dev)})
     atomic_write_json(out / "metrics.json", metrics)
     shutil.rmtree(out / CKPT, ignore_errors=True)
+    seal_run_dir(out, RUN_FILES)
+    release_run_dir(out)
     _call(callbacks, "on_end", ctx)
     return RunRecord(out, cfg, metrics)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 from interference.batching import answer_token_accuracy, pack
 from interference.data import Fact
 from interference.evaluate import score_facts
-from interference.io import atomic_write_json, config_hash
+from interference.io import atomic_write_json, config_hash, read_checked_json, write_checked_json
 from interference.metrics.stats import Estimate, mean_ci
 from interference.models import model_device, model_logits
 
@@ -119,18 +120,11 @@ def run_grid(cells: Sequence[Cell], cache: str | Path, progress: bool = True, de
     bar = tqdm(total=len(cells), desc=desc, disable=not progress, dynamic_ncols=True)
     for c in cells:
         path = cache / c.file
-        res = None
-        if path.exists():
-            try:
-                stored = json.loads(path.read_text())
-                if stored.get("key") == json.loads(json.dumps(c.key)):
-                    res = stored["result"]
-            except (json.JSONDecodeError, KeyError):
-                res = None  # a damaged cell is recomputed, never trusted
+        res = _stored_result(path, c) if path.exists() else None
         if res is None:
             bar.set_postfix_str(c.label or c.kind)
             res = c.fn()
-            atomic_write_json(path, {"kind": c.kind, "key": c.key, "result": res})
+            write_checked_json(path, {"kind": c.kind, "key": c.key, "result": res})
             rep.computed += 1
         else:
             rep.reused += 1
@@ -139,6 +133,21 @@ def run_grid(cells: Sequence[Cell], cache: str | Path, progress: bool = True, de
     bar.close()
     rep.seconds = time.time() - t0
     return rep
+
+
+def _stored_result(path: Path, c: Cell) -> dict | None:
+    """The result stored for cell ``c``, or None (with a note on stderr) when the file is damaged:
+    not UTF-8 JSON, the wrong shape, another key, or content that fails its checksum. A damaged
+    cell is recomputed, never trusted."""
+    stored, why = read_checked_json(path)
+    if stored is not None and stored.get("key") != json.loads(json.dumps(c.key)):
+        stored, why = None, "it was computed for another key"
+    if stored is not None and not isinstance(stored.get("result"), dict):
+        stored, why = None, "it holds no result object"
+    if stored is None:
+        tqdm.write(f"note: cell {path} is damaged ({why}); computing it again.", file=sys.stderr)
+        return None
+    return stored["result"]
 
 
 # ------------------------------------------------------------------ fine-tuning cell
