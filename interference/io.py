@@ -271,7 +271,8 @@ def _files_under(out: Path, names: Iterable[str]) -> list[str]:
     for name in names:
         p = out / name
         if p.is_dir():
-            files += sorted(str(f.relative_to(out)) for f in p.rglob("*") if f.is_file())
+            # dot files are ours in passing (temporaries a kill left behind), not results
+            files += sorted(str(f.relative_to(out)) for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
         else:
             files.append(name)
     return files
