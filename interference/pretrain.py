@@ -96,8 +96,10 @@ class BaseSpec:
 
 
 SLICK_FILE = "slick.jsonl"  # one row per fact: fact_id, split, SliCK category, p_greedy, p_sample
-# What a finished pre-training run holds (checksummed in checksums.json when it finishes).
-RUN_FILES = ("config.json", "metrics.json", SLICK_FILE, "model.safetensors", "model_config.json", "tokenizer")
+# What fine-tuning needs from a base directory, and all that a finished pre-training run holds
+# (checksummed in checksums.json when it finishes).
+BASE_FILES = ("config.json", SLICK_FILE, "model.safetensors", "model_config.json", "tokenizer")
+RUN_FILES = BASE_FILES + ("metrics.json",)
 
 
 def load_slick(run_dir: str | Path) -> dict[str, dict]:

@@ -15,7 +15,6 @@ up to 1,200 new facts); the README numbers use ``--seeds 5``.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys

@@ -37,7 +37,7 @@ from interference.io import (RunDirError, atomic_write_json, check_fields, check
 from interference.methods import get_method
 from interference.methods.base import Method, RunContext
 from interference.models import ModelError, load_model, model_logits, resolve_device, save_model
-from interference.pretrain import RUN_FILES as BASE_FILES, BaseSpec, base_model, load_slick
+from interference.pretrain import BASE_FILES, BaseSpec, base_model, load_slick
 from interference.sft_data import EVAL_SETS, SFTDataConfig, build_sft_data
 from interference.world import World, WorldConfig
 
