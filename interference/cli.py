@@ -14,6 +14,7 @@ import sys
 from typing import Callable
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 
 
 class Parser(argparse.ArgumentParser):
@@ -69,3 +70,6 @@ def run_main(body: Callable[[], int]) -> int:
     except known_errors() as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to resume from the last checkpoint.", file=sys.stderr)
+        return EXIT_INTERRUPTED

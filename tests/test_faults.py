@@ -81,6 +81,7 @@ class _Evil:
         return (Path.write_text, (self.marker, "pwned"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_crafted_pickle_in_a_run_directory_never_executes(tmp_path):
     marker = tmp_path / "executed"
     step_dir = tmp_path / "ckpt" / "step-0000002"
