@@ -319,3 +319,24 @@ def test_cells_being_a_file_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "is a file where a directory belongs" in err and "\n" not in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cells"]
+
+
+def _raise(e: BaseException):
+    def body() -> int:
+        raise e
+    return body
+
+
+def test_run_main_turns_known_errors_into_one_sentence_and_keeps_bugs_loud(capsys):
+    import errno
+
+    from interference.cli import run_main
+    assert run_main(_raise(PermissionError(errno.EACCES, "Permission denied", "/ro/run/config.json"))) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot write or read /ro/run/config.json (Permission denied)") and "\n" not in err
+    assert run_main(_raise(RunDirError("first line\nsecond line"))) == 2
+    assert capsys.readouterr().err == "error: first line second line\n"
+    assert run_main(_raise(KeyboardInterrupt())) == 130
+    assert "resume" in capsys.readouterr().err
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        run_main(_raise(ZeroDivisionError()))
