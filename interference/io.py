@@ -273,7 +273,7 @@ def _files_under(out: Path, names: Iterable[str]) -> list[str]:
         if p.is_dir():
             # dot files are ours in passing (temporaries a kill left behind), not results
             files += sorted(str(f.relative_to(out)) for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
-        else:
+        elif p.is_file():  # a name this run did not write (a rank that saves no model) is left out
             files.append(name)
     return files
 
