@@ -69,6 +69,12 @@ def benchmarks_section() -> str | None:
             if dflt:
                 rows.append(f"| default base beside 1 busy process (goal < 600 s) | {dflt['wall_seconds']:.0f} s | "
                             f"{policy}; background load {dflt['load_avg_before'][0]:.1f} |")
+    if (d / "forecast.json").exists():
+        b = json.loads((d / "forecast.json").read_text())
+        sc = b["scaling"]
+        rows.append(f"| forecast, 10k known x 1k SFT facts (goal < 60 s) | {b['seconds_10k_x_1k']:.1f} s wall, "
+                    f"{b['cpu_seconds_10k_x_1k']:.1f} s CPU | {b.get('threads')} thread(s), load {b['load_average_1min'][0]}; "
+                    f"x2 known facts: x{sc['ratio_watched_10k_over_5k']:.2f}, x2 SFT facts: x{sc['ratio_new_1000_over_500']:.2f} (CPU) |")
     if not rows:
         return None
     return "\n".join(["| benchmark | measured | notes |", "|---|---|---|", *rows])

@@ -1,0 +1,5 @@
+import sys
+
+from interference.forecast.cli import main
+
+sys.exit(main())

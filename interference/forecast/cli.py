@@ -1,0 +1,94 @@
+"""Command line: forecast which known facts an SFT set will break, and optionally check it.
+
+    python -m interference.forecast --sft-data runs/sft/sft_data.json --out runs/forecast
+    python -m interference.forecast --sft-data FILE --method sft --method self_distill --method freeze
+    python -m interference.forecast --sft-data FILE --evaluate --seeds 5 --out runs/forecast_eval
+
+Writes ``OUT/at_risk_<method>.json`` and ``.csv``: watched facts ranked by risk (fact, risk, the
+new facts driving it and their values). ``--evaluate`` fine-tunes ``--seeds`` runs per method on
+the same base and data recipe (``interference.train.finetune``) and writes ``OUT/forecast.json``
+(``auroc`` per predictor: forecast, fragility, overlap, gradient_alignment, random, each
+{mean, lo, hi, n} over seeds), ``per-method`` tables and ``OUT/calibration.png``.
+Bad input prints ``error: <one sentence>`` and exits 2 before anything is written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+METHODS = ("sft", "self_distill", "freeze")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        print(f"error: {message}.", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _Parser(prog="python -m interference.forecast", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sft-data", required=True, help="sft_data.json of a fine-tuning run (or the run directory)")
+    ap.add_argument("--base", help="pre-trained base directory (default: the run's base, else the cached default base)")
+    ap.add_argument("--out", default="runs/forecast", help="output directory")
+    ap.add_argument("--method", action="append", choices=METHODS, help="forecast for this method (repeatable; default sft)")
+    ap.add_argument("--combiner", help="combiner JSON (default: the packaged one fitted on the default world)")
+    ap.add_argument("--top", type=int, help="write only the top N facts")
+    ap.add_argument("--evaluate", action="store_true", help="fine-tune and score the forecast against real forgetting")
+    ap.add_argument("--seeds", type=int, default=5, help="seeds for --evaluate (data and model seed both)")
+    ap.add_argument("--runs", help="where --evaluate keeps its fine-tuning runs (default OUT/runs)")
+    ap.add_argument("--progress", action="store_true")
+    args = ap.parse_args(argv)
+    methods = tuple(dict.fromkeys(args.method or ["sft"]))
+    if args.seeds < 2 and args.evaluate:
+        ap.error("--evaluate needs at least 2 seeds (the combiner is fitted on some seeds and scored on others)")
+    if args.top is not None and args.top < 1:
+        ap.error("--top must be a positive number of facts")
+    from interference.forecast.api import ForecastInputError, forecast_run, read_sft_data
+    from interference.forecast.combine import CombinerError
+    from interference.io import RunDirError
+    from interference.models import ModelError
+    from interference.sft_data import SFTDataError
+    out = Path(args.out)
+    try:
+        if args.evaluate:
+            return _evaluate(args, methods, out, read_sft_data(args.sft_data))
+        fcs = forecast_run(args.sft_data, args.base, methods, args.combiner)
+    except (ForecastInputError, CombinerError, ModelError, RunDirError, SFTDataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    for m, fc in fcs.items():
+        fc.to_json(out / f"at_risk_{m}.json", args.top)
+        fc.to_csv(out / f"at_risk_{m}.csv", args.top)
+        top = fc.rows(5)
+        print(f"{m}: {len(fc.risk)} watched facts; most at risk: " +
+              ", ".join(f"{r['fact_id']} ({r['risk']:.2f})" for r in top))
+    print(f"wrote {out}/at_risk_<method>.json and .csv")
+    return 0
+
+
+def _evaluate(args, methods, out: Path, sft: dict) -> int:
+    import json
+    from interference.forecast.evaluate import EvalConfig, evaluate
+    from interference.train import FinetuneConfig
+
+    run_cfg = Path(sft["_path"]).parent / "config.json"
+    data, base_dir, quick = {}, args.base, False
+    if run_cfg.exists():
+        cfg = FinetuneConfig.from_dict(json.loads(run_cfg.read_text()))
+        data = {k: v for k, v in cfg.data.to_dict().items() if k != "seed"}
+        base_dir = base_dir or cfg.base_dir
+        from interference.pretrain import BaseSpec
+        quick = cfg.base == BaseSpec.default(quick=True).to_dict()
+    ecfg = EvalConfig(seeds=args.seeds, methods=methods, quick=quick, base_dir=base_dir, data=data)
+    res = evaluate(ecfg, Path(args.runs) if args.runs else out / "runs", out, progress=args.progress)
+    a = res["auroc"]
+    print("AUROC (mean [95% CI] over held-out seeds): " +
+          "; ".join(f"{p} {v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]" for p, v in a.items()))
+    print(f"wrote {out}/forecast.json and {out}/calibration.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
