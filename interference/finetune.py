@@ -13,29 +13,21 @@ anything is written.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
 
-from interference.data import DataError
-from interference.io import RunDirError
+from interference.cli import Parser, device_name, finite_float, run_main
 from interference.methods import METHODS, MethodError
-from interference.models import ModelError
 from interference.pretrain import BaseSpec
 from interference.real_data import add_arguments as add_real_arguments, resolve_model_and_data
-from interference.sft_data import SFTDataConfig, SFTDataError
-from interference.world import WorldConfig, WorldConfigError
+from interference.sft_data import SFTDataConfig
+from interference.world import WorldConfig
 
 # CLI flag -> method config field; only flags the user sets are passed on.
-METHOD_FLAGS = {"groups": str, "kl_weight": float, "temperature": float, "teacher": str, "direction": str,
-                "positions": str, "weight": float, "match": str, "ratio": float, "rank": int, "targets": str}
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one sentence, exit 2, like every other bad input
-        print(f"error: {message}.", file=sys.stderr)
-        raise SystemExit(2)
+METHOD_FLAGS = {"groups": str, "kl_weight": finite_float, "temperature": finite_float, "teacher": str,
+                "direction": str, "positions": str, "weight": finite_float, "match": str, "ratio": finite_float,
+                "rank": int, "targets": str}
 
 
 def _parse_option(text: str) -> tuple[str, object]:
@@ -80,10 +72,10 @@ def build_config(args) -> "FinetuneConfig":
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = _Parser(prog="python -m interference.finetune", description=__doc__.split("\n\n")[0])
+    ap = Parser(prog="python -m interference.finetune", description=__doc__.split("\n\n")[0])
     ap.add_argument("--method", required=True, help=f"one of {sorted(METHODS)}")
     ap.add_argument("--out", required=True, help="run directory")
-    ap.add_argument("--unknown-fraction", type=float, default=0.5, help="share of Unknown facts in the SFT set")
+    ap.add_argument("--unknown-fraction", type=finite_float, default=0.5, help="share of Unknown facts in the SFT set")
     ap.add_argument("--n-facts", type=int, help="SFT set size")
     ap.add_argument("--n-task", type=int, help="held-out Known facts for task learning")
     ap.add_argument("--n-stability", type=int, help="held-out HighlyKnown facts for stability")
@@ -94,13 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="data-order seed")
     ap.add_argument("--steps", type=int, help="optimizer steps (overrides --epochs)")
     ap.add_argument("--epochs", type=int)
-    ap.add_argument("--lr", type=float)
+    ap.add_argument("--lr", type=finite_float)
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--eval-every", type=int)
     ap.add_argument("--grad-accum", type=int, help="micro-batches per update (the global batch stays --batch-size)")
     ap.add_argument("--precision", choices=["auto", "bf16", "fp32"],
                     help="auto (default): bf16 autocast on a GPU that has it, else fp32")
-    ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     ap.add_argument("--no-progress", action="store_true")
     for flag, typ in METHOD_FLAGS.items():
@@ -108,17 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="any other method option")
     add_real_arguments(ap)
     args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:  # DataError and DistributedError are ValueErrors: run_main makes them one sentence
         from interference.threads import configure_threads
         from interference.train import finetune
         configure_threads(args.device)
         cfg = build_config(args)
         rec = finetune(cfg, args.out, progress=not args.no_progress, device=args.device, resume=args.resume)
-    except (MethodError, SFTDataError, DataError, RunDirError, ModelError, WorldConfigError, ValueError) as e:  # DistributedError is a ValueError
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_summary(rec.metrics, args.out))
-    return 0
+        print(format_summary(rec.metrics, args.out))
+        return 0
+    return run_main(body)
 
 
 def format_summary(m: dict, out) -> str:

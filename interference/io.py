@@ -1,20 +1,61 @@
-"""Atomic file writes and run-directory guards.
+"""Atomic file writes, checksums, and the run-directory guards (claim, lock, seal).
 
 Why: a run killed half-way must never leave a half-written JSON or checkpoint that a later run
-trusts. Every write goes to a temporary file in the same directory and is renamed into place.
+trusts, two processes must never write one run directory at once, and a finished run that was
+damaged afterwards (a file deleted, truncated, edited) must be noticed, not read. So:
+
+- every write goes to a temporary file in the same directory and is renamed into place (the
+  file then gets the mode the umask gives any new file, 0644 normally, not mkstemp's 0600);
+- ``claim_run_dir`` takes an exclusive ``flock`` on ``<run>/.lock`` that the kernel drops when
+  the process ends, however it ends, so a lock left by a killed process is never stale;
+- a finished run is *sealed*: ``checksums.json`` lists the sha256 of every file it holds, and
+  ``verify_run_dir`` names the first file that is missing or differs.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import signal
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 
 class RunDirError(RuntimeError):
     """An output directory that holds something else than the run we were asked to write."""
+
+
+LOCK = ".lock"
+CHECKSUMS = "checksums.json"
+# Fault injection for the fault-injection tests (tests/test_faults*.py): with
+# INTERFERENCE_FAULT="kill-before:<path suffix>[:<n>]" the process SIGKILLs itself when the n-th
+# atomic write of a file whose path ends with the suffix has its temporary file written but not
+# yet renamed (a kill mid-write); "kill-after:..." right after that rename. Unset, it costs one
+# dictionary lookup per write.
+FAULT_ENV = "INTERFERENCE_FAULT"
+_fault_counts: dict[str, int] = {}
+
+
+def _fault(moment: str, path: Path) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    when, _, rest = spec.partition(":")
+    suffix, _, n = rest.partition(":")
+    if when != moment or not str(path).endswith(suffix):
+        return
+    _fault_counts[spec] = _fault_counts.get(spec, 0) + 1
+    if _fault_counts[spec] == int(n or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _atomic(path: str | Path, write: Callable[[str], None]) -> None:
@@ -24,11 +65,14 @@ def _atomic(path: str | Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # like any other new file; mkstemp makes it 0600
+        _fault("kill-before", path)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fault("kill-after", path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -62,17 +106,136 @@ def config_hash(obj: Any, n: int = 12) -> str:
     return hashlib.sha256(blob).hexdigest()[:n]
 
 
-def claim_run_dir(out: str | Path, config: dict, what: str = "run") -> Path:
-    """Make ``out`` ours: empty/new, or holding a run with the same config (to resume).
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
-    Raises RunDirError, touching nothing, if it holds a different run or unrelated files.
+
+def sha256_prefix(path: str | Path, n: int) -> str:
+    """sha256 of the first ``n`` bytes of a file (a JSONL log up to a checkpoint)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while n > 0:
+            block = fh.read(min(n, 1 << 20))
+            if not block:
+                break
+            h.update(block)
+            n -= len(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ JSON with a checksum inside
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=_default).encode()).hexdigest()
+
+
+def write_checked_json(path: str | Path, obj: dict) -> None:
+    """Write ``obj`` (a dict) with a ``sha256`` field over its canonical JSON, atomically."""
+    obj = json.loads(json.dumps(obj, default=_default))
+    atomic_write_json(path, {**obj, "sha256": _digest(obj)})
+
+
+def read_checked_json(path: str | Path, legacy_ok: bool = True) -> tuple[dict | None, str]:
+    """(payload, "") of a file written by ``write_checked_json``, or (None, why it cannot be
+    trusted). A dict without a ``sha256`` field (written before checksums existed) is returned
+    as is when ``legacy_ok``."""
+    try:
+        obj = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return None, "it is missing"
+    except UnicodeDecodeError:
+        return None, "it is not UTF-8 text"
+    except json.JSONDecodeError:
+        return None, "it is not valid JSON"
+    except OSError as e:
+        return None, f"it cannot be read ({e.strerror})"
+    if not isinstance(obj, dict):
+        return None, f"it holds a JSON {type(obj).__name__}, not an object"
+    if "sha256" not in obj:
+        return (obj, "") if legacy_ok else (None, "it has no checksum")
+    want = obj.pop("sha256")
+    if want != _digest(obj):
+        return None, "its content does not match its checksum"
+    return obj, ""
+
+
+# ------------------------------------------------------------------ one writer per run directory
+_held: dict[str, int] = {}  # resolved run dir -> fd of its lock file, for the life of the process
+
+
+def _lock_path(out: Path) -> Path:
+    return out / LOCK
+
+
+def _holder(lock: Path) -> str:
+    try:
+        pid = lock.read_text().strip()
+        return f"process {pid}" if pid.isdigit() else "another process"
+    except OSError:
+        return "another process"
+
+
+def check_not_busy(out: str | Path) -> None:
+    """Raise RunDirError if another live process holds ``out``'s lock; touches nothing."""
+    out = Path(out)
+    lock = _lock_path(out)
+    if str(out.resolve()) in _held or not lock.is_file():
+        return
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunDirError(f"{out} is being written by {_holder(lock)} right now; wait for it to finish "
+                          "or choose another --out.") from None
+    finally:
+        os.close(fd)
+
+
+def lock_run_dir(out: str | Path, wait: bool = False) -> None:
+    """Take (or keep, if this process has it) the exclusive lock of run directory ``out``.
+
+    The lock lives until ``release_run_dir`` or the end of the process; ``wait`` blocks until a
+    writer in another process is done instead of refusing (for shared cache entries).
     """
     out = Path(out)
+    key = str(out.resolve())
+    if key in _held:
+        return
+    fd = os.open(_lock_path(out), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if not wait:
+            os.close(fd)
+            raise RunDirError(f"{out} is being written by {_holder(_lock_path(out))} right now; wait for it "
+                              "to finish or choose another --out.") from None
+        print(f"waiting for {_holder(_lock_path(out))} to finish writing {out} ...", file=sys.stderr)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held[key] = fd
+
+
+def release_run_dir(out: str | Path) -> None:
+    fd = _held.pop(str(Path(out).resolve()), None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops the flock
+
+
+def _check_claimable(out: Path, config: dict, what: str) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out} is a file, not a directory; choose another --out.")
     cfg_path = out / "config.json"
     if cfg_path.exists():
         try:
-            old = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError:
+            old = json.loads(cfg_path.read_bytes().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise RunDirError(f"{cfg_path} is not valid JSON, so {out} cannot be resumed; "
                               "choose another --out or delete that directory.") from None
         if config_hash(old) != config_hash(config):
@@ -82,9 +245,98 @@ def claim_run_dir(out: str | Path, config: dict, what: str = "run") -> Path:
     elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise RunDirError(f"{out} is not empty and holds no config.json, so it is not a {what} of ours; "
                           "choose another --out.")
+
+
+def claim_run_dir(out: str | Path, config: dict, what: str = "run", wait: bool = False) -> Path:
+    """Make ``out`` ours: empty/new, or holding a run with the same config (to resume).
+
+    Raises RunDirError, touching nothing, if it is a file, holds a different run or unrelated
+    files, or another process is writing it (``wait``: wait for that process instead). Once
+    claimed, the directory is locked for this process and its seal (``checksums.json``) is
+    removed: whatever it certified is about to change.
+    """
+    out = Path(out)
+    _check_claimable(out, config, what)  # read-only: a refusal leaves no trace
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cfg_path, config)
+    lock_run_dir(out, wait=wait)
+    _check_claimable(out, config, what)  # again under the lock: the holder may have written it
+    (out / CHECKSUMS).unlink(missing_ok=True)
+    atomic_write_json(out / "config.json", config)
     return out
+
+
+# ------------------------------------------------------------------ sealed (finished) runs
+def _files_under(out: Path, names: Iterable[str]) -> list[str]:
+    files = []
+    for name in names:
+        p = out / name
+        if p.is_dir():
+            # dot files are ours in passing (temporaries a kill left behind), not results
+            files += sorted(str(f.relative_to(out)) for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+        elif p.is_file():  # a name this run did not write (a rank that saves no model) is left out
+            files.append(name)
+    return files
+
+
+def seal_run_dir(out: str | Path, names: Iterable[str]) -> None:
+    """Record the sha256 of every file named (folders: every file inside) in ``checksums.json``,
+    written last: a run is finished when its seal exists and verifies."""
+    out = Path(out)
+    atomic_write_json(out / CHECKSUMS, {f: sha256_file(out / f) for f in _files_under(out, names)})
+
+
+def verify_run_dir(out: str | Path, required: Iterable[str]) -> str:
+    """'' if ``out`` is a sealed run whose files all match their checksums, else why not.
+
+    A run finished before seals existed (no ``checksums.json`` and no ``.lock``) passes when
+    every ``required`` file is present and non-empty.
+    """
+    out = Path(out)
+    seal = out / CHECKSUMS
+    if not seal.exists():
+        if (out / LOCK).exists():
+            return "it was not finished (no checksums.json)"
+        for name in required:
+            p = out / name
+            if not p.exists() or (p.is_file() and p.stat().st_size == 0):
+                return f"{name} is missing or empty"
+        return ""
+    try:
+        sums = json.loads(seal.read_bytes().decode("utf-8"))
+        assert isinstance(sums, dict) and all(isinstance(v, str) for v in sums.values())
+    except (OSError, ValueError, AssertionError):
+        return f"{CHECKSUMS} is unreadable"
+    for name in required:
+        if not any(f == name or f.startswith(name.rstrip("/") + "/") for f in sums):
+            return f"{name} is not covered by {CHECKSUMS}"
+    for name, want in sums.items():
+        p = out / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            return f"{CHECKSUMS} names {name!r}, outside the run"
+        if not p.is_file():
+            return f"{name} is missing"
+        if sha256_file(p) != want:
+            return f"{name} does not match its checksum"
+    return ""
+
+
+def finished_run(out: str | Path, config: dict, required: Iterable[str], what: str, quiet: bool = False) -> bool:
+    """True if ``out`` holds a finished run of ``config`` whose files verify. A finished run of
+    this config that fails verification is reported on stderr (unless ``quiet``): the caller
+    computes it again, so a damaged result is never read."""
+    out = Path(out)
+    if not (out / "metrics.json").is_file() or not (out / "config.json").is_file():
+        return False
+    try:
+        same = config_hash(json.loads((out / "config.json").read_bytes().decode("utf-8"))) == config_hash(config)
+    except (OSError, ValueError):
+        return False
+    if not same:
+        return False
+    why = verify_run_dir(out, required)
+    if why and not quiet:
+        print(f"note: the finished {what} in {out} is damaged ({why}); computing it again.", file=sys.stderr)
+    return not why
 
 
 def check_fields(cls, d: dict, error: type[Exception], what: str, noun: str = "field") -> dict:
@@ -92,8 +344,25 @@ def check_fields(cls, d: dict, error: type[Exception], what: str, noun: str = "f
     silently ignored); returns ``d`` unchanged."""
     import dataclasses
 
+    if not isinstance(d, dict):
+        raise error(f"a {what} must be a JSON object of {noun}s, not {type(d).__name__}.")
     names = {f.name for f in dataclasses.fields(cls)}
     extra = sorted(set(d) - names)
     if extra:
         raise error(f"unknown {what} {noun}(s) {extra}; valid {noun}s are {sorted(names) or 'none'}.")
     return d
+
+
+def check_finite(obj: Any, error: type[Exception], what: str, where: str = "") -> None:
+    """Refuse NaN and infinities anywhere in a (nested) config: a NaN learning rate or KL weight
+    trains silently into NaN weights."""
+    import math
+
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            check_finite(v, error, what, f"{where}.{k}" if where else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            check_finite(v, error, what, f"{where}[{i}]")
+    elif isinstance(obj, float) and not math.isfinite(obj):
+        raise error(f"{what} {where or 'value'} is {obj}; use a finite number.")

@@ -15,7 +15,6 @@ Runs are cached by a hash of (world, model, pretrain) configs, checkpointed ever
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -30,13 +29,14 @@ from tqdm.auto import tqdm
 from interference.batching import Packed, answer_token_accuracy, pack
 from interference.callbacks import Checkpoints
 from interference.evaluate import SLICK_CATEGORIES, accuracy, category_counts, score_facts, slick_categorize
-from interference.io import RunDirError, atomic_write_json, atomic_write_text, claim_run_dir, config_hash
+from interference.io import (atomic_write_json, atomic_write_text, check_finite, claim_run_dir, config_hash,
+                             finished_run, release_run_dir, seal_run_dir)
 from interference.loop import LoopConfig, train_loop
 from interference.models import (ModelConfig, ModelError, build_model, load_model, model_logits, resolve_device,
                                  save_model, weights_fingerprint)
 from interference.threads import configure_threads
 from interference.tokenizer import world_tokenizer
-from interference.world import World, WorldConfig, WorldConfigError
+from interference.world import World, WorldConfig
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,14 @@ class PretrainConfig:
     # so bases of the first loop (which dropped each epoch's last partial batch) are never reused
     # as if this loop had trained them. Configs written before the field existed read as 1.
     loop: int = 2
+
+    def __post_init__(self) -> None:
+        check_finite(self.to_dict(), ValueError, "pre-training setting")
+        counts = ("steps", "batch_size", "eval_every", "ckpt_every", "qa_weight", "slick_samples")
+        bad = [k for k in counts if not isinstance(getattr(self, k), int) or getattr(self, k) < 1]
+        if bad or self.lr <= 0 or self.warmup < 0 or self.slick_temperature <= 0:
+            raise ValueError(f"pre-training setting(s) {bad or ['lr/warmup/slick_temperature']} must be positive "
+                             f"(steps={self.steps}, lr={self.lr}); an untrained base is no base.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -93,12 +101,21 @@ class BaseSpec:
 
 
 SLICK_FILE = "slick.jsonl"  # one row per fact: fact_id, split, SliCK category, p_greedy, p_sample
+# What fine-tuning needs from a base directory, and all that a finished pre-training run holds
+# (checksummed in checksums.json when it finishes).
+BASE_FILES = ("config.json", SLICK_FILE, "model.safetensors", "model_config.json", "tokenizer")
+RUN_FILES = BASE_FILES + ("metrics.json",)
 
 
 def load_slick(run_dir: str | Path) -> dict[str, dict]:
     """fact_id -> SliCK row of a finished pre-training run."""
     path = Path(run_dir) / SLICK_FILE
-    return {r["fact_id"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+        return {r["fact_id"]: r for r in rows}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{run_dir} is not a finished pre-training run ({SLICK_FILE} is missing or unreadable: "
+                         f"{type(e).__name__}); pass a directory written by `python -m interference.pretrain`.") from None
 
 
 FINGERPRINT_FILE = "fingerprint.json"  # {"weights": sha256[:16] of the saved state}: what the cache holds
@@ -158,10 +175,13 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
     """Train (or resume, or reuse) the base model described by ``spec`` into ``out``; return metrics."""
     out = Path(out)
     full_cfg = {**spec.to_dict(), "hash": spec.hash()}
-    if (out / "metrics.json").exists() and (out / "config.json").exists():
-        if json.loads((out / "config.json").read_text()).get("hash") == spec.hash():
-            return json.loads((out / "metrics.json").read_text())
-    claim_run_dir(out, full_cfg, what="pre-training run")
+    if finished_run(out, full_cfg, RUN_FILES, "pre-training run"):
+        return json.loads((out / "metrics.json").read_text())
+    # a cache entry is shared: wait for another process pre-training it, then reuse its result
+    claim_run_dir(out, full_cfg, what="pre-training run", wait=out.resolve().parent == cache_root().resolve())
+    if finished_run(out, full_cfg, RUN_FILES, "pre-training run", quiet=True):
+        release_run_dir(out)
+        return json.loads((out / "metrics.json").read_text())
 
     dev = resolve_device(device)
     world = World(spec.world)
@@ -213,6 +233,8 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
                     "device": str(dev), "n_params": sum(p.numel() for p in model.parameters())})
     atomic_write_json(out / "metrics.json", metrics)
     _clear_checkpoint(out)
+    seal_run_dir(out, RUN_FILES)
+    release_run_dir(out)
     return metrics
 
 
@@ -250,16 +272,18 @@ def base_model(spec: BaseSpec, device: str | None = None, progress: bool = True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m interference.pretrain", description=__doc__.split("\n\n")[0])
+    from interference.cli import Parser, device_name, run_main
+    ap = Parser(prog="python -m interference.pretrain", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="run directory (default: the cache, keyed by config hash)")
     ap.add_argument("--quick", action="store_true", help="tiny world and model (seconds)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
     ap.add_argument("--steps", type=int, help="override the number of pre-training steps")
     ap.add_argument("--seed", type=int, help="seed for model init and data order")
-    ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
         configure_threads(args.device)
         spec = BaseSpec.default(quick=args.quick)
         if args.world:
@@ -271,11 +295,9 @@ def main(argv: list[str] | None = None) -> int:
                 model=dataclasses.replace(spec.model, seed=args.seed if args.seed is not None else spec.model.seed))
         out = Path(args.out) if args.out else cache_root() / f"base-{spec.hash()}"
         metrics = pretrain(spec, out, device=args.device, progress=not args.no_progress)
-    except (WorldConfigError, RunDirError, ModelError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_report(metrics, out))
-    return 0
+        print(format_report(metrics, out))
+        return 0
+    return run_main(body)
 
 
 def format_report(m: dict, out: Path) -> str:

@@ -15,7 +15,6 @@ up to 1,200 new facts); the README numbers use ``--seeds 5``.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -56,13 +55,14 @@ def _check_compatible(d: Path, expected: dict, name: str) -> None:
 
 
 def parse(argv):
-    ap = argparse.ArgumentParser(prog="python -m interference.run_hypothesis", description=__doc__.split("\n\n")[0])
+    from interference.cli import Parser, device_name
+    ap = Parser(prog="python -m interference.run_hypothesis", description=__doc__.split("\n\n")[0])
     ap.add_argument("hypothesis", help=f"one of {', '.join(list(HYPOTHESES) + ['all'])}")
     ap.add_argument("--seeds", type=int, help="seeds per grid cell (default: per hypothesis, see its config)")
     ap.add_argument("--quick", action="store_true", help="tiny world, model and grid (< 2 min)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
     ap.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
-    ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--model", help="a local Hugging Face model directory (not supported by the grids yet)")
     ap.add_argument("--data", help="EntityQuestions directory or JSONL file (not supported by the grids yet)")
@@ -70,15 +70,9 @@ def parse(argv):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from interference.io import RunDirError
-    from interference.models import ModelError
-    from interference.world import WorldConfigError
+    from interference.cli import run_main
     args = parse(argv)
-    try:
-        return _main(args)
-    except (UsageError, RunDirError, ModelError, WorldConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_main(lambda: _main(args))
 
 
 def _main(args) -> int:
@@ -109,6 +103,9 @@ def _main(args) -> int:
     out = Path(args.out)
     ctx = Context(spec, out, device=device, progress=not args.no_progress)
     cfgs = {n: _config(HYPOTHESES[n], args.quick, args.seeds) for n in names}
+    for d in (out, out / "cells", *(out / n for n in names)):
+        if d.exists() and not d.is_dir():
+            raise UsageError(f"{d} is a file where a directory belongs; choose another --out or move that file.")
     for n in names:  # check every output directory before any work, so a refusal changes nothing
         _check_compatible(out / n, hypothesis_config(HYPOTHESES[n], cfgs[n], ctx), n)
     from interference.threads import configure_threads

@@ -33,13 +33,14 @@ import torch
 from interference.batching import pack
 from interference.callbacks import Checkpoints
 from interference.evaluate import score_facts
-from interference.checkpoint import has_checkpoint
-from interference.io import RunDirError, atomic_write_json, check_fields, claim_run_dir
+from interference.checkpoint import has_checkpoint, mark_jsonl, restore_jsonl
+from interference.io import (RunDirError, atomic_write_json, check_fields, check_finite, check_not_busy, claim_run_dir,
+                             finished_run, release_run_dir, seal_run_dir, verify_run_dir)
 from interference.loop import LoopConfig, steps_for_epochs, train_loop
 from interference.methods import get_method
 from interference.methods.base import RunContext
 from interference.models import ModelError, clone_model, load_model, model_logits, resolve_device, save_model
-from interference.pretrain import BaseSpec, base_fingerprint, base_model, load_slick
+from interference.pretrain import BASE_FILES, BaseSpec, base_fingerprint, base_model, load_slick
 from interference.teacher import TeacherRecipe, provide_stages
 from interference.sft_data import EVAL_SETS, SFTDataConfig, build_sft_data
 from interference.world import World, WorldConfig
@@ -81,6 +82,7 @@ class FinetuneConfig:
         # trained it, and changing a method default can never make a stale cached run look current.
         self.method_options = json.loads(json.dumps(
             get_method(self.method, **self.method_options).config.to_dict()))
+        check_finite(self.to_dict(), ValueError, "fine-tune setting")
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1 or (self.steps is not None and self.steps < 1):
             raise ValueError("lr, batch_size, epochs and steps must be positive.")
         if self.eval_every < 1 or self.ckpt_every < 1:
@@ -152,12 +154,17 @@ def base_dir_of(cfg: "FinetuneConfig") -> Path:
 
 TIMELINE = "timeline.jsonl"
 CKPT = "checkpoints"
+RUN_FILES = ("config.json", "metrics.json", TIMELINE, "sft_data.json", "model")  # sealed when finished
 
 
 def load_run(out: str | Path) -> RunRecord:
     out = Path(out)
     if not (out / "metrics.json").exists():
         raise RunDirError(f"{out} holds no finished fine-tuning run (no metrics.json).")
+    why = verify_run_dir(out, RUN_FILES)
+    if why:
+        raise RunDirError(f"the fine-tuning run in {out} is damaged ({why}); re-run the command that made it "
+                          "to compute it again.")
     cfg = FinetuneConfig.from_dict(json.loads((out / "config.json").read_text()))
     return RunRecord(out, cfg, json.loads((out / "metrics.json").read_text()))
 
@@ -191,8 +198,10 @@ def resolve_base(cfg: FinetuneConfig, device=None, progress: bool = False):
     """(model, ModelConfig, tokenizer, world, base_dir) for the config's base model."""
     if cfg.base_dir:
         base_dir = Path(cfg.base_dir)
-        if not (base_dir / "config.json").exists():
-            raise ModelError(f"{base_dir} is not a pre-training run (no config.json); pass a directory from interference.pretrain.")
+        why = "it holds no config.json" if not (base_dir / "config.json").exists() else verify_run_dir(base_dir, BASE_FILES)
+        if why:
+            raise ModelError(f"{base_dir} is not a finished pre-training run ({why}); pass a directory written by "
+                             "`python -m interference.pretrain --out DIR`.")
         world = World(WorldConfig.from_dict(json.loads((base_dir / "config.json").read_text())["world"]))
         model, mcfg, tok = load_model(base_dir, device=device)
         return model, mcfg, tok, world, base_dir
@@ -230,12 +239,11 @@ class _Timeline:
         self.history: list[dict] = []
 
     def checkpoint_extra(self) -> dict:
-        return {"history": self.history, "timeline_offset": self.path.stat().st_size}
+        return {"history": self.history, "timeline": mark_jsonl(self.path)}
 
     def restore(self, extra: dict) -> None:
-        self.history = list(extra["history"])
-        with open(self.path, "r+") as fh:  # drop rows written after the checkpoint
-            fh.truncate(int(extra["timeline_offset"]))
+        self.history = list(extra["history"])  # rows written after the checkpoint are dropped:
+        restore_jsonl(self.path, extra.get("timeline", extra.get("timeline_offset")), str(self.path.parent))
 
     def on_start(self, state) -> None:
         if not state.resumed:
@@ -272,9 +280,9 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
     cfg = dataclasses.replace(cfg, world_size=dist.world_size)
     out = Path(out)
     cfg_dict = cfg.to_dict()
-    if (out / "metrics.json").exists() and (out / "config.json").exists():
-        if json.loads((out / "config.json").read_text()) == json.loads(json.dumps(cfg_dict)):
-            return load_run(out)
+    check_not_busy(out)
+    if finished_run(out, cfg_dict, RUN_FILES, "fine-tuning run"):
+        return load_run(out)
     if not resume and has_checkpoint(out / CKPT):
         raise RunDirError(f"{out} holds an interrupted run of this config; resume it (--resume) or choose another --out.")
     dist.check_batch(cfg.batch_size)
@@ -349,5 +357,7 @@ def _finetune(cfg: FinetuneConfig, cfg_dict: dict, out: Path, callbacks: Sequenc
                     "precision": dist.precision})
     atomic_write_json(out / "metrics.json", metrics)
     shutil.rmtree(out / CKPT, ignore_errors=True)
+    seal_run_dir(out, RUN_FILES)
+    release_run_dir(out)
     _call(callbacks, "on_end", ctx)
     return RunRecord(out, cfg, metrics)

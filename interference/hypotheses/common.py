@@ -40,7 +40,7 @@ from interference.batching import answer_token_accuracy, pack
 from interference.callbacks import Snapshots, StopWhenLearned
 from interference.data import Fact
 from interference.evaluate import score_facts
-from interference.io import atomic_write_json, config_hash
+from interference.io import atomic_write_json, config_hash, read_checked_json, write_checked_json
 from interference.loop import LoopConfig, train_loop
 from interference.methods import get_method
 from interference.methods.base import RunContext
@@ -140,21 +140,17 @@ def run_grid(cells: Sequence[Cell], cache: str | Path, progress: bool = True, de
         path = cache / c.file
         fp = fingerprint(c.base) if (fingerprint is not None and c.base is not None) else None
         res = None
-        if path.exists():
-            try:
-                stored = json.loads(path.read_text())
-                if stored.get("key") == json.loads(json.dumps(c.key)):
-                    if stored.get("fingerprint") == fp:
-                        res = stored["result"]
-                    else:
-                        k = (stored.get("fingerprint"), fp)
-                        stale[k] = stale.get(k, 0) + 1
-            except (json.JSONDecodeError, KeyError):
-                res = None  # a damaged cell is recomputed, never trusted
+        stored = _stored_cell(path, c) if path.exists() else None
+        if stored is not None:
+            if stored.get("fingerprint") == fp:
+                res = stored["result"]
+            else:
+                k = (stored.get("fingerprint"), fp)
+                stale[k] = stale.get(k, 0) + 1
         if res is None:
             bar.set_postfix_str(c.label or c.kind)
             res = c.fn()
-            atomic_write_json(path, {"kind": c.kind, "key": c.key, "fingerprint": fp, "result": res})
+            write_checked_json(path, {"kind": c.kind, "key": c.key, "fingerprint": fp, "result": res})
             rep.computed += 1
         else:
             rep.reused += 1
@@ -168,6 +164,20 @@ def run_grid(cells: Sequence[Cell], cache: str | Path, progress: bool = True, de
     rep.stale = sum(stale.values())
     rep.seconds = time.time() - t0
     return rep
+
+
+def _stored_cell(path: Path, c: Cell) -> dict | None:
+    """The stored cell ``c`` ({"kind", "key", "fingerprint", "result"}), or None (with a note on
+    stderr) when the file is damaged: not UTF-8 JSON, the wrong shape, another key, or content
+    that fails its checksum. A damaged cell is recomputed, never trusted."""
+    stored, why = read_checked_json(path)
+    if stored is not None and stored.get("key") != json.loads(json.dumps(c.key)):
+        stored, why = None, "it was computed for another key"
+    if stored is not None and not isinstance(stored.get("result"), dict):
+        stored, why = None, "it holds no result object"
+    if stored is None:
+        tqdm.write(f"note: cell {path} is damaged ({why}); computing it again.", file=sys.stderr)
+    return stored
 
 
 # ------------------------------------------------------------------ fine-tuning cell
