@@ -56,10 +56,16 @@ def unit_of_module(name: str) -> str | None:
 
 def linear_modules(model) -> dict[str, torch.nn.Module]:
     """Every nn.Linear and nn.Embedding that holds parameters, by module name."""
+    # Named by their weight's *parameter* name: a TransformerBridge reaches one module under
+    # several paths (``embed`` and ``tok_embed``), and only the parameter names are the ones the
+    # parameter-group table maps.
+    pname = {id(p): n for n, p in model.named_parameters()}
     out = {}
-    for name, mod in model.named_modules():
-        if isinstance(mod, (torch.nn.Linear, torch.nn.Embedding)) and any(True for _ in mod.parameters(recurse=False)):
-            if unit_of_module(name) is not None:
+    for mod in model.modules():
+        w = getattr(mod, "weight", None)
+        if isinstance(mod, (torch.nn.Linear, torch.nn.Embedding)) and id(w) in pname:
+            name = pname[id(w)][: -len(".weight")]
+            if name not in out and unit_of_module(name) is not None:
                 out[name] = mod
     return out
 
