@@ -1,0 +1,177 @@
+"""Reading the saved results of other commands (hypothesis verdicts, the per-fact forecast).
+
+These figures never recompute what those commands own (a hypothesis grid is minutes to an hour);
+a missing file is a ``MissingInput`` whose message names the command that writes it. Readers are
+lenient about *extra* keys, so a verdict that gains statistics still draws.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from interference.figures.runs import MissingInput
+
+HYP_COMMAND = "python -m interference.run_hypothesis {name}{quick} --out {out}"
+FORECAST_COMMAND = "python -m interference.forecast --evaluate{quick} --out {out}"
+
+
+def _read(path: Path, command: str) -> dict:
+    if not path.exists():
+        raise MissingInput(f"no {path}; run `{command}` first.")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise MissingInput(f"{path} is not valid JSON (an interrupted write?); re-run `{command}`.") from None
+
+
+def verdict(hyp_dir: str | Path, name: str, quick: bool = False) -> dict:
+    """``<hyp_dir>/<name>/verdict.json``."""
+    cmd = HYP_COMMAND.format(name=name, quick=" --quick" if quick else "", out=hyp_dir)
+    return _read(Path(hyp_dir) / name / "verdict.json", cmd)
+
+
+def is_estimate(e) -> bool:
+    return isinstance(e, dict) and "value" in e and ("low" in e or "high" in e)
+
+
+def primary(v: dict) -> dict:
+    """The deciding statistic of a verdict: its pre-registered endpoint when it has one, else share."""
+    for key in ("endpoint", "primary", "share"):
+        if is_estimate(v.get(key)):
+            return v[key]
+    pre = v.get("preregistered") or {}
+    name = pre.get("statistic") or pre.get("endpoint_key")
+    if name and is_estimate((v.get("statistics") or {}).get(name)):
+        return v["statistics"][name]
+    return {"value": None, "low": None, "high": None, "n": 0}
+
+
+def endpoint_text(v: dict) -> str:
+    pre = v.get("preregistered") or {}
+    return str(pre.get("endpoint") or v.get("share_definition") or "share of forgetting accounted for")
+
+
+def hypotheses_summary(hyp_dir: str | Path, names, quick: bool = False) -> dict:
+    """Verdict, deciding estimate, endpoint text and per-hypothesis predictions of each verdict found."""
+    out, missing = {}, []
+    for n in names:
+        try:
+            v = verdict(hyp_dir, n, quick)
+        except MissingInput as e:
+            missing.append(str(e))
+            continue
+        pre = v.get("preregistered") or {}
+        out[n] = {"verdict": v.get("verdict", "inconclusive"), "estimate": primary(v), "endpoint": endpoint_text(v),
+                  "predictions": pre.get("predictions", {}), "seeds": v.get("seeds")}
+    if not out:
+        raise MissingInput(missing[0] if len(missing) == 1 else
+                           f"no hypothesis verdicts under {hyp_dir}; run `python -m interference.run_hypothesis all"
+                           f"{' --quick' if quick else ''} --out {hyp_dir}` first.")
+    return {"hypotheses": out, "missing": missing}
+
+
+def capacity_series(hyp_dir: str | Path, quick: bool = False) -> dict:
+    """Forgetting vs number of new facts per (model size, key style) from the capacity verdict,
+    as {size: {style: [[n_new_facts, estimate], ...]}}, plus every other statistic with a CI."""
+    v = verdict(hyp_dir, "capacity", quick)
+    series = v.get("series") or {}
+    per = series.get("facts_per_entity", 1)
+    curves = {}
+    for size, styles in (series.get("forgetting_by_count") or {}).items():
+        curves[size] = {style: sorted([int(c) * per, e] for c, e in counts.items() if is_estimate(e))
+                        for style, counts in styles.items() if isinstance(counts, dict)}
+    stats = {k: e for k, e in (v.get("statistics") or {}).items() if is_estimate(e)}
+    return {"curves": curves, "statistics": stats, "verdict": v.get("verdict"), "estimate": primary(v),
+            "endpoint": endpoint_text(v), "seeds": v.get("seeds")}
+
+
+def designed_intervention(hyp_dir: str | Path, quick: bool = False) -> dict:
+    """Target vs non-target ("rest") forgetting of the localized hypothesis' designed arms."""
+    v = verdict(hyp_dir, "localized", quick)
+    st = {k: e for k, e in (v.get("statistics") or {}).items() if is_estimate(e)}
+    keep = {k: e for k, e in st.items() if "target" in k or "rest" in k}
+    if not keep:
+        raise MissingInput(f"{hyp_dir}/localized/verdict.json has no target/rest statistics; re-run the localized "
+                           "hypothesis with this version.")
+    return {"bars": keep, "verdict": v.get("verdict"), "estimate": primary(v), "seeds": v.get("seeds")}
+
+
+# ------------------------------------------------------------------ forecast
+def roc_curve(scores, labels) -> tuple[list[float], list[float]]:
+    """(false-positive rates, true-positive rates) sweeping the threshold down through the scores;
+    ties move together, so the curve's area equals the Mann-Whitney AUROC."""
+    s, y = np.asarray(scores, float), np.asarray(labels, bool)
+    ok = np.isfinite(s)
+    s, y = s[ok], y[ok]
+    P, N = int(y.sum()), int((~y).sum())
+    if P == 0 or N == 0:
+        return [0.0, 1.0], [0.0, 1.0]
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]  # last index of each tie group
+    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
+    return [0.0] + (fp / N).tolist(), [0.0] + (tp / P).tolist()
+
+
+LABEL_KEYS = ("forgotten", "label", "y")
+
+
+def _per_fact(fc: dict) -> list[dict]:
+    for key in ("per_fact", "facts", "scores"):
+        rows = fc.get(key)
+        if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+            return rows
+    return []
+
+
+def forecast(forecast_dir: str | Path, quick: bool = False) -> dict:
+    """AUROC per predictor with its CI, ROC curves per predictor, and forgetting by risk decile."""
+    path = Path(forecast_dir) / "forecast.json"
+    fc = _read(path, FORECAST_COMMAND.format(quick=" --quick" if quick else "", out=forecast_dir))
+    au = fc.get("auroc") or {}
+    if not au:
+        raise MissingInput(f"{path} has no 'auroc' table; re-run `{FORECAST_COMMAND.format(quick='', out=forecast_dir)}`.")
+    auroc = {p: {"value": e.get("mean", e.get("value")), "low": e.get("lo", e.get("low")),
+                 "high": e.get("hi", e.get("high")), "n": e.get("n")} for p, e in au.items() if isinstance(e, dict)}
+    rocs = {}
+    for p, r in (fc.get("roc") or {}).items():  # precomputed curves, if the forecast wrote them
+        if isinstance(r, dict) and "fpr" in r and "tpr" in r:
+            rocs[p] = {"fpr": list(r["fpr"]), "tpr": list(r["tpr"])}
+    rows = _per_fact(fc)
+    label = next((k for k in LABEL_KEYS if rows and k in rows[0]), None)
+    deciles = []
+    if rows and label:
+        y = [bool(r[label]) for r in rows]
+        for p in auroc:
+            if p not in rocs and p in rows[0]:
+                fpr, tpr = roc_curve([_num(r.get(p)) for r in rows], y)
+                rocs[p] = {"fpr": fpr, "tpr": tpr}
+        risk_key = "forecast" if "forecast" in rows[0] else next((p for p in auroc if p in rows[0]), None)
+        if risk_key:
+            deciles = risk_deciles([_num(r.get(risk_key)) for r in rows], y)
+    return {"auroc": auroc, "roc": rocs, "deciles": deciles, "n_facts": len(rows),
+            "base_rate": float(np.mean([bool(r[label]) for r in rows])) if rows and label else None,
+            "method": fc.get("method"), "seeds": fc.get("seeds")}
+
+
+def _num(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def risk_deciles(risk, forgotten, n_bins: int = 10) -> list[dict]:
+    """Facts sorted by forecast risk into ``n_bins`` equal groups: mean risk and share forgotten."""
+    r, y = np.asarray(risk, float), np.asarray(forgotten, bool)
+    ok = np.isfinite(r)
+    r, y = r[ok], y[ok]
+    order = np.argsort(r, kind="mergesort")
+    out = []
+    for k, idx in enumerate(np.array_split(order, min(n_bins, max(1, r.size)))):
+        if idx.size:
+            out.append({"bin": k, "risk": float(r[idx].mean()), "forgotten": float(y[idx].mean()), "n": int(idx.size)})
+    return out

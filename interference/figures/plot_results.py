@@ -1,0 +1,72 @@
+"""Figures of other commands' saved results: the hypotheses' verdicts and the per-fact forecast."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from interference.figures import style
+from interference.figures.style import CYCLE, VERDICT_COLORS, finite, note, yerr
+
+
+def plot_hypotheses(d: dict, out: Path, stem: str = "hypotheses") -> list[Path]:
+    """Each hypothesis' pre-registered endpoint with its 95% CI, coloured by verdict."""
+    hyps = d["hypotheses"]
+    names = list(hyps)
+    fig, ax = style.figure(1, width=7.5, height=1.0 + 0.95 * len(names))
+    a = ax[0, 0]
+    for i, n in enumerate(names):
+        h = hyps[n]
+        e, c = h["estimate"], VERDICT_COLORS.get(h["verdict"], "k")
+        v = finite(e.get("value"))
+        a.errorbar([v], [i], xerr=yerr([e]), fmt="o", color=c, capsize=4, ms=7)
+        a.text(1.02, i, h["verdict"], va="center", color=c, transform=a.get_yaxis_transform(), fontsize=8)
+        a.text(0.0, i - 0.32, textwrap.shorten(h["endpoint"], 110), transform=a.get_yaxis_transform(), fontsize=6,
+               color="#555555")
+    a.axvline(0, color="k", lw=0.8)
+    a.set_yticks(range(len(names)))
+    a.set_yticklabels([f"{n}\n({hyps[n].get('seeds')} seeds)" for n in names])
+    a.set_ylim(len(names) - 0.5, -0.7)
+    a.set(xlabel="pre-registered endpoint (mean, 95% CI over seeds)",
+          title="Why does SFT make the model forget? One experiment per hypothesis")
+    if d.get("missing"):
+        style.caption(fig, "missing: " + " ".join(d["missing"]))
+    return style.save(fig, out, stem)
+
+
+def plot_forecast(d: dict, out: Path, stem: str = "forecast") -> list[Path]:
+    """(a) ROC per predictor, (b) AUROC with CI per predictor, (c) share forgotten per risk decile."""
+    fig, ax = style.figure(3, width=3.8, height=3.4)
+    preds = list(d["auroc"])
+    colors = {p: CYCLE[i % len(CYCLE)] for i, p in enumerate(preds)}
+    if d["roc"]:
+        for p, r in d["roc"].items():
+            au = finite(d["auroc"].get(p, {}).get("value"))
+            ax[0, 0].plot(r["fpr"], r["tpr"], color=colors.get(p, "k"), lw=2.0 if p == "forecast" else 1.1,
+                          label=f"{p} (AUROC {au:.2f})")
+        ax[0, 0].plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax[0, 0].set(xlabel="false-positive rate (kept facts flagged)", ylabel="true-positive rate (forgotten facts flagged)",
+                     title="(a) ROC per predictor", xlim=(0, 1), ylim=(0, 1.01))
+        ax[0, 0].legend(fontsize=6.5)
+    else:
+        note(ax[0, 0], "(a) no per-fact scores in forecast.json")
+    est = [d["auroc"][p] for p in preds]
+    ax[0, 1].barh(range(len(preds)), [finite(e["value"]) for e in est], xerr=yerr(est), capsize=3,
+                  color=[colors[p] for p in preds])
+    ax[0, 1].axvline(0.5, color="k", ls=":", lw=0.8)
+    ax[0, 1].set_yticks(range(len(preds)))
+    ax[0, 1].set_yticklabels(preds)
+    ax[0, 1].set(xlabel="AUROC (mean, 95% CI over held-out seeds)", xlim=(0.3, 1.0), title="(b) how well each ranks")
+    if d["deciles"]:
+        dec = d["deciles"]
+        ax[0, 2].bar(range(len(dec)), [x["forgotten"] for x in dec], color="#CC3311")
+        if d.get("base_rate") is not None:
+            ax[0, 2].axhline(d["base_rate"], color="k", ls=":", lw=0.8, label="all facts")
+            ax[0, 2].legend()
+        ax[0, 2].set_xticks(range(len(dec)))
+        ax[0, 2].set_xticklabels([str(x["bin"] + 1) for x in dec])
+        ax[0, 2].set(xlabel="forecast risk decile (1 = safest)", ylabel="share actually forgotten",
+                     title="(c) at-risk facts vs what happened")
+    else:
+        note(ax[0, 2], "(c) no per-fact risk in forecast.json")
+    style.caption(fig, f"{d.get('n_facts', 0)} facts; method {d.get('method') or 'sft'}")
+    return style.save(fig, out, stem)

@@ -1,0 +1,193 @@
+"""Everything the toolkit knows about one fact, in one object: ``fact_report(query, runs)``.
+
+Why: the paper's claim is about *which* known facts break and *why*; a user who asks "what
+happened to this fact?" should not have to join five files. The fact explorer notebook and any
+script call the same function, so nothing lives only in a notebook.
+
+    runs = {"sft": load_run("runs/figures/sft-s0-..."), "self_distill": load_run(...)}
+    rep = fact_report("Balomir", runs)          # an entity name (first held-out fact) or a fact id
+    print(rep.summary())
+
+A report holds: the answer timeline under each method, the base's SliCK category, the nearest
+new facts in representation space with their values (is the wrong answer one of theirs?), drift
+per layer, which parameter group's revert restores the fact, a logit-lens view of the answer
+across layers, and the forecast's risk for it when ``interference.forecast`` and its results exist.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from interference.data import Fact
+from interference.evaluate import normalize_answer
+
+SET_ORDER = ("stability", "task", "plasticity")  # where a name lookup looks first: the watched facts
+
+
+class FactNotFound(LookupError):
+    """No fact matches the query; the message lists a few that exist."""
+
+
+@dataclass
+class FactReport:
+    fact: Fact
+    eval_set: str | None  # which evaluation set of the runs holds the fact (None: only trained on)
+    slick: dict | None  # the base model's SliCK row (category, p_greedy, p_sample)
+    timeline: dict[str, list[dict]]  # method -> [{step, correct, prediction, gold_logprob, outcome}]
+    final: dict[str, dict]  # method -> {correct, prediction, forgotten}
+    neighbours: list[dict]  # nearest new facts (same relation): fact_id, subject, answer, cosine
+    wrong_from_neighbour: dict[str, str | None]  # method -> subject of the neighbour whose value it now answers
+    drift: dict[str, list[float]]  # method -> per layer, 1 - cos(h_tuned, h_base) at the subject's last token
+    restores: dict[str, list[str]]  # method -> parameter units whose revert alone restores the fact
+    lens: dict[str, list[dict]]  # "base" / method -> per layer {gold_logprob, gold_rank, top, top_logprob}
+    layer: int = 0  # the layer the neighbours are read at
+    forecast: dict | None = None  # {"risk", "percentile", ...} or {"missing": why}
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    def summary(self) -> str:
+        f = self.fact
+        lines = [f"{f.fact_id}: {f.prompt} -> {f.answer}   (set {self.eval_set}, SliCK "
+                 f"{(self.slick or {}).get('category', 'n/a')})"]
+        for m, fin in self.final.items():
+            src = self.wrong_from_neighbour.get(m)
+            lines.append(f"  {m:<14} final {'right' if fin['correct'] else 'WRONG'}: {fin['prediction']!r}"
+                         + (f"  <- the value of new fact {src!r}" if src else "")
+                         + (f"; revert restores: {', '.join(self.restores[m]) or 'no single unit'}"
+                            if fin.get("forgotten") else ""))
+        near = ", ".join(f"{n['subject']} -> {n['answer']} ({n['cosine']:.2f})" for n in self.neighbours[:3])
+        lines.append(f"  nearest new facts (layer {self.layer}): {near or 'none'}")
+        if self.forecast and "risk" in self.forecast:
+            lines.append(f"  forecast risk {self.forecast['risk']:.3f} (percentile {self.forecast.get('percentile')})")
+        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+
+# ------------------------------------------------------------------ finding the fact
+def find_fact(query: str, data, relation: str | None = None) -> tuple[Fact, str | None]:
+    """(fact, eval set) by fact id, or by entity name (the first match in stability, task,
+    plasticity, then the training facts; ``relation`` narrows a name)."""
+    pools = [(s, data.eval_sets.get(s, [])) for s in SET_ORDER] + [(None, data.train)]
+    for s, facts in pools:
+        for f in facts:
+            if f.fact_id == query:
+                return f, s
+    q = normalize_answer(query)
+    for s, facts in pools:
+        for f in facts:
+            if normalize_answer(f.subject) == q and (relation is None or f.relation == relation):
+                return f, s
+    some = ", ".join(f"{f.subject!r} ({f.fact_id})" for f in data.eval_sets.get("stability", [])[:3])
+    raise FactNotFound(f"no fact with id or entity name {query!r}{' and relation ' + relation if relation else ''} "
+                       f"in these runs' SFT data; try e.g. {some}.")
+
+
+# ------------------------------------------------------------------ the pieces
+def answer_timeline(rows, fact_id: str) -> list[dict]:
+    keep = ("step", "correct", "prediction", "gold_logprob", "outcome")
+    return sorted(({k: r[k] for k in keep} for r in rows if r["fact_id"] == fact_id), key=lambda r: r["step"])
+
+
+def nearest_new(base, tok, fact: Fact, new: list[Fact], watch: list[Fact], layer: int, k: int) -> list[dict]:
+    """The ``k`` new facts of the fact's relation closest to it (cosine of subject-last states in
+    the base, centred on the watched facts' mean as the overlap metric does)."""
+    from interference.probes import capture
+    same = [n for n in new if n.relation == fact.relation]
+    if not same:
+        return []
+    hook = f"blocks.{layer}.hook_resid_post"
+    mu = capture(base, tok, watch or [fact], [hook], "subject_last")[hook].mean(0)
+    h = capture(base, tok, [fact], [hook], "subject_last")[hook] - mu
+    hn = capture(base, tok, same, [hook], "subject_last")[hook] - mu
+    cos = torch.nn.functional.cosine_similarity(h.double(), hn.double()).clamp(-1, 1)
+    order = cos.argsort(descending=True)[:k].tolist()
+    return [{"fact_id": same[i].fact_id, "subject": same[i].subject, "relation": same[i].relation,
+             "answer": same[i].answer, "cosine": float(cos[i])} for i in order]
+
+
+def layer_drift(base, tuned, tok, fact: Fact) -> list[float]:
+    """1 - cos between the fact's subject-last state in the tuned and base model, per layer."""
+    from interference.metrics.overlap import drift
+    from interference.probes import capture, resid_hooks
+    hooks = resid_hooks(base)
+    b, t = capture(base, tok, [fact], hooks, "subject_last"), capture(tuned, tok, [fact], hooks, "subject_last")
+    return [float(drift(t[h], b[h])[0]) for h in hooks]
+
+
+def forecast_risk(fact_id: str, forecast_dir: str | Path | None) -> dict | None:
+    """The forecast's risk for this fact from ``<forecast_dir>/forecast.json``, if the forecast
+    module exists in this installation and has written its per-fact scores; otherwise a reason."""
+    try:
+        import interference.forecast  # noqa: F401
+    except ImportError:
+        return {"missing": "interference.forecast is not part of this installation"}
+    if forecast_dir is None:
+        return {"missing": "no forecast directory given"}
+    path = Path(forecast_dir) / "forecast.json"
+    if not path.exists():
+        return {"missing": f"no {path}; run `python -m interference.forecast --evaluate --out {forecast_dir}`"}
+    fc = json.loads(path.read_text())
+    rows = next((fc[k] for k in ("per_fact", "facts", "scores") if isinstance(fc.get(k), list)), [])
+    scores = [r.get("forecast", r.get("risk")) for r in rows]
+    for r, s in zip(rows, scores):
+        if r.get("fact_id") == fact_id and s is not None:
+            below = sum(1 for x in scores if x is not None and x < s)
+            return {"risk": float(s), "percentile": round(100 * below / max(1, len(scores))),
+                    **{k: v for k, v in r.items() if k not in ("fact_id",)}}
+    return {"missing": f"fact {fact_id} is not among the {len(rows)} facts scored in {path}"}
+
+
+# ------------------------------------------------------------------ the report
+def fact_report(query: str, runs: Mapping[str, object], *, relation: str | None = None, k: int = 5,
+                layer: int | None = None, forecast_dir: str | Path | None = "analyses/results/forecast",
+                revert: bool = True) -> FactReport:
+    """Everything about one fact across ``runs`` (method label -> RunRecord of the same base and
+    SFT data). ``layer`` (default: middle) is where the nearest new facts are read."""
+    from interference.lens import logit_lens
+    from interference.metrics.attribution import revert_attribution
+    from interference.models import load_model
+    from interference.pretrain import load_slick
+    from interference.train import base_dir_of
+    if not runs:
+        raise ValueError("fact_report needs at least one run (method label -> RunRecord).")
+    first = next(iter(runs.values()))
+    _, data = first.world_and_data()
+    fact, eval_set = find_fact(query, data, relation)
+    base_dir = base_dir_of(first.config)
+    base, _, tok = load_model(base_dir)
+    base.eval()
+    layer = int(base.cfg.n_layers) // 2 if layer is None else layer
+    slick = load_slick(base_dir).get(fact.fact_id)
+    neighbours = nearest_new(base, tok, fact, data.eval_sets["plasticity"], data.eval_sets["stability"], layer, k)
+    rep = FactReport(fact, eval_set, slick, {}, {}, neighbours, {}, {}, {}, {"base": logit_lens(base, tok, [fact]).row()},
+                     layer=layer, forecast=forecast_risk(fact.fact_id, forecast_dir))
+    values = {normalize_answer(n["answer"]): n["subject"] for n in neighbours}
+    for label, rec in runs.items():
+        tl = answer_timeline(rec.timeline(), fact.fact_id)
+        rep.timeline[label] = tl
+        tuned = rec.load_model()[0].eval()
+        if tl:
+            last = tl[-1]
+            forgotten = bool(tl[0]["correct"]) and not last["correct"]
+            rep.final[label] = {"correct": bool(last["correct"]), "prediction": last["prediction"], "forgotten": forgotten}
+            wrong = normalize_answer(last["prediction"]) if not last["correct"] else None
+            rep.wrong_from_neighbour[label] = values.get(wrong) if wrong else None
+            if revert and forgotten:
+                att = revert_attribution(tuned, base, tok, [fact], by_layer=True)
+                rep.restores[label] = [u for u, ids in att.recovered.items() if fact.fact_id in ids]
+        else:
+            rep.notes.append(f"{label}: the fact is not evaluated in this run (it was a training fact).")
+        rep.drift[label] = layer_drift(base, tuned, tok, fact)
+        rep.lens[label] = logit_lens(tuned, tok, [fact]).row()
+    return rep
+
+
+def forgotten_facts(rec, eval_set: str = "stability") -> list[str]:
+    """Ids of the facts of ``eval_set`` a run got right at step 0 and wrong at the end: candidates to explore."""
+    from interference.metrics.forgetting import forgetting_events
+    return [fid for fid, e in forgetting_events(rec.timeline(), eval_set).items() if e.forgotten]
