@@ -16,7 +16,7 @@ from pathlib import Path
 
 DEFAULT_OUT = {False: "figures", True: "figures/quick"}
 DEFAULT_RUNS = {False: "runs/figures", True: "runs/figures_quick"}
-DATA_VERSION = 1  # bump when a compute step's output changes shape, so cached data is recomputed
+DATA_VERSION = 2  # bump when a compute step's output changes shape, so cached data is recomputed
 
 
 class _Parser(argparse.ArgumentParser):

@@ -96,7 +96,7 @@ def param_space(cfg: ParamSpaceConfig, ctx) -> dict:
             "threshold": cfg.threshold, "n_facts": {s: len(f) for s, f in sets.items()},
             "update_norm": {arm.label: float(e.norm()) for arm, e in zip(cfg.arms, ends)},
             "cos_updates": float(torch.nn.functional.cosine_similarity(ends[0].double(), ends[1].double(), dim=0)),
-            "seed": cfg.seed}
+            "seed": cfg.seed, "order": [a.label for a in cfg.arms]}
 
 
 # ------------------------------------------------------------------ localized interference
@@ -162,7 +162,7 @@ def localized(cfg: LocalizedConfig, ctx) -> dict:
     from interference.figures.inputs import designed_intervention
     from interference.metrics.stats import auroc
     from interference.probes import load_probes
-    out: dict = {"drift": {}, "seeds": cfg.seeds}
+    out: dict = {"drift": {}, "seeds": cfg.seeds, "order": [a.label for a in cfg.arms]}
     for k, arm in enumerate(cfg.arms):
         recs = ctx.cache.seeds(arm, cfg.seeds, cfg.run)
         n_layers = int(recs[0].config.base["model"]["n_layers"])
@@ -209,4 +209,4 @@ def attribution(cfg: ArmsConfig, ctx) -> dict:
                 shares.setdefault(unit, []).append(s)
         out[arm.label] = {"method": arm.method, "forgetting": estimate(forgetting),
                           "share": {u: estimate(v) for u, v in shares.items()}}
-    return {"arms": out, "seeds": cfg.seeds}
+    return {"arms": out, "order": [a.label for a in cfg.arms], "seeds": cfg.seeds}

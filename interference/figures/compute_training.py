@@ -40,7 +40,7 @@ def curves(cfg: ArmsConfig, ctx) -> dict:
         steps, per = _history_by_step(recs)
         out[arm.label] = {"method": arm.method, "steps": steps,
                           **{s: [estimate(v) for v in per[s]] for s in SETS}}
-    return {"arms": out, "seeds": cfg.seeds}
+    return {"arms": out, "order": [a.label for a in cfg.arms], "seeds": cfg.seeds}
 
 
 def _final(recs, key: str) -> dict:

@@ -175,3 +175,44 @@ def risk_deciles(risk, forgotten, n_bins: int = 10) -> list[dict]:
         if idx.size:
             out.append({"bin": k, "risk": float(r[idx].mean()), "forgotten": float(y[idx].mean()), "n": int(idx.size)})
     return out
+
+
+# ------------------------------------------------------------------ one hypothesis, for the walkthrough
+def load_hypothesis(name: str, hyp_dir: str | Path = "runs/hypotheses", quick: bool = False,
+                    run_if_missing: bool = False, seeds: int | None = None) -> dict:
+    """{"verdict", "per_seed", "plots"} of one hypothesis' saved results. With ``run_if_missing``
+    a missing verdict is produced first by the hypothesis CLI itself (cells it finds are reused)."""
+    path = Path(hyp_dir) / name / "verdict.json"
+    if not path.exists() and run_if_missing:
+        from interference.run_hypothesis import main as run_hypothesis
+        argv = [name, "--out", str(hyp_dir), "--no-progress"] + (["--quick"] if quick else []) + \
+            (["--seeds", str(seeds)] if seeds else [])
+        if run_hypothesis(argv) != 0:
+            raise MissingInput(f"`python -m interference.run_hypothesis {' '.join(argv)}` failed; see its message above.")
+    v = verdict(hyp_dir, name, quick)
+    per_seed_file = Path(hyp_dir) / name / "per_seed.json"
+    per_seed = json.loads(per_seed_file.read_text()) if per_seed_file.exists() else v.get("per_seed", [])
+    plots = sorted(str(p) for p in (Path(hyp_dir) / name).glob("*.png"))
+    return {"verdict": v, "per_seed": per_seed, "plots": plots}
+
+
+def fmt(e) -> str:
+    """'mean [low, high]' of an estimate dict, 'n/a' without a value."""
+    if not is_estimate(e) or e.get("value") is None:
+        return "n/a"
+    lo, hi = e.get("low"), e.get("high")
+    ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
+    return f"{e['value']:.3f}{ci}"
+
+
+def describe_verdict(v: dict) -> str:
+    """What was pre-registered, what came out, and every statistic with its CI, as text."""
+    pre = v.get("preregistered") or {}
+    lines = [f"hypothesis: {v.get('hypothesis')}", f"question: {v.get('question', '')}".rstrip(),
+             f"endpoint (pre-registered): {endpoint_text(v)}"]
+    for h, p in (pre.get("predictions") or {}).items():
+        lines.append(f"  if {h} were the driver: {p}")
+    lines += [f"rule: {pre.get('rule') or v.get('rule', '')}",
+              f"verdict: {v.get('verdict')}  endpoint {fmt(primary(v))}  ({v.get('seeds')} seeds)", "statistics:"]
+    lines += [f"  {k:<44} {fmt(e)}" for k, e in (v.get("statistics") or {}).items() if is_estimate(e)]
+    return "\n".join(l for l in lines if l)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from interference.figures import style
-from interference.figures.style import SET_COLORS, SET_LABELS, band, color, finite, note, yerr
+from interference.figures.style import ordered, SET_COLORS, SET_LABELS, band, color, finite, note, yerr
 
 REGION_LABELS = {"stability": "pre-existing facts kept", "task": "task (QA format) solved",
                  "plasticity": "new facts learned"}
@@ -33,13 +33,13 @@ def plot_param_space(d: dict, out: Path, stem: str = "param_space") -> list[Path
     fig.colorbar(im, ax=ax[0, 1], label="held-out known facts right (accuracy)")
     for k, panel in enumerate((ax[0, 0], ax[0, 1])):
         panel.plot(0, 0, "k*", ms=11, label="base model" if k == 0 else None, zorder=5)
-        for i, (label, p) in enumerate(d["paths"].items()):
+        for i, (label, p) in enumerate(ordered(d, "paths")):
             c = color(label, i)
             panel.plot(p["a"], p["b"], "-o", color=c, ms=3, lw=1.4, zorder=4,
                        label=f"{label} path (off-plane {np.mean(p['off_plane']):.0%} of the update)" if k == 0 else None)
             ea, eb = d["ends"][label]
             panel.plot(ea, eb, "s", color=c, ms=7, mec="k", zorder=6)
-        first, second = list(d["paths"])[:2]
+        first, second = [k for k, _ in ordered(d, "paths")][:2]
         panel.set(xlabel=f"along the {first} update (L2 distance in parameter space)",
                   ylabel=f"orthogonal, towards the {second} end (L2)")
         panel.set_aspect("equal", adjustable="box")  # equal units: distances in the plane are true distances
@@ -82,7 +82,7 @@ def plot_localized(d: dict, out: Path, stem: str = "localized") -> list[Path]:
                      title=f"(b) designed overlap: targets vs rest\nlocalized verdict: {des.get('verdict')}")
     else:
         note(ax[0, 1], "(b) designed intervention\n" + des.get("missing", "not available"))
-    for i, (label, c) in enumerate(d["drift"].items()):
+    for i, (label, c) in enumerate(ordered(d, "drift")):
         band(ax[0, 2], c["steps"], c["drift"], label, color(label, i), i=i, clip=(0, 2))
     ax[0, 2].set(xlabel="optimizer steps", ylabel="drift: 1 - cos(h_t, h_base)",
                  title=f"(c) drift of held-out entities, layer {d['layer']}")
@@ -112,7 +112,7 @@ def plot_attribution(d: dict, out: Path, stem: str = "attribution") -> list[Path
     arms = d["arms"]
     fig, ax = style.figure(len(arms), width=3.6, height=3.0)
     im = None
-    for k, (label, arm) in enumerate(arms.items()):
+    for k, (label, arm) in enumerate(ordered(d, "arms")):
         rows, cols, m = attribution_matrix(arm["share"])
         a = ax[0, k]
         im = a.imshow(np.ma.masked_invalid(m), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
@@ -166,6 +166,6 @@ def plot_capacity(d: dict, out: Path, stem: str = "capacity") -> list[Path]:
         note(ax[0, 1], "no statistics")
     e = d["estimate"]
     fig.suptitle(f"capacity: {d.get('verdict')}  (endpoint {finite(e.get('value')):.2f} "
-                 f"[{finite(e.get('low')):.2f}, {finite(e.get('high')):.2f}], {d.get('seeds')} seeds)", y=1.02)
+                 f"[{finite(e.get('low')):.2f}, {finite(e.get('high')):.2f}], {d.get('seeds')} seeds)")
     style.caption(fig, f"endpoint: {d.get('endpoint', '')}"[:160])
     return style.save(fig, out, stem)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from interference.figures import style
-from interference.figures.style import SET_COLORS, SET_LABELS, band, color, finite, yerr
+from interference.figures.style import ordered, SET_COLORS, SET_LABELS, band, color, finite, yerr
 
 ACC = "accuracy (share of facts right)"
 
@@ -14,7 +14,7 @@ ACC = "accuracy (share of facts right)"
 def plot_curves(d: dict, out: Path, stem: str = "curves") -> list[Path]:
     """Stability and plasticity (and task) over training, one line per method, 95% CI bands."""
     fig, ax = style.figure(3, width=3.9)
-    for i, (label, arm) in enumerate(d["arms"].items()):
+    for i, (label, arm) in enumerate(ordered(d, "arms")):
         for k, s in enumerate(("stability", "plasticity", "task")):
             band(ax[0, k], arm["steps"], arm[s], label, color(label, i), i=i, clip=(0, 1), lw=1.3, mfc="none")
     for k, s in enumerate(("stability", "plasticity", "task")):
@@ -22,7 +22,7 @@ def plot_curves(d: dict, out: Path, stem: str = "curves") -> list[Path]:
         ax[0, k].set_ylim(-0.03, 1.03)
     ax[0, 2].legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle("Stability vs plasticity over training, per method "
-                 f"(mean and 95% CI over {d['seeds']} seeds)", y=1.02)
+                 f"(mean and 95% CI over {d['seeds']} seeds)")
     return style.save(fig, out, stem)
 
 
@@ -73,7 +73,7 @@ def plot_hallucination(d: dict, out: Path, stem: str = "hallucination") -> list[
     ax[0, 1].set(xlabel="optimizer steps", ylabel="held-out known facts right (accuracy)",
                  title="held-out accuracy over training")
     ax[0, 1].legend()
-    fig.suptitle(f"Hallucination vs share of Unknown facts (SFT; mean, 95% CI over {d['seeds']} seeds)", y=1.02)
+    fig.suptitle(f"Hallucination vs share of Unknown facts (SFT; mean, 95% CI over {d['seeds']} seeds)")
     return style.save(fig, out, stem)
 
 

@@ -33,6 +33,13 @@ VERDICT_COLORS = {"main_driver": "#1b7837", "contributes": "#7fbf7b", "not_suppo
                   "inconclusive": "#999999"}
 
 
+def ordered(d: dict, key: str) -> list[tuple[str, dict]]:
+    """Items of ``d[key]`` in the config's order: saved JSON sorts its keys, ``d["order"]`` keeps
+    the order the config gave (legends, and which end point spans the first axis, depend on it)."""
+    items = d[key]
+    return [(k, items[k]) for k in d.get("order", list(items)) if k in items]
+
+
 def apply() -> None:
     plt.rcParams.update(RC)
 
@@ -100,6 +107,8 @@ def note(ax, text: str) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
 
 
 def caption(fig, text: str) -> None:
