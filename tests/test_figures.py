@@ -64,8 +64,9 @@ def _fixtures() -> dict[str, dict]:
                                   "auroc_fragility": est(.8),
                                   "bins": [{"overlap": o, "forgetting": est(f)} for o, f in ((.1, .1), (.3, .2), (.5, .3))]},
                       "drift": {m: {"method": m, "steps": STEPS, "drift": curve([0, .02, .04, .05])} for m in ("sft", "self_distill")},
-                      "designed": {"missing": "no runs/hypotheses/localized/verdict.json; run `python -m "
-                                              "interference.run_hypothesis localized` first."}},
+                      "designed": {"arms": ["share0", "share2", "uuid"], "targets": [est(.1), est(.3), est(.05)],
+                                   "rest": [est(.1), est(.12), est(.04)], "verdict": "contributes",
+                                   "estimate": est(.05), "seeds": 3}},
         "attribution": {"seeds": 3, "arms": {"sft": {"method": "sft", "forgetting": est(.1), "share": shares}}},
         "capacity": {"curves": {"d128": {"uuid": [[100, est(.02)], [300, est(.03)]],
                                          "semantic": [[100, est(.1)], [300, est(.2)]]}},
@@ -136,6 +137,42 @@ def test_missing_results_name_their_command(tmp_path, capsys, monkeypatch):
     assert "python -m interference.run_hypothesis capacity --out hyp" in out
     assert "python -m interference.forecast --evaluate --out fc" in out
     assert "3 skipped" in out and not (tmp_path / "figs" / "capacity.png").exists()
+
+
+def test_localized_renders_without_designed_results(tmp_path):
+    d = _fixtures()["localized"]
+    d["designed"] = {"missing": "no hyp/localized/verdict.json; run `python -m interference.run_hypothesis localized` first."}
+    assert FIGURES["localized"].plot(d, tmp_path)[0].exists()
+
+
+@pytest.mark.parametrize("keys", [
+    {"learned/share2/forget_targets": .3, "learned/share2/forget_rest": .1, "final/share2/forget_targets": .9,
+     "learned/uuid/forget_targets": .05, "learned/uuid/forget_rest": .04, "learned/share2/contrast": .2},
+    {"forgetting_lookalike_targets": .3, "forgetting_lookalike_rest": .1, "forgetting_uuid_targets": .05,
+     "forgetting_uuid_rest": .04, "targets_minus_rest_lookalike": .2}])
+def test_designed_intervention_reads_both_verdict_layouts(tmp_path, keys):
+    from interference.figures.inputs import designed_intervention
+    (tmp_path / "localized").mkdir()
+    stats = {k: est(v) for k, v in keys.items()}
+    (tmp_path / "localized" / "verdict.json").write_text(json.dumps({"verdict": "contributes", "statistics": stats}))
+    d = designed_intervention(tmp_path)
+    assert len(d["arms"]) == 2 and d["arms"][1] == "uuid"
+    assert [e["value"] for e in d["targets"]] == [.3, .05] and [e["value"] for e in d["rest"]] == [.1, .04]
+
+
+def test_capacity_series_reads_the_grid_and_the_key_style_layouts(tmp_path):
+    from interference.figures.inputs import capacity_series
+    (tmp_path / "capacity").mkdir()
+    cell = lambda f: {"forgetting_sft": est(f), "forgetting_joint": est(f / 4), "forgetting_drift": est(.01)}  # noqa: E731
+    v = {"verdict": "contributes", "endpoint": est(.3), "statistics": {"P": est(.3)},
+         "series": {"facts_per_entity": 4, "grid": {"default": {"d64": {"25": cell(.2), "100": cell(.4)}}},
+                    "forgetting_by_count": {"d64": {"semantic": {"25": est(.5)}}}}}
+    (tmp_path / "capacity" / "verdict.json").write_text(json.dumps(v))
+    d = capacity_series(tmp_path)
+    assert [c for c, _ in d["curves"]["d64"]["sft"]] == [100, 400]  # entities x facts per entity, sorted
+    assert d["curves"]["d64"]["joint (rehearsal)"][1][1]["value"] == pytest.approx(.1)
+    assert d["curves"]["d64"]["semantic keys"][0][0] == 100
+    assert d["estimate"]["value"] == .3
 
 
 # ------------------------------------------------------------------ helpers with known answers

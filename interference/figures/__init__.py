@@ -45,6 +45,7 @@ class Figure:
     compute: Callable  # (cfg, FigureContext) -> data dict
     plot: Callable  # (data dict, out dir) -> [png, pdf]
     reads_results: bool = False  # drawn from another command's output: re-read every time, never cached
+    refresh: Callable | None = None  # (cfg, ctx, data) -> data: re-reads the parts of cached data owned elsewhere
 
 
 def _capacity(cfg: ResultsConfig, ctx: FigureContext) -> dict:
@@ -84,7 +85,7 @@ FIGURES: dict[str, Figure] = {f.name: f for f in (
     Figure("localized", "Sec. 6.3 (localized interference)",
            "Forgetting by base-model overlap with the new facts (with the fragility baseline's AUROC), target vs "
            "non-target forgetting in the designed intervention, representation drift over training per method.",
-           LocalizedConfig, cm.localized, pm.plot_localized),
+           LocalizedConfig, cm.localized, pm.plot_localized, refresh=cm.refresh_localized),
     Figure("attribution", "Sec. 6.3 (which parameters carry the forgetting)",
            "Share of the forgetting undone by reverting each parameter group of each layer to the base, "
            "heatmap per method.", ArmsConfig, cm.attribution, pm.plot_attribution),

@@ -9,6 +9,7 @@ be built was built, 1 if one failed, 2 on bad input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -32,6 +33,8 @@ def parse(argv):
     ap.add_argument("--out", help="output directory (default figures/, or figures/quick/ with --quick)")
     ap.add_argument("--runs", help="fine-tuning run cache (default runs/figures[_quick])")
     ap.add_argument("--configs", help="directory of figure configs (default analyses/figures)")
+    ap.add_argument("--hypotheses", help="hypothesis results directory (overrides the configs' hypotheses_dir)")
+    ap.add_argument("--forecast", help="forecast results directory (overrides the configs' forecast_dir)")
     ap.add_argument("--list", action="store_true", help="list the figures and exit")
     ap.add_argument("--plan", action="store_true", help="say which runs each figure needs and which are cached; train nothing")
     ap.add_argument("--recompute", action="store_true", help="recompute figure data even when the saved data matches")
@@ -70,6 +73,8 @@ def build(fig, cfg, ctx, out: Path, recompute: bool = False) -> list[Path]:
     if data is None:
         data = clean_json(fig.compute(cfg, ctx))
         atomic_write_json(data_file, {"key": key, "data": data})
+    elif fig.refresh is not None:
+        data = clean_json(fig.refresh(cfg, ctx, data))
     return fig.plot(data, out)
 
 
@@ -101,6 +106,10 @@ def run(args, chosen: list[str]) -> int:
     from interference.sft_data import SFTDataError
 
     cfgs = {n: load_config(FIGURES[n].config, n, args.quick, args.configs) for n in chosen}  # all checked first
+    for n, cfg in cfgs.items():
+        for flag, field in (("hypotheses", "hypotheses_dir"), ("forecast", "forecast_dir")):
+            if getattr(args, flag) and hasattr(cfg, field):
+                cfgs[n] = cfg = dataclasses.replace(cfg, **{field: getattr(args, flag)})
     device = str(resolve_device(args.device))
     if device == "cpu":
         import torch

@@ -159,7 +159,6 @@ def _binned(per_seed: list[dict], bins: int) -> list[dict]:
 def localized(cfg: LocalizedConfig, ctx) -> dict:
     """Overlap vs forgetting (first arm), drift over training per arm, and, when the localized
     hypothesis has run, its designed-intervention numbers (targets vs the rest)."""
-    from interference.figures.inputs import designed_intervention
     from interference.metrics.stats import auroc
     from interference.probes import load_probes
     out: dict = {"drift": {}, "seeds": cfg.seeds, "order": [a.label for a in cfg.arms]}
@@ -184,11 +183,18 @@ def localized(cfg: LocalizedConfig, ctx) -> dict:
                                                            for d in per_seed]),
                               "forgetting": estimate([float(np.mean(d["forgotten"])) for d in per_seed])}
     out["layer"] = layer
+    return refresh_localized(cfg, ctx, out)
+
+
+def refresh_localized(cfg: LocalizedConfig, ctx, data: dict) -> dict:
+    """(Re)read the designed-intervention panel from the localized verdict: it belongs to another
+    command, so even cached figure data takes the verdict as it is now."""
+    from interference.figures.inputs import designed_intervention
     try:
-        out["designed"] = designed_intervention(ctx.path(cfg.hypotheses_dir), ctx.quick)
+        data["designed"] = designed_intervention(ctx.path(cfg.hypotheses_dir), ctx.quick)
     except MissingInput as e:
-        out["designed"] = {"missing": str(e)}
-    return out
+        data["designed"] = {"missing": str(e)}
+    return data
 
 
 # ------------------------------------------------------------------ attribution

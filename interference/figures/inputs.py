@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -73,30 +74,64 @@ def hypotheses_summary(hyp_dir: str | Path, names, quick: bool = False) -> dict:
     return {"hypotheses": out, "missing": missing}
 
 
+CAPACITY_ARMS = {"sft": "sft", "joint": "joint (rehearsal)", "drift": "drift (Known-only)"}
+
+
 def capacity_series(hyp_dir: str | Path, quick: bool = False) -> dict:
-    """Forgetting vs number of new facts per (model size, key style) from the capacity verdict,
-    as {size: {style: [[n_new_facts, estimate], ...]}}, plus every other statistic with a CI."""
+    """Forgetting vs number of new facts per model size from the capacity verdict, as
+    {size: {curve: [[n_new_facts, estimate], ...]}}, plus every other statistic with a CI.
+
+    Two layouts: the pre-registered grid (``series.grid[level][size][count]`` with
+    ``forgetting_sft|joint|drift``: curves per arm at the default consolidation level) and the
+    earlier key-style sweep (``series.forgetting_by_count[size][uuid|semantic][count]``)."""
     v = verdict(hyp_dir, "capacity", quick)
     series = v.get("series") or {}
     per = series.get("facts_per_entity", 1)
-    curves = {}
+    curves: dict = {}
+    grid = series.get("grid") or {}
+    level = grid.get("default") or next(iter(grid.values()), {})
+    for size, counts in level.items():
+        for arm, label in CAPACITY_ARMS.items():
+            pts = sorted([int(c) * per, cell[f"forgetting_{arm}"]] for c, cell in counts.items()
+                         if is_estimate(cell.get(f"forgetting_{arm}")))
+            if pts:
+                curves.setdefault(size, {})[label] = pts
     for size, styles in (series.get("forgetting_by_count") or {}).items():
-        curves[size] = {style: sorted([int(c) * per, e] for c, e in counts.items() if is_estimate(e))
-                        for style, counts in styles.items() if isinstance(counts, dict)}
+        for style, counts in styles.items():
+            if isinstance(counts, dict):
+                curves.setdefault(size, {})[f"{style} keys"] = sorted(
+                    [int(c) * per, e] for c, e in counts.items() if is_estimate(e))
     stats = {k: e for k, e in (v.get("statistics") or {}).items() if is_estimate(e)}
-    return {"curves": curves, "statistics": stats, "verdict": v.get("verdict"), "estimate": primary(v),
-            "endpoint": endpoint_text(v), "seeds": v.get("seeds")}
+    headline = [(str(h[0]), h[1]) for h in v.get("headline", []) if len(h) == 2 and is_estimate(h[1])]
+    return {"curves": curves, "statistics": dict(headline) or stats, "verdict": v.get("verdict"),
+            "estimate": primary(v), "endpoint": endpoint_text(v), "seeds": v.get("seeds")}
+
+
+# "<read>/<arm>/forget_targets" (pre-registered grid, equal-learning read) or the older
+# "forgetting_<arm>_targets"; both name an arm and whether the number is for targets or the rest.
+_TARGET_KEYS = (re.compile(r"^learned/(?P<arm>[\w]+)/forget_(?P<kind>targets|rest)$"),
+                re.compile(r"^forgetting_(?P<arm>\w+?)_(?P<kind>targets|rest)$"))
 
 
 def designed_intervention(hyp_dir: str | Path, quick: bool = False) -> dict:
-    """Target vs non-target ("rest") forgetting of the localized hypothesis' designed arms."""
+    """Target vs non-target ("rest") forgetting per arm of the localized hypothesis' designed
+    intervention: {"arms": [...], "targets": [estimate], "rest": [estimate], ...}."""
     v = verdict(hyp_dir, "localized", quick)
     st = {k: e for k, e in (v.get("statistics") or {}).items() if is_estimate(e)}
-    keep = {k: e for k, e in st.items() if "target" in k or "rest" in k}
-    if not keep:
-        raise MissingInput(f"{hyp_dir}/localized/verdict.json has no target/rest statistics; re-run the localized "
-                           "hypothesis with this version.")
-    return {"bars": keep, "verdict": v.get("verdict"), "estimate": primary(v), "seeds": v.get("seeds")}
+    found: dict[str, dict] = {}
+    for rx in _TARGET_KEYS:
+        for k, e in st.items():
+            m = rx.match(k)
+            if m:
+                found.setdefault(m["arm"], {})[m["kind"]] = e
+        if found:
+            break  # the first (newer) key family wins
+    arms = [a for a, d in found.items() if {"targets", "rest"} <= set(d)]
+    if not arms:
+        raise MissingInput(f"{hyp_dir}/localized/verdict.json has no target/rest forgetting statistics; re-run "
+                           "`python -m interference.run_hypothesis localized` with this version.")
+    return {"arms": arms, "targets": [found[a]["targets"] for a in arms], "rest": [found[a]["rest"] for a in arms],
+            "verdict": v.get("verdict"), "estimate": primary(v), "seeds": v.get("seeds")}
 
 
 # ------------------------------------------------------------------ forecast

@@ -71,15 +71,17 @@ def plot_localized(d: dict, out: Path, stem: str = "localized") -> list[Path]:
     else:
         note(ax[0, 0], "no overlap data")
     des = d.get("designed") or {}
-    if "bars" in des:
-        keys = list(des["bars"])
-        est = [des["bars"][k] for k in keys]
-        ax[0, 1].bar(range(len(keys)), [finite(e["value"]) for e in est], yerr=yerr(est), capsize=2,
-                     color=["#CC3311" if "target" in k else "#999999" for k in keys])
-        ax[0, 1].set_xticks(range(len(keys)))
-        ax[0, 1].set_xticklabels([k.replace("forgetting_", "").replace("_", "\n") for k in keys], fontsize=6)
-        ax[0, 1].set(ylabel="share of known facts forgotten",
+    if "arms" in des:
+        xs = np.arange(len(des["arms"]))
+        for k, (key, c, lab) in enumerate((("targets", "#CC3311", "targets (overlapped on purpose)"),
+                                           ("rest", "#999999", "rest of the known facts"))):
+            ax[0, 1].bar(xs + (k - 0.5) * 0.38, [finite(e["value"]) for e in des[key]], 0.38,
+                         yerr=yerr(des[key], (0, 1)), capsize=2, color=c, label=lab)
+        ax[0, 1].set_xticks(xs)
+        ax[0, 1].set_xticklabels([a.replace("_", "\n") for a in des["arms"]], fontsize=7)
+        ax[0, 1].set(ylabel="share of known facts forgotten", xlabel="arm of the designed intervention",
                      title=f"(b) designed overlap: targets vs rest\nlocalized verdict: {des.get('verdict')}")
+        ax[0, 1].legend()
     else:
         note(ax[0, 1], "(b) designed intervention\n" + des.get("missing", "not available"))
     for i, (label, c) in enumerate(ordered(d, "drift")):
@@ -131,41 +133,51 @@ def plot_attribution(d: dict, out: Path, stem: str = "attribution") -> list[Path
     return style.save(fig, out, stem)
 
 
+CURVE_COLORS = {"uuid": "#777777", "semantic": "#CC3311", "sft": "#CC3311", "joint": "#228833", "drift": "#999933"}
+
+
 def plot_capacity(d: dict, out: Path, stem: str = "capacity") -> list[Path]:
-    """Forgetting vs number of new facts, uuid vs semantic keys, one line per model size."""
-    fig, ax = style.figure(2, width=4.4, height=3.4)
+    """Forgetting vs number of new facts, one colour per arm or key style, one line style per
+    model size; and the capacity verdict's headline statistics with their CIs."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    fig, ax = style.figure(2, width=4.6, height=3.6)
     dashes = ["-", "--", ":", "-."]
-    drawn = False
-    for k, (size, styles) in enumerate(sorted(d["curves"].items())):
-        for key_style, pts in styles.items():
+    counts: set[int] = set()
+    for k, (size, curves) in enumerate(sorted(d["curves"].items())):
+        for i, (label, pts) in enumerate(curves.items()):
             if not pts:
                 continue
             est = [e for _, e in pts]
-            ax[0, 0].errorbar([c for c, _ in pts], [finite(e["value"]) for e in est], yerr=yerr(est),
-                              fmt="o", ls=dashes[k % 4], color=color(key_style), capsize=2.5,
-                              label=f"{key_style} keys, {size}")
-            drawn = True
-    if drawn:
-        ax[0, 0].set_xscale("log")
-        ax[0, 0].set(xlabel="new facts in the SFT set (log scale)", ylabel="share of known facts forgotten",
-                     title="forgetting vs number of new facts")
-        ax[0, 0].legend()
+            counts |= {c for c, _ in pts}
+            ax[0, 0].errorbar([c for c, _ in pts], [finite(e["value"]) for e in est], yerr=yerr(est, (0, 1)),
+                              fmt="o", ls=dashes[k % 4], color=CURVE_COLORS.get(label.split()[0], color(label, i)),
+                              capsize=2.5, label=f"{label}, {size}")
+    if counts:
+        a = ax[0, 0]
+        a.set_xscale("log")
+        a.set_xticks(sorted(counts))
+        a.xaxis.set_major_formatter(ScalarFormatter())
+        a.xaxis.set_minor_formatter(NullFormatter())
+        a.set(xlabel="new facts in the SFT set (log scale)", ylabel="share of known facts forgotten",
+              title="forgetting vs number of new facts")
+        a.legend()
     else:
         note(ax[0, 0], "this capacity verdict has no forgetting-by-count series")
     stats = d["statistics"]
-    keys = list(stats)
+    keys = [k for k in stats if "step" not in k][:16]  # rates, ratios, slopes; step counts have another scale
     if keys:
         est = [stats[k] for k in keys]
         ax[0, 1].barh(range(len(keys)), [finite(e["value"]) for e in est], xerr=yerr(est), capsize=2,
                       color="#999933")
         ax[0, 1].set_yticks(range(len(keys)))
         ax[0, 1].set_yticklabels([k.replace("_", " ") for k in keys], fontsize=6.5)
+        ax[0, 1].invert_yaxis()
         ax[0, 1].axvline(0, color="k", lw=0.6)
-        ax[0, 1].set(xlabel="value (mean, 95% CI over seeds)", title="capacity statistics")
+        ax[0, 1].set(xlabel="value (mean, 95% CI over seeds)", title="capacity: headline statistics")
     else:
         note(ax[0, 1], "no statistics")
     e = d["estimate"]
     fig.suptitle(f"capacity: {d.get('verdict')}  (endpoint {finite(e.get('value')):.2f} "
                  f"[{finite(e.get('low')):.2f}, {finite(e.get('high')):.2f}], {d.get('seeds')} seeds)")
-    style.caption(fig, f"endpoint: {d.get('endpoint', '')}"[:160])
+    style.caption(fig, f"endpoint: {d.get('endpoint', '')}"[:170])
     return style.save(fig, out, stem)
