@@ -64,7 +64,12 @@ class FactReport:
         near = ", ".join(f"{n['subject']} -> {n['answer']} ({n['cosine']:.2f})" for n in self.neighbours[:3])
         lines.append(f"  nearest new facts (layer {self.layer}): {near or 'none'}")
         if self.forecast and "risk" in self.forecast:
-            lines.append(f"  forecast risk {self.forecast['risk']:.3f} (percentile {self.forecast.get('percentile')})")
+            drivers = ", ".join(f"{d.get('subject', d.get('fact_id'))} -> {d.get('value')}"
+                                for d in (self.forecast.get("drivers") or [])[:3])
+            lines.append(f"  forecast before training: risk {self.forecast['risk']:.3f} (percentile "
+                         f"{self.forecast.get('percentile')})" + (f"; driven by {drivers}" if drivers else ""))
+        elif self.forecast:
+            lines.append(f"  forecast: {self.forecast.get('missing')}")
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
@@ -119,35 +124,32 @@ def layer_drift(base, tuned, tok, fact: Fact) -> list[float]:
     return [float(drift(t[h], b[h])[0]) for h in hooks]
 
 
-def forecast_risk(fact_id: str, forecast_dir: str | Path | None) -> dict | None:
-    """The forecast's risk for this fact from ``<forecast_dir>/forecast.json``, if the forecast
-    module exists in this installation and has written its per-fact scores; otherwise a reason."""
+def forecast_risk(fact_id: str, run, forecast_dir: str | Path | None = None, method: str = "sft") -> dict:
+    """The forecast's risk for this fact under ``method``: read from ``<forecast_dir>/at_risk_<method>.json``
+    when the forecast CLI wrote it, else computed from the run's base model and SFT set (no
+    fine-tuning). Needs ``interference.forecast``; without it, or when it cannot score this run,
+    the answer is ``{"missing": why}``, never an exception."""
     try:
-        import interference.forecast  # noqa: F401
+        from interference.forecast import forecast_for_fact, forecast_run
     except ImportError:
         return {"missing": "interference.forecast is not part of this installation"}
-    if forecast_dir is None:
-        return {"missing": "no forecast directory given"}
-    path = Path(forecast_dir) / "forecast.json"
-    if not path.exists():
-        return {"missing": f"no {path}; run `python -m interference.forecast --evaluate --out {forecast_dir}`"}
-    fc = json.loads(path.read_text())
-    rows = next((fc[k] for k in ("per_fact", "facts", "scores") if isinstance(fc.get(k), list)), [])
-    scores = [r.get("forecast", r.get("risk")) for r in rows]
-    for r, s in zip(rows, scores):
-        if r.get("fact_id") == fact_id and s is not None:
-            below = sum(1 for x in scores if x is not None and x < s)
-            return {"risk": float(s), "percentile": round(100 * below / max(1, len(scores))),
-                    **{k: v for k, v in r.items() if k not in ("fact_id",)}}
-    return {"missing": f"fact {fact_id} is not among the {len(rows)} facts scored in {path}"}
+    try:
+        if forecast_dir is not None and (Path(forecast_dir) / f"at_risk_{method}.json").exists():
+            return forecast_for_fact(forecast_dir, fact_id, method)
+        fc = forecast_run(run.out, methods=(method,))
+        row = forecast_for_fact(fc[method], fact_id)
+        return {k: v for k, v in row.items() if k != "features"}
+    except (ValueError, RuntimeError, KeyError, OSError) as e:  # the forecast's own input errors are ValueErrors
+        return {"missing": f"the forecast could not score this fact ({e})"}
 
 
 # ------------------------------------------------------------------ the report
 def fact_report(query: str, runs: Mapping[str, object], *, relation: str | None = None, k: int = 5,
-                layer: int | None = None, forecast_dir: str | Path | None = "analyses/results/forecast",
+                layer: int | None = None, forecast_dir: str | Path | None = None, forecast: bool = True,
                 revert: bool = True) -> FactReport:
     """Everything about one fact across ``runs`` (method label -> RunRecord of the same base and
-    SFT data). ``layer`` (default: middle) is where the nearest new facts are read."""
+    SFT data). ``layer`` (default: middle) is where the nearest new facts are read; the forecast
+    is that of the first run's SFT set (``forecast=False`` skips it)."""
     from interference.lens import logit_lens
     from interference.metrics.attribution import revert_attribution
     from interference.models import load_model
@@ -165,7 +167,7 @@ def fact_report(query: str, runs: Mapping[str, object], *, relation: str | None 
     slick = load_slick(base_dir).get(fact.fact_id)
     neighbours = nearest_new(base, tok, fact, data.eval_sets["plasticity"], data.eval_sets["stability"], layer, k)
     rep = FactReport(fact, eval_set, slick, {}, {}, neighbours, {}, {}, {}, {"base": logit_lens(base, tok, [fact]).row()},
-                     layer=layer, forecast=forecast_risk(fact.fact_id, forecast_dir))
+                     layer=layer, forecast=forecast_risk(fact.fact_id, first, forecast_dir) if forecast else None)
     values = {normalize_answer(n["answer"]): n["subject"] for n in neighbours}
     for label, rec in runs.items():
         tl = answer_timeline(rec.timeline(), fact.fact_id)

@@ -32,7 +32,7 @@ runs = explorer_runs(QUICK, RUNS, labels=("sft", "self_distill"))
     ("code", """broken = forgotten_facts(runs["sft"])
 print(f"{len(broken)} held-out known facts are wrong after SFT, e.g. {broken[:5]}")
 FACT = os.environ.get("FACT") or (broken[0] if broken else runs["sft"].world_and_data()[1].eval_sets["stability"][0].fact_id)
-rep = fact_report(FACT, runs, forecast_dir=os.environ.get("FORECAST_DIR", "analyses/results/forecast"))
+rep = fact_report(FACT, runs, forecast_dir=os.environ.get("FORECAST_DIR"))  # None: forecast computed from the SFT set
 print(rep.summary())"""),
     ("md", "## 2. Everything at once\n(a) gold log-prob over training (open markers: wrong), (b) logit lens, (c) drift per layer, (d) nearest new facts."),
     ("code", """fig = plot_fact_report(rep)

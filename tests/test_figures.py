@@ -175,6 +175,29 @@ def test_capacity_series_reads_the_grid_and_the_key_style_layouts(tmp_path):
     assert d["estimate"]["value"] == .3
 
 
+def test_forecast_reads_the_evaluate_layout_and_per_fact_rows(tmp_path):
+    from interference.figures.inputs import forecast
+    from interference.metrics.stats import auroc
+    au = {p: {"mean": m, "lo": m - .02, "hi": m + .02, "n": 2} for p, m in (("forecast", .9), ("fragility", .8))}
+    cal = [{"predicted": p, "observed": p * 0.9, "n": 10} for p in (.05, .2, .6)]
+    fc = {"auroc": au, "config": {"seeds": 2}, "methods": {"sft": {"calibration": cal, "n_facts": [15, 15],
+                                                                  "table": {"base_rate": {"forecast": {"mean": .25}}}}}}
+    (tmp_path / "forecast.json").write_text(json.dumps(fc))
+    d = forecast(tmp_path)
+    assert d["auroc"]["forecast"] == {"value": .9, "low": .88, "high": .92, "n": 2}
+    assert [x["forgotten"] for x in d["deciles"]] == pytest.approx([.045, .18, .54]) and d["n_facts"] == 30
+    assert d["roc"] == {} and d["base_rate"] == .25  # no per-fact scores: panel (a) says so
+    assert FIGURES["forecast"].plot(d, tmp_path / "out")[0].exists()
+    rows = [{"fact_id": str(i), "forgotten": i % 3 == 0, "forecast": (i % 3 == 0) + i / 100, "fragility": i / 100}
+            for i in range(30)]
+    (tmp_path / "forecast.json").write_text(json.dumps({**fc, "per_fact": rows}))
+    d = forecast(tmp_path)
+    fpr, tpr = d["roc"]["fragility"]["fpr"], d["roc"]["fragility"]["tpr"]
+    assert np.trapezoid(tpr, fpr) == pytest.approx(auroc([r["fragility"] for r in rows], [r["forgotten"] for r in rows]))
+    r = d["roc"]["forecast"]
+    assert (0.0, 1.0) in zip(r["fpr"], r["tpr"])  # the forecast column separates perfectly: (fpr 0, tpr 1) is on its curve
+
+
 # ------------------------------------------------------------------ helpers with known answers
 def test_roc_curve_area_equals_auroc_with_ties():
     from interference.figures.inputs import roc_curve

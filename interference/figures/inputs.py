@@ -163,33 +163,48 @@ def _per_fact(fc: dict) -> list[dict]:
 
 
 def forecast(forecast_dir: str | Path, quick: bool = False) -> dict:
-    """AUROC per predictor with its CI, ROC curves per predictor, and forgetting by risk decile."""
+    """AUROC per predictor with its CI, ROC curves per predictor, and forgetting per risk decile.
+
+    ``forecast.json`` (``python -m interference.forecast --evaluate``) holds ``auroc`` per
+    predictor ({mean, lo, hi, n} over held-out seeds) and, per method, a ``calibration`` table
+    (equal-count risk bins: predicted vs observed forgetting). ROC curves come from a ``roc``
+    table ({predictor: {fpr, tpr}}) or from per-fact rows (``per_fact``: fact_id, forgotten and one
+    score per predictor) when the file has them."""
     path = Path(forecast_dir) / "forecast.json"
-    fc = _read(path, FORECAST_COMMAND.format(quick=" --quick" if quick else "", out=forecast_dir))
+    cmd = FORECAST_COMMAND.format(quick=" --quick" if quick else "", out=forecast_dir)
+    fc = _read(path, cmd)
     au = fc.get("auroc") or {}
     if not au:
-        raise MissingInput(f"{path} has no 'auroc' table; re-run `{FORECAST_COMMAND.format(quick='', out=forecast_dir)}`.")
+        raise MissingInput(f"{path} has no 'auroc' table; re-run `{cmd}`.")
     auroc = {p: {"value": e.get("mean", e.get("value")), "low": e.get("lo", e.get("low")),
                  "high": e.get("hi", e.get("high")), "n": e.get("n")} for p, e in au.items() if isinstance(e, dict)}
+    methods = fc.get("methods") or {}
+    method = next(iter(methods), None)
+    first = methods.get(method, {})
     rocs = {}
-    for p, r in (fc.get("roc") or {}).items():  # precomputed curves, if the forecast wrote them
+    for p, r in (fc.get("roc") or first.get("roc") or {}).items():
         if isinstance(r, dict) and "fpr" in r and "tpr" in r:
             rocs[p] = {"fpr": list(r["fpr"]), "tpr": list(r["tpr"])}
-    rows = _per_fact(fc)
+    rows = _per_fact(fc) or _per_fact(first)
     label = next((k for k in LABEL_KEYS if rows and k in rows[0]), None)
-    deciles = []
+    deciles = [{"bin": k, "risk": c.get("predicted"), "forgotten": c.get("observed"), "n": c.get("n")}
+               for k, c in enumerate(first.get("calibration") or [])]
+    base_rate = ((first.get("table") or {}).get("base_rate") or {}).get("forecast", {}).get("mean")
     if rows and label:
         y = [bool(r[label]) for r in rows]
+        base_rate = float(np.mean(y))
         for p in auroc:
             if p not in rocs and p in rows[0]:
                 fpr, tpr = roc_curve([_num(r.get(p)) for r in rows], y)
                 rocs[p] = {"fpr": fpr, "tpr": tpr}
         risk_key = "forecast" if "forecast" in rows[0] else next((p for p in auroc if p in rows[0]), None)
-        if risk_key:
+        if risk_key and not deciles:
             deciles = risk_deciles([_num(r.get(risk_key)) for r in rows], y)
-    return {"auroc": auroc, "roc": rocs, "deciles": deciles, "n_facts": len(rows),
-            "base_rate": float(np.mean([bool(r[label]) for r in rows])) if rows and label else None,
-            "method": fc.get("method"), "seeds": fc.get("seeds")}
+    n_facts = first.get("n_facts")
+    return {"auroc": auroc, "roc": rocs, "deciles": deciles, "base_rate": base_rate,
+            "n_facts": sum(n_facts) if isinstance(n_facts, list) else (n_facts or len(rows)),
+            "method": method or fc.get("method"), "seeds": (fc.get("config") or {}).get("seeds", fc.get("seeds")),
+            "forecast_minus_fragility": fc.get("forecast_minus_fragility")}
 
 
 def _num(x) -> float:

@@ -58,15 +58,21 @@ def plot_forecast(d: dict, out: Path, stem: str = "forecast") -> list[Path]:
     ax[0, 1].set(xlabel="AUROC (mean, 95% CI over held-out seeds)", xlim=(0.3, 1.0), title="(b) how well each ranks")
     if d["deciles"]:
         dec = d["deciles"]
-        ax[0, 2].bar(range(len(dec)), [x["forgotten"] for x in dec], color="#CC3311")
+        ax[0, 2].bar(range(len(dec)), [x["forgotten"] for x in dec], color="#CC3311", label="observed")
+        if all(x.get("risk") is not None and 0 <= x["risk"] <= 1 for x in dec):
+            ax[0, 2].plot(range(len(dec)), [x["risk"] for x in dec], "kD", ms=4, label="forecast P(forgotten)")
         if d.get("base_rate") is not None:
             ax[0, 2].axhline(d["base_rate"], color="k", ls=":", lw=0.8, label="all facts")
-            ax[0, 2].legend()
+        ax[0, 2].legend()
         ax[0, 2].set_xticks(range(len(dec)))
         ax[0, 2].set_xticklabels([str(x["bin"] + 1) for x in dec])
         ax[0, 2].set(xlabel="forecast risk decile (1 = safest)", ylabel="share actually forgotten",
                      title="(c) at-risk facts vs what happened")
     else:
         note(ax[0, 2], "(c) no per-fact risk in forecast.json")
-    style.caption(fig, f"{d.get('n_facts', 0)} facts; method {d.get('method') or 'sft'}")
+    gap = d.get("forecast_minus_fragility") or {}
+    extra = (f"; forecast - fragility AUROC {gap['mean']:.3f} [{gap['lo']:.3f}, {gap['hi']:.3f}]"
+             if gap.get("mean") is not None and gap.get("lo") is not None else "")
+    style.caption(fig, f"{d.get('n_facts', 0)} fact evaluations over {d.get('seeds')} held-out seeds; "
+                       f"method {d.get('method') or 'sft'}{extra}")
     return style.save(fig, out, stem)
