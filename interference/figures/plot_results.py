@@ -50,7 +50,7 @@ def plot_forecast(d: dict, out: Path, stem: str = "forecast") -> list[Path]:
     else:
         note(ax[0, 0], "(a) no per-fact scores in forecast.json")
     est = [d["auroc"][p] for p in preds]
-    ax[0, 1].barh(range(len(preds)), [finite(e["value"]) for e in est], xerr=yerr(est), capsize=3,
+    ax[0, 1].barh(range(len(preds)), [finite(e["value"]) for e in est], xerr=yerr(est, (0, 1)), capsize=3,
                   color=[colors[p] for p in preds])
     ax[0, 1].axvline(0.5, color="k", ls=":", lw=0.8)
     ax[0, 1].set_yticks(range(len(preds)))
