@@ -135,7 +135,7 @@ def test_missing_results_name_their_command(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert rc == 0
     assert "python -m interference.run_hypothesis capacity --out hyp" in out
-    assert "python -m interference.forecast --evaluate --out fc" in out
+    assert "run `python -m interference.forecast --sft-data RUN_DIR --evaluate --out fc` first (RUN_DIR:" in out
     assert "3 skipped" in out and not (tmp_path / "figs" / "capacity.png").exists()
 
 

@@ -38,6 +38,8 @@ def parse(argv):
     ap.add_argument("--list", action="store_true", help="list the figures and exit")
     ap.add_argument("--plan", action="store_true", help="say which runs each figure needs and which are cached; train nothing")
     ap.add_argument("--recompute", action="store_true", help="recompute figure data even when the saved data matches")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="train missing runs in this many processes first (one thread each; 2 on 2 cores)")
     ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
@@ -97,7 +99,7 @@ def main(argv=None) -> int:
 def run(args, chosen: list[str]) -> int:
     from tqdm.auto import tqdm
 
-    from interference.figures import FIGURES, FigureContext, planned_runs
+    from interference.figures import FIGURES, FigureContext
     from interference.figures.config import load_config
     from interference.figures.runs import MissingInput, RunCache
     from interference.io import RunDirError
@@ -117,16 +119,18 @@ def run(args, chosen: list[str]) -> int:
     cache = RunCache(args.runs or DEFAULT_RUNS[args.quick], args.quick, device=device)
     if args.plan:
         return plan(cfgs, cache)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs} runs nothing; use 1 or more.")
+    if args.jobs > 1:
+        train_missing(cfgs, cache, args.jobs, not args.no_progress)
     out = Path(args.out or DEFAULT_OUT[args.quick])
     ctx = FigureContext(cache, args.quick)
     built, skipped, failed = [], [], []
     t0 = time.time()
     bar = tqdm(chosen, desc="figures", unit="fig", disable=args.no_progress, dynamic_ncols=True)
     for n in bar:
+        cache.status = lambda s, n=n: bar.set_postfix_str(f"{n}: {s}")
         bar.set_postfix_str(n)
-        n_runs = len(planned_runs(cfgs[n]))
-        if n_runs:
-            bar.set_postfix_str(f"{n} ({n_runs} runs)")
         try:
             paths = build(FIGURES[n], cfgs[n], ctx, out, args.recompute)
             built.append((n, paths[0]))
@@ -144,6 +148,49 @@ def run(args, chosen: list[str]) -> int:
     print(f"{len(built)} built, {len(skipped)} skipped, {len(failed)} failed in {time.time() - t0:.0f}s; "
           f"runs: {cache.trained} trained, {cache.reused} reused (cache {cache.root})")
     return 1 if failed else 0
+
+
+def _train_one(job: tuple) -> str:
+    """Worker: train one missing run (a separate process, one intra-op thread)."""
+    import torch
+
+    from interference.figures.runs import Arm, RunCache, RunSettings
+    torch.set_num_threads(1)
+    root, quick, device, arm, seed, settings = job
+    RunCache(root, quick, device=device).get(Arm.from_dict(arm), seed, RunSettings.from_dict(settings))
+    return f"{arm['method']}-s{seed}"
+
+
+def train_missing(cfgs: dict, cache, jobs: int, progress: bool) -> None:
+    """Train every run the chosen figures need and the cache lacks, ``jobs`` at a time. Runs are
+    independent single-threaded processes, so on 2 cores two of them take about the time of one."""
+    import multiprocessing as mp
+
+    from tqdm.auto import tqdm
+
+    from interference.figures import planned_runs
+    todo = {}
+    for cfg in cfgs.values():
+        for arm, seed, settings in planned_runs(cfg):
+            d = cache.run_dir(arm, seed, settings)
+            if not (d / "metrics.json").exists():
+                todo[d] = (str(cache.root), cache.quick, cache.device, arm.to_dict(), seed, dataclasses.asdict(settings))
+    if not todo:
+        return
+    # Runs share cached stages (the base; self-distillation's format teacher): one run per method
+    # goes first, in this process, so parallel workers never build the same stage side by side.
+    first = {}
+    for d, job in todo.items():
+        first.setdefault((job[3]["method"], job[3]["unknown_fraction"]), d)
+    bar = tqdm(total=len(todo), desc="runs", disable=not progress, dynamic_ncols=True)
+    for d in first.values():
+        _train_one(todo.pop(d))
+        bar.update(1)
+    with mp.get_context("spawn").Pool(jobs) as pool:
+        for _ in pool.imap_unordered(_train_one, list(todo.values())):
+            bar.update(1)
+    bar.close()
+    cache.trained += bar.n
 
 
 def plan(cfgs: dict, cache) -> int:

@@ -16,16 +16,17 @@ import numpy as np
 from interference.figures.runs import MissingInput
 
 HYP_COMMAND = "python -m interference.run_hypothesis {name}{quick} --out {out}"
-FORECAST_COMMAND = "python -m interference.forecast --evaluate{quick} --out {out}"
+# the forecast CLI reads the world (quick or default) from the run whose SFT set it is given
+FORECAST_COMMAND = "python -m interference.forecast --sft-data RUN_DIR --evaluate --out {out}"
 
 
-def _read(path: Path, command: str) -> dict:
+def _read(path: Path, command: str, note: str = "") -> dict:
     if not path.exists():
-        raise MissingInput(f"no {path}; run `{command}` first.")
+        raise MissingInput(f"no {path}; run `{command}` first{note}.")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError:
-        raise MissingInput(f"{path} is not valid JSON (an interrupted write?); re-run `{command}`.") from None
+        raise MissingInput(f"{path} is not valid JSON (an interrupted write?); re-run `{command}`{note}.") from None
 
 
 def verdict(hyp_dir: str | Path, name: str, quick: bool = False) -> dict:
@@ -171,8 +172,8 @@ def forecast(forecast_dir: str | Path, quick: bool = False) -> dict:
     table ({predictor: {fpr, tpr}}) or from per-fact rows (``per_fact``: fact_id, forgotten and one
     score per predictor) when the file has them."""
     path = Path(forecast_dir) / "forecast.json"
-    cmd = FORECAST_COMMAND.format(quick=" --quick" if quick else "", out=forecast_dir)
-    fc = _read(path, cmd)
+    cmd = FORECAST_COMMAND.format(out=forecast_dir)
+    fc = _read(path, cmd, f" (RUN_DIR: a fine-tuning run, e.g. one under runs/figures{'_quick' if quick else ''})")
     au = fc.get("auroc") or {}
     if not au:
         raise MissingInput(f"{path} has no 'auroc' table; re-run `{cmd}`.")

@@ -133,6 +133,7 @@ class RunCache:
         self.root, self.quick, self.progress, self.device = Path(root), quick, progress, device
         self.trained = 0
         self.reused = 0
+        self.status = None  # optional callable(str): told which run is being trained (a progress bar's postfix)
 
     def run_dir(self, arm: Arm, seed: int, settings: RunSettings = RunSettings()) -> Path:
         cfg = finetune_config(arm, seed, self.quick, settings)
@@ -153,6 +154,8 @@ class RunCache:
                 json.loads(json.dumps(cfg.to_dict())):
             self.reused += 1
             return load_run(out)
+        if self.status is not None:
+            self.status(f"training {out.name}")
         every = _every(cfg)
         callbacks = [ProbeCallback(("stability", "plasticity"), every=every), ParamPathCallback(every)]
         rec = finetune(cfg, out, callbacks=callbacks, progress=self.progress, device=self.device)
