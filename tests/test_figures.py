@@ -77,7 +77,8 @@ def _fixtures() -> dict[str, dict]:
                      "deciles": [{"bin": k, "risk": k / 10, "forgotten": k / 20, "n": 10} for k in range(10)],
                      "n_facts": 100, "base_rate": 0.2, "method": "sft", "seeds": 5},
         "hypotheses": {"missing": [], "hypotheses": {
-            n: {"verdict": v, "estimate": est(s), "endpoint": "an endpoint", "predictions": {}, "seeds": 5}
+            n: {"verdict": v, "estimate": est(s), "endpoint": "an endpoint", "predictions": {}, "seeds": 5,
+                "main_at": .5, "negligible_below": .1, "hash": "abc"}
             for n, v, s in (("capacity", "contributes", .2), ("localized", "main_driver", .7))}},
     }
 

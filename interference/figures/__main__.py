@@ -186,11 +186,12 @@ def train_missing(cfgs: dict, cache, jobs: int, progress: bool) -> None:
     for d in first.values():
         _train_one(todo.pop(d))
         bar.update(1)
+        cache.trained += 1
     with mp.get_context("spawn").Pool(jobs) as pool:
         for _ in pool.imap_unordered(_train_one, list(todo.values())):
             bar.update(1)
+            cache.trained += 1
     bar.close()
-    cache.trained += bar.n
 
 
 def plan(cfgs: dict, cache) -> int:

@@ -67,7 +67,8 @@ def hypotheses_summary(hyp_dir: str | Path, names, quick: bool = False) -> dict:
             continue
         pre = v.get("preregistered") or {}
         out[n] = {"verdict": v.get("verdict", "inconclusive"), "estimate": primary(v), "endpoint": endpoint_text(v),
-                  "predictions": pre.get("predictions", {}), "seeds": v.get("seeds")}
+                  "predictions": pre.get("predictions", {}), "seeds": v.get("seeds"), "hash": pre.get("hash"),
+                  "main_at": pre.get("main_at"), "negligible_below": pre.get("negligible_below")}
     if not out:
         raise MissingInput(missing[0] if len(missing) == 1 else
                            f"no hypothesis verdicts under {hyp_dir}; run `python -m interference.run_hypothesis all"

@@ -9,25 +9,34 @@ from interference.figures.style import CYCLE, VERDICT_COLORS, finite, note, yerr
 
 
 def plot_hypotheses(d: dict, out: Path, stem: str = "hypotheses") -> list[Path]:
-    """Each hypothesis' pre-registered endpoint with its 95% CI, coloured by verdict."""
+    """One row per hypothesis: its pre-registered endpoint with the 95% CI, coloured by verdict,
+    on the endpoint's own scale (endpoints differ in kind: a share, a slope), with the decision
+    thresholds it was registered with (shaded: main driver; dotted: negligible)."""
     hyps = d["hypotheses"]
     names = list(hyps)
-    fig, ax = style.figure(1, width=7.5, height=1.0 + 0.95 * len(names))
-    a = ax[0, 0]
+    fig, ax = style.figure(1, len(names), width=7.8, height=1.7)
     for i, n in enumerate(names):
-        h = hyps[n]
+        a, h = ax[i, 0], hyps[n]
         e, c = h["estimate"], VERDICT_COLORS.get(h["verdict"], "k")
         v = finite(e.get("value"))
-        a.errorbar([v], [i], xerr=yerr([e]), fmt="o", color=c, capsize=4, ms=7)
-        a.text(1.02, i, h["verdict"], va="center", color=c, transform=a.get_yaxis_transform(), fontsize=8)
-        a.text(0.0, i - 0.32, textwrap.shorten(h["endpoint"], 110), transform=a.get_yaxis_transform(), fontsize=6,
-               color="#555555")
-    a.axvline(0, color="k", lw=0.8)
-    a.set_yticks(range(len(names)))
-    a.set_yticklabels([f"{n}\n({hyps[n].get('seeds')} seeds)" for n in names])
-    a.set_ylim(len(names) - 0.5, -0.7)
-    a.set(xlabel="pre-registered endpoint (mean, 95% CI over seeds)",
-          title="Why does SFT make the model forget? One experiment per hypothesis")
+        a.errorbar([v], [0], xerr=yerr([e]), fmt="o", color=c, capsize=5, ms=8, lw=2)
+        a.axvline(0, color="k", lw=0.8)
+        if h.get("main_at") is not None:
+            a.axvspan(h["main_at"], max(h["main_at"], finite(e.get("high")) if e.get("high") is not None else 1) + 1,
+                      color=VERDICT_COLORS["main_driver"], alpha=0.08)
+        if h.get("negligible_below") is not None:
+            a.axvline(h["negligible_below"], color=VERDICT_COLORS["not_supported"], lw=0.8, ls=":")
+        lo, hi = finite(e.get("low")), finite(e.get("high"))
+        span = [x for x in (lo, hi, v, 0.0, h.get("negligible_below")) if x is not None and x == x]
+        pad = 0.15 * (max(span) - min(span) or 1)
+        a.set_xlim(min(span) - pad, max(span) + pad)
+        a.set_yticks([])
+        a.set_ylim(-1, 1.6)
+        a.set_title(f"{n}: {h['verdict']}  ({h.get('seeds')} seeds)", loc="left", color=c, fontsize=9)
+        a.text(0.01, 0.97, textwrap.fill("endpoint: " + h["endpoint"], 140), transform=a.transAxes, fontsize=6,
+               color="#555555", va="top")
+    ax[-1, 0].set_xlabel("pre-registered endpoint (mean, 95% CI over seeds; each on its own scale)")
+    fig.suptitle("Why does SFT make the model forget? One pre-registered experiment per hypothesis")
     if d.get("missing"):
         style.caption(fig, "missing: " + " ".join(d["missing"]))
     return style.save(fig, out, stem)
