@@ -87,3 +87,25 @@ def test_parallel_training_fills_the_cache_once(quick_base, tmp_path):
     assert cache.trained == 2 and all(cache.is_cached(Arm("sft"), s, SHORT) for s in (0, 1))
     train_missing({"x": cfg}, cache, jobs=2, progress=False)
     assert cache.trained == 2  # nothing left to train
+
+
+def test_cli_builds_a_figure_and_reuses_everything_on_a_rerun(quick_base, tmp_path, capsys):
+    import json
+
+    from interference.figures.__main__ import main
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "curves.json").write_text(json.dumps({"arms": [{"label": "sft", "method": "sft"}], "seeds": 2,
+                                                 "quick": {"run": {"epochs": 2, "eval_every": 2}}}))
+    argv = ["--quick", "--only", "curves", "--configs", str(cfg), "--out", str(tmp_path / "out"),
+            "--runs", str(tmp_path / "runs"), "--no-progress"]
+    assert main(argv) == 0
+    assert "runs: 2 trained, 0 reused" in capsys.readouterr().out
+    for f in ("curves.png", "curves.pdf", "data/curves.json"):
+        assert (tmp_path / "out" / f).stat().st_size > 0
+    saved = json.loads((tmp_path / "out" / "data" / "curves.json").read_text())["data"]
+    assert saved["arms"]["sft"]["steps"] == [0, 2, 4] and saved["seeds"] == 2
+    assert main(argv) == 0  # same config: the saved data is drawn again, no run is even opened
+    assert "runs: 0 trained, 0 reused" in capsys.readouterr().out
+    assert main(argv + ["--recompute"]) == 0  # recomputing reads the cached runs, trains nothing
+    assert "runs: 0 trained, 2 reused" in capsys.readouterr().out
