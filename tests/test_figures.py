@@ -120,10 +120,14 @@ def test_every_figure_has_a_config(quick):
         assert type(cfg).from_dict(cfg.to_dict()) == cfg  # JSON round trip
 
 
-def test_config_typo_is_refused(tmp_path, capsys):
-    (tmp_path / "curves.json").write_text(json.dumps({"arms": [], "seedz": 3}))
+@pytest.mark.parametrize("cfg, says", [({"arms": [{"label": "sft"}], "seedz": 3}, "seedz"),
+                                       ({"arms": [], "seeds": 3}, "no arms"),
+                                       ({"arms": [{"label": "a"}, {"label": "a"}]}, "repeat")])
+def test_bad_config_is_refused_in_one_sentence(tmp_path, capsys, cfg, says):
+    (tmp_path / "curves.json").write_text(json.dumps(cfg))
     assert main(["--only", "curves", "--configs", str(tmp_path), "--plan"]) == 2
-    assert "seedz" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1
 
 
 def test_missing_results_name_their_command(tmp_path, capsys, monkeypatch):

@@ -58,8 +58,6 @@ def _score(model, tok, facts) -> tuple[float, float]:
 def param_space(cfg: ParamSpaceConfig, ctx) -> dict:
     """Accuracy of the three sets on a grid in the plane through the base and two end points,
     with both training paths projected onto it."""
-    if len(cfg.arms) != 2:
-        raise ValueError(f"param_space needs exactly two arms (the plane's end points), got {len(cfg.arms)}.")
     recs = [ctx.cache.get(arm, cfg.seed, cfg.run) for arm in cfg.arms]
     base, tok = load_base(recs[0])
     theta0 = flat(base)

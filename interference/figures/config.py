@@ -42,6 +42,16 @@ class FigureConfig:
         return cls(**d)
 
 
+def _check_arms(cfg, n_seeds: int | None = None) -> None:
+    labels = [a.label for a in cfg.arms]
+    if not labels:
+        raise FigureConfigError(f"{type(cfg).__name__} lists no arms; give at least one {{label, method, ...}}.")
+    if len(set(labels)) != len(labels):
+        raise FigureConfigError(f"arm labels {labels} repeat; each arm needs its own label.")
+    if n_seeds is not None and n_seeds < 1:
+        raise FigureConfigError(f"seeds={n_seeds} leaves nothing to run; use 1 or more (3 for intervals).")
+
+
 @dataclass(frozen=True)
 class ArmsConfig(FigureConfig):
     """Arms x seeds of fine-tuning runs (curves, trade-off, hallucination, freezing, attribution)."""
@@ -49,6 +59,9 @@ class ArmsConfig(FigureConfig):
     seeds: int = 3
     run: RunSettings = field(default_factory=RunSettings)
     n_facts: int | None = None  # held-out facts re-scored per model (attribution); None = all
+
+    def __post_init__(self) -> None:
+        _check_arms(self, self.seeds)
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,13 @@ class ParamSpaceConfig(FigureConfig):
     n_facts: int = 300  # held-out known facts scored per grid point (a sample: speed)
     threshold: float = 0.9  # a region is where accuracy >= threshold x its best value on the grid
 
+    def __post_init__(self) -> None:
+        _check_arms(self)
+        if len(self.arms) != 2:
+            raise FigureConfigError(f"param_space needs exactly two arms (the plane's end points), got {len(self.arms)}.")
+        if self.grid < 3:
+            raise FigureConfigError(f"grid={self.grid} is too coarse to draw regions; use 3 or more points per axis.")
+
 
 @dataclass(frozen=True)
 class LocalizedConfig(FigureConfig):
@@ -70,6 +90,9 @@ class LocalizedConfig(FigureConfig):
     layer: int | None = None  # residual stream layer read; None = the middle layer
     bins: int = 5  # overlap quantile bins
     hypotheses_dir: str = "runs/hypotheses"
+
+    def __post_init__(self) -> None:
+        _check_arms(self, self.seeds)
 
 
 @dataclass(frozen=True)
