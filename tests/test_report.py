@@ -79,13 +79,12 @@ def test_fact_report_by_id_and_by_name(cached_runs):
 
 
 def test_parallel_training_fills_the_cache_once(quick_base, tmp_path):
-    from interference.figures.__main__ import train_missing
-    from interference.figures.config import ArmsConfig
+    from interference.figures.runs import train_missing
     cache = RunCache(tmp_path, quick=True)
-    cfg = ArmsConfig(arms=(Arm("sft"), Arm("sft again")), seeds=2, run=SHORT)  # the same two runs asked twice
-    train_missing({"x": cfg}, cache, jobs=2, progress=False)
+    runs = [(a, s, SHORT) for a in (Arm("sft"), Arm("sft again")) for s in (0, 1)]  # the same two runs asked twice
+    train_missing(runs, cache, jobs=2)
     assert cache.trained == 2 and all(cache.is_cached(Arm("sft"), s, SHORT) for s in (0, 1))
-    train_missing({"x": cfg}, cache, jobs=2, progress=False)
+    train_missing(runs, cache, jobs=2)
     assert cache.trained == 2  # nothing left to train
 
 

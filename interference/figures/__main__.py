@@ -122,7 +122,9 @@ def run(args, chosen: list[str]) -> int:
     if args.jobs < 1:
         raise ValueError(f"--jobs {args.jobs} runs nothing; use 1 or more.")
     if args.jobs > 1:
-        train_missing(cfgs, cache, args.jobs, not args.no_progress)
+        from interference.figures import planned_runs
+        from interference.figures.runs import train_missing
+        train_missing([r for cfg in cfgs.values() for r in planned_runs(cfg)], cache, args.jobs, not args.no_progress)
     out = Path(args.out or DEFAULT_OUT[args.quick])
     ctx = FigureContext(cache, args.quick)
     built, skipped, failed = [], [], []
@@ -148,50 +150,6 @@ def run(args, chosen: list[str]) -> int:
     print(f"{len(built)} built, {len(skipped)} skipped, {len(failed)} failed in {time.time() - t0:.0f}s; "
           f"runs: {cache.trained} trained, {cache.reused} reused (cache {cache.root})")
     return 1 if failed else 0
-
-
-def _train_one(job: tuple) -> str:
-    """Worker: train one missing run (a separate process, one intra-op thread)."""
-    import torch
-
-    from interference.figures.runs import Arm, RunCache, RunSettings
-    torch.set_num_threads(1)
-    root, quick, device, arm, seed, settings = job
-    RunCache(root, quick, device=device).get(Arm.from_dict(arm), seed, RunSettings.from_dict(settings))
-    return f"{arm['method']}-s{seed}"
-
-
-def train_missing(cfgs: dict, cache, jobs: int, progress: bool) -> None:
-    """Train every run the chosen figures need and the cache lacks, ``jobs`` at a time. Runs are
-    independent single-threaded processes, so on 2 cores two of them take about the time of one."""
-    import multiprocessing as mp
-
-    from tqdm.auto import tqdm
-
-    from interference.figures import planned_runs
-    todo = {}
-    for cfg in cfgs.values():
-        for arm, seed, settings in planned_runs(cfg):
-            d = cache.run_dir(arm, seed, settings)
-            if not (d / "metrics.json").exists():
-                todo[d] = (str(cache.root), cache.quick, cache.device, arm.to_dict(), seed, dataclasses.asdict(settings))
-    if not todo:
-        return
-    # Runs share cached stages (the base; self-distillation's format teacher): one run per method
-    # goes first, in this process, so parallel workers never build the same stage side by side.
-    first = {}
-    for d, job in todo.items():
-        first.setdefault((job[3]["method"], job[3]["unknown_fraction"]), d)
-    bar = tqdm(total=len(todo), desc="runs", disable=not progress, dynamic_ncols=True)
-    for d in first.values():
-        _train_one(todo.pop(d))
-        bar.update(1)
-        cache.trained += 1
-    with mp.get_context("spawn").Pool(jobs) as pool:
-        for _ in pool.imap_unordered(_train_one, list(todo.values())):
-            bar.update(1)
-            cache.trained += 1
-    bar.close()
 
 
 def plan(cfgs: dict, cache) -> int:

@@ -166,6 +166,47 @@ class RunCache:
         return [self.get(arm, s, settings) for s in range(n_seeds)]
 
 
+# ------------------------------------------------------------------ training missing runs in parallel
+def _train_one(job: tuple) -> str:
+    """Worker: train one missing run (a separate process, one intra-op thread)."""
+    torch.set_num_threads(1)
+    root, quick, device, arm, seed, settings = job
+    RunCache(root, quick, device=device).get(Arm.from_dict(arm), seed, RunSettings.from_dict(settings))
+    return f"{arm['method']}-s{seed}"
+
+
+def train_missing(runs, cache: "RunCache", jobs: int, progress: bool = False) -> None:
+    """Train every (arm, seed, settings) of ``runs`` that ``cache`` lacks, ``jobs`` at a time. Runs
+    are independent single-threaded processes, so on 2 cores two take about the time of one.
+    (Workers are spawned: this function and ``_train_one`` must live in an importable module.)"""
+    import multiprocessing as mp
+
+    from tqdm.auto import tqdm
+
+    todo = {}
+    for arm, seed, settings in runs:
+        d = cache.run_dir(arm, seed, settings)
+        if not (d / "metrics.json").exists():
+            todo[d] = (str(cache.root), cache.quick, cache.device, arm.to_dict(), seed, dataclasses.asdict(settings))
+    if not todo:
+        return
+    # Runs share cached stages (the base; self-distillation's format teacher): one run per method
+    # goes first, in this process, so parallel workers never build the same stage side by side.
+    first = {}
+    for d, job in todo.items():
+        first.setdefault((job[3]["method"], job[3]["unknown_fraction"]), d)
+    bar = tqdm(total=len(todo), desc="runs", disable=not progress, dynamic_ncols=True)
+    for d in first.values():
+        _train_one(todo.pop(d))
+        bar.update(1)
+        cache.trained += 1
+    with mp.get_context("spawn").Pool(jobs) as pool:
+        for _ in pool.imap_unordered(_train_one, list(todo.values())):
+            bar.update(1)
+            cache.trained += 1
+    bar.close()
+
+
 def clean_json(o):
     """nan/inf -> None and numpy scalars -> Python, so saved figure data is standard JSON."""
     import numpy as np
