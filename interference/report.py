@@ -198,14 +198,14 @@ def forgotten_facts(rec, eval_set: str = "stability") -> list[str]:
 def explorer_runs(quick: bool = True, root: str | Path | None = None, labels=("sft", "self_distill"),
                   seed: int = 0) -> dict:
     """label -> RunRecord of the ``curves`` figure's arms (same configs, same cache as
-    ``python -m interference.figures``), so the notebook explores the runs the figures show;
-    trains only what is missing."""
-    from interference.figures.config import ArmsConfig, load_config
+    ``python -m interference.figures`` run at the repository root), so the notebook explores the
+    runs the figures show; trains only what is missing."""
+    from interference.figures.config import REPO, ArmsConfig, load_config
     from interference.figures.runs import RunCache
     cfg = load_config(ArmsConfig, "curves", quick)
     arms = {a.label: a for a in cfg.arms}
     missing = [l for l in labels if l not in arms]
     if missing:
         raise ValueError(f"no arm {missing[0]!r} in analyses/figures/curves.json; choose from {sorted(arms)}.")
-    cache = RunCache(root or ("runs/figures_quick" if quick else "runs/figures"), quick)
+    cache = RunCache(root or REPO / ("runs/figures_quick" if quick else "runs/figures"), quick)
     return {l: cache.get(arms[l], seed, cfg.run) for l in labels}

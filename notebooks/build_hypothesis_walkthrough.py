@@ -19,11 +19,12 @@ figures. If the results are missing it runs the hypothesis CLI once (quick world
 import matplotlib.pyplot as plt
 from IPython.display import Image, display
 from interference.figures import inputs
+from interference.figures.config import REPO
 from interference.figures.plot_results import plot_hypotheses
 
 QUICK = os.environ.get("HYP_QUICK", "1") == "1"
 NAME = os.environ.get("HYP_NAME", "localized")
-HYP_DIR = os.environ.get("HYP_DIR", "runs/hypotheses_quick" if QUICK else "runs/hypotheses")
+HYP_DIR = os.environ.get("HYP_DIR", str(REPO / ("runs/hypotheses_quick" if QUICK else "runs/hypotheses")))
 res = inputs.load_hypothesis(NAME, HYP_DIR, quick=QUICK, run_if_missing=True, seeds=2 if QUICK else None)
 v = res["verdict"]"""),
     ("md", "## 1. What was decided before running, and what came out"),
@@ -35,9 +36,10 @@ print("seed  " + "  ".join(f"{k[:14]:>14}" for k in keys))
 for i, r in enumerate(rows):
     print(f"{r.get('seed', i):>4}  " + "  ".join(f"{r.get(k, float('nan')):>14.3f}" for k in keys))"""),
     ("md", "## 3. The endpoint with its interval, and the hypothesis' own figures"),
-    ("code", """summary = inputs.hypotheses_summary(HYP_DIR, [NAME], quick=QUICK)
-plot_hypotheses(summary, "notebook_figures", stem=f"walkthrough_{NAME}")
-display(Image(filename=f"notebook_figures/walkthrough_{NAME}.png"))
+    ("code", """import tempfile
+summary = inputs.hypotheses_summary(HYP_DIR, [NAME], quick=QUICK)
+png, _ = plot_hypotheses(summary, tempfile.mkdtemp(), stem=f"walkthrough_{NAME}")
+display(Image(filename=str(png)))
 for p in res["plots"]:
     display(Image(filename=p))
 print(len(res["plots"]), "saved plot(s)")"""),

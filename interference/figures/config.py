@@ -15,7 +15,8 @@ from typing import Any
 from interference.figures.runs import Arm, RunSettings
 from interference.io import check_fields
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "analyses" / "figures"
+REPO = Path(__file__).resolve().parents[2]  # the checkout: notebooks run in notebooks/, the CLI at the root
+CONFIG_DIR = REPO / "analyses" / "figures"
 
 
 class FigureConfigError(ValueError):
