@@ -99,20 +99,28 @@ def answer_timeline(rows, fact_id: str) -> list[dict]:
 
 
 def nearest_new(base, tok, fact: Fact, new: list[Fact], watch: list[Fact], layer: int, k: int) -> list[dict]:
-    """The ``k`` new facts of the fact's relation closest to it (cosine of subject-last states in
-    the base, centred on the watched facts' mean as the overlap metric does)."""
+    """The ``k`` new facts of the fact's relation closest to it in the base: the overlap the
+    verdicts use (``metrics.overlap.overlap_with_new``: subject-last states centred on the watched
+    facts' mean, same relation only), with each neighbour's cosine."""
+    from interference.metrics.overlap import cosine, overlap_with_new
     from interference.probes import capture
     same = [n for n in new if n.relation == fact.relation]
     if not same:
         return []
     hook = f"blocks.{layer}.hook_resid_post"
-    mu = capture(base, tok, watch or [fact], [hook], "subject_last")[hook].mean(0)
-    h = capture(base, tok, [fact], [hook], "subject_last")[hook] - mu
-    hn = capture(base, tok, same, [hook], "subject_last")[hook] - mu
-    cos = torch.nn.functional.cosine_similarity(h.double(), hn.double()).clamp(-1, 1)
-    order = cos.argsort(descending=True)[:k].tolist()
-    return [{"fact_id": same[i].fact_id, "subject": same[i].subject, "relation": same[i].relation,
-             "answer": same[i].answer, "cosine": float(cos[i])} for i in order]
+    watch = [w for w in watch if w.fact_id != fact.fact_id] + [fact]  # the fact is the last watched row
+    hw = capture(base, tok, watch, [hook], "subject_last")[hook]
+    hn = capture(base, tok, same, [hook], "subject_last")[hook]
+    ov = overlap_with_new(hw, [w.relation for w in watch], hn, [n.relation for n in same], k=k)
+    mu = hw.double().mean(0)
+    out = []
+    for j in ov.neighbours[0, -1]:
+        if j >= 0:
+            n = same[int(j)]
+            c = float(cosine(hw[-1].double() - mu, hn[int(j)].double() - mu, dim=0))
+            out.append({"fact_id": n.fact_id, "subject": n.subject, "relation": n.relation, "answer": n.answer,
+                        "cosine": c})
+    return out
 
 
 def layer_drift(base, tuned, tok, fact: Fact) -> list[float]:

@@ -98,15 +98,6 @@ def param_space(cfg: ParamSpaceConfig, ctx) -> dict:
 
 
 # ------------------------------------------------------------------ localized interference
-def _overlap_with_new(*args):
-    # One overlap definition for verdicts and figures (issue 8 moves it into metrics.overlap).
-    try:
-        from interference.metrics.overlap import overlap_with_new
-    except ImportError:
-        from interference.hypotheses.common import overlap_with_new
-    return overlap_with_new(*args)
-
-
 def drift_curve(store, hook: str, rows: torch.Tensor) -> tuple[list[int], list[float]]:
     """Mean representation drift (1 - cos to step 0) of ``rows`` at every stored step."""
     from interference.metrics.overlap import drift
@@ -118,14 +109,15 @@ def overlap_and_fate(rec, hook: str) -> dict:
     """Per held-out known fact of one run: base overlap with the new facts (max cosine, same
     relation), its base gold log-prob (fragility) and whether it was forgotten."""
     from interference.metrics.forgetting import forgetting_events
+    from interference.metrics.overlap import overlap_with_new  # the definition the verdicts use
     from interference.probes import load_probes
     store = load_probes(rec.out)
     _, data = rec.world_and_data()
     stab = [f for f in data.eval_sets["stability"] if f.fact_id in set(store.fact_ids)]
     new = [f for f in data.eval_sets["plasticity"] if f.fact_id in set(store.fact_ids)]
     h0 = store.get(store.steps[0], hook, "subject_last")
-    ov, _ = _overlap_with_new(h0[store.rows([f.fact_id for f in stab])][None], stab,
-                              h0[store.rows([f.fact_id for f in new])][None], new)
+    ov = overlap_with_new(h0[store.rows([f.fact_id for f in stab])], [f.relation for f in stab],
+                          h0[store.rows([f.fact_id for f in new])], [f.relation for f in new]).max
     tl = rec.timeline()
     events = forgetting_events(tl, "stability")
     base_lp = {r["fact_id"]: r["gold_logprob"] for r in tl if r["step"] == 0 and r["set"] == "stability"}

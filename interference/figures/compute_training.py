@@ -60,10 +60,13 @@ def tradeoff(cfg: ArmsConfig, ctx) -> dict:
 
 def _rates(rec) -> dict:
     """Hallucination and forgetting of the base-known held-out facts at the end of one run."""
-    from interference.metrics.hallucination import forgetting_rate, hallucination_rate, rows_at
+    from interference.metrics.forgetting import forgetting_rate
+    from interference.metrics.hallucination import hallucination_rate
+    from interference.records import FactOutcomes
     tl = rec.timeline()
     last = max(r["step"] for r in tl)
-    base, now = rows_at(tl, 0, "stability"), rows_at(tl, last, "stability")
+    base = FactOutcomes.from_rows(tl, 0, "stability")
+    now = FactOutcomes.from_rows(tl, last, "stability").realign(base.fact_ids)
     return {"hallucination": hallucination_rate(base, now), "forgetting": forgetting_rate(base, now)}
 
 
