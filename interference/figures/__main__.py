@@ -42,6 +42,7 @@ def parse(argv):
                     help="train missing runs in this many processes first (one thread each; 2 on 2 cores)")
     ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--traceback", action="store_true", help="stop at the first failing figure with its traceback")
     return ap.parse_args(argv)
 
 
@@ -140,6 +141,10 @@ def run(args, chosen: list[str]) -> int:
             skipped.append((n, str(e)))
         except (RunDirError, ModelError, MethodError, SFTDataError, ValueError) as e:
             failed.append((n, str(e)))
+        except Exception as e:  # a bug in one figure must not cost the others; --traceback shows it
+            if args.traceback:
+                raise
+            failed.append((n, f"{type(e).__name__}: {e} (re-run with --only {n} --traceback for the traceback)"))
     bar.close()
     for n, p in built:
         print(f"  {n:<14} {p}")
