@@ -89,10 +89,11 @@ def main(argv=None) -> int:
         for f in FIGURES.values():
             print(f"{f.name:<14} {f.paper}")
         return 0
+    from interference.models import ModelError
     try:
         chosen = select(args.only, names)
         return run(args, chosen)
-    except ValueError as e:  # FigureConfigError and bad names: one sentence, nothing written
+    except (ValueError, ModelError) as e:  # bad names, configs, --jobs or --device: one sentence, nothing written
         print(f"error: {e}", file=sys.stderr)
         return 2
 
