@@ -244,3 +244,13 @@ def test_attribution_matrix_places_units():
     assert rows == ["embed", "attn", "mlp", "norm"] and cols == ["-", "0", "1"]
     assert m[rows.index("attn"), cols.index("0")] == 0.4 and m[rows.index("mlp"), cols.index("1")] == 0.2
     assert np.isnan(m[rows.index("attn"), cols.index("1")])
+
+
+def test_produce_finds_only_the_missing_verdicts(tmp_path):
+    from interference.figures.config import ResultsConfig
+    from interference.figures.produce import missing_hypotheses
+    (tmp_path / "localized").mkdir()
+    (tmp_path / "localized" / "verdict.json").write_text("{}")
+    cfg = ResultsConfig(hypotheses_dir=str(tmp_path))
+    got = missing_hypotheses({"capacity": cfg, "hypotheses": cfg, "localized": cfg, "forecast": cfg})
+    assert got == {str(tmp_path): ["capacity", "behavior_cloning"]}

@@ -38,6 +38,8 @@ def parse(argv):
     ap.add_argument("--list", action="store_true", help="list the figures and exit")
     ap.add_argument("--plan", action="store_true", help="say which runs each figure needs and which are cached; train nothing")
     ap.add_argument("--recompute", action="store_true", help="recompute figure data even when the saved data matches")
+    ap.add_argument("--produce", action="store_true",
+                    help="run the hypothesis / forecast commands whose results a figure needs when they are missing")
     ap.add_argument("--jobs", type=int, default=1,
                     help="train missing runs in this many processes first (one thread each; 2 on 2 cores)")
     ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
@@ -129,6 +131,10 @@ def run(args, chosen: list[str]) -> int:
         train_missing([r for cfg in cfgs.values() for r in planned_runs(cfg)], cache, args.jobs, not args.no_progress)
     out = Path(args.out or DEFAULT_OUT[args.quick])
     ctx = FigureContext(cache, args.quick)
+    if args.produce:
+        from interference.figures.produce import produce
+        for line in produce(cfgs, ctx, not args.no_progress):
+            print(f"  produced: {line}")
     built, skipped, failed = [], [], []
     t0 = time.time()
     bar = tqdm(chosen, desc="figures", unit="fig", disable=args.no_progress, dynamic_ncols=True)
