@@ -185,13 +185,15 @@ def test_forecast_reads_the_evaluate_layout_and_per_fact_rows(tmp_path):
     from interference.metrics.stats import auroc
     au = {p: {"mean": m, "lo": m - .02, "hi": m + .02, "n": 2} for p, m in (("forecast", .9), ("fragility", .8))}
     cal = [{"predicted": p, "observed": p * 0.9, "n": 10} for p in (.05, .2, .6)]
-    fc = {"auroc": au, "config": {"seeds": 2}, "methods": {"sft": {"calibration": cal, "n_facts": [15, 15],
+    per_seed = {"forecast": [{"auroc": .88}, {"auroc": .92}], "fragility": [{"auroc": .8}, {"auroc": .8}]}
+    fc = {"auroc": au, "config": {"seeds": 2}, "methods": {"sft": {"calibration": cal, "n_facts": [15, 15], "per_seed": per_seed,
                                                                   "table": {"base_rate": {"forecast": {"mean": .25}}}}}}
     (tmp_path / "forecast.json").write_text(json.dumps(fc))
     d = forecast(tmp_path)
     assert d["auroc"]["forecast"] == {"value": .9, "low": .88, "high": .92, "n": 2}
     assert [x["forgotten"] for x in d["deciles"]] == pytest.approx([.045, .18, .54]) and d["n_facts"] == 30
-    assert d["roc"] == {} and d["base_rate"] == .25  # no per-fact scores: panel (a) says so
+    assert d["roc"] == {} and d["base_rate"] == .25  # no per-fact scores: panel (a) shows AUROC per seed
+    assert d["per_seed_auroc"] == {"forecast": [.88, .92], "fragility": [.8, .8]}
     assert FIGURES["forecast"].plot(d, tmp_path / "out")[0].exists()
     rows = [{"fact_id": str(i), "forgotten": i % 3 == 0, "forecast": (i % 3 == 0) + i / 100, "fragility": i / 100}
             for i in range(30)]

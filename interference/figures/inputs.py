@@ -202,8 +202,10 @@ def forecast(forecast_dir: str | Path, quick: bool = False) -> dict:
         risk_key = "forecast" if "forecast" in rows[0] else next((p for p in auroc if p in rows[0]), None)
         if risk_key and not deciles:
             deciles = risk_deciles([_num(r.get(risk_key)) for r in rows], y)
+    per_seed = {p: [r.get("auroc") for r in rows_] for p, rows_ in (first.get("per_seed") or {}).items()
+                if p in auroc and isinstance(rows_, list) and all(isinstance(r, dict) for r in rows_)}
     n_facts = first.get("n_facts")
-    return {"auroc": auroc, "roc": rocs, "deciles": deciles, "base_rate": base_rate,
+    return {"auroc": auroc, "roc": rocs, "per_seed_auroc": per_seed, "deciles": deciles, "base_rate": base_rate,
             "n_facts": sum(n_facts) if isinstance(n_facts, list) else (n_facts or len(rows)),
             "method": method or fc.get("method"), "seeds": (fc.get("config") or {}).get("seeds", fc.get("seeds")),
             "forecast_minus_fragility": fc.get("forecast_minus_fragility")}

@@ -56,6 +56,14 @@ def plot_forecast(d: dict, out: Path, stem: str = "forecast") -> list[Path]:
         ax[0, 0].set(xlabel="false-positive rate (kept facts flagged)", ylabel="true-positive rate (forgotten facts flagged)",
                      title="(a) ROC per predictor", xlim=(0, 1), ylim=(0, 1.01))
         ax[0, 0].legend(fontsize=6.5)
+    elif d.get("per_seed_auroc"):  # no per-fact scores saved: how each predictor ranks on every held-out seed
+        for i, p in enumerate(preds):
+            vals = [v for v in d["per_seed_auroc"].get(p, []) if v is not None]
+            ax[0, 0].plot(vals, [i] * len(vals), "o", color=colors[p], alpha=0.7, ms=5)
+        ax[0, 0].axvline(0.5, color="k", ls=":", lw=0.8)
+        ax[0, 0].set_yticks(range(len(preds)))
+        ax[0, 0].set_yticklabels(preds)
+        ax[0, 0].set(xlabel="AUROC on one held-out seed", title="(a) per seed (ROC curves need per-fact scores)")
     else:
         note(ax[0, 0], "(a) no per-fact scores in forecast.json")
     est = [d["auroc"][p] for p in preds]
