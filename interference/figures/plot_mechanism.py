@@ -3,6 +3,7 @@ only from their data dicts (see ``compute_mechanism`` and ``inputs``)."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -160,11 +161,12 @@ def plot_capacity(d: dict, out: Path, stem: str = "capacity") -> list[Path]:
         a.xaxis.set_minor_formatter(NullFormatter())
         a.set(xlabel="new facts in the SFT set (log scale)", ylabel="share of known facts forgotten",
               title="forgetting vs number of new facts")
-        a.legend()
+        a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=6.5)
     else:
         note(ax[0, 0], "this capacity verdict has no forgetting-by-count series")
     stats = d["statistics"]
-    keys = [k for k in stats if "step" not in k][:16]  # rates, ratios, slopes; step counts have another scale
+    # rates, ratios, slopes; step counts ("steps uuid d64", "learned_step_sft") have another scale
+    keys = [k for k in stats if not re.search(r"(^|[\s_])steps?($|[\s_])", k)][:16]
     if keys:
         est = [stats[k] for k in keys]
         ax[0, 1].barh(range(len(keys)), [finite(e["value"]) for e in est], xerr=yerr(est), capsize=2,
