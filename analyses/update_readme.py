@@ -54,6 +54,21 @@ def benchmarks_section() -> str | None:
                     + f" | probes every {b.get('probe_every')} steps |")
         rows.append(f"| overlap of 10k x 10k facts, all layers (goal < 5 s) | {b['overlap_10k_seconds']:.2f} s | "
                     f"{b.get('threads')} thread(s) |")
+    if (d / "shared_machine.json").exists():
+        b = json.loads((d / "shared_machine.json").read_text())
+        for policy, e in b.get("policies", {}).items():
+            q = e.get("quick")
+            if q:
+                load = q["runs"]["alone"]["load_avg_before"][0]
+                rows.append(f"| quick pre-training beside 1 / 3 busy processes (goals <= 2.5x / 5x) | "
+                            f"{q['ratios']['beside_1']:.2f}x / {q['ratios']['beside_3']:.2f}x | {policy}; "
+                            f"background load {load:.1f} (fair share given it "
+                            f"{q['fair_share_ratio_given_background_load']['beside_1']:.2f}x / "
+                            f"{q['fair_share_ratio_given_background_load']['beside_3']:.2f}x) |")
+            dflt = e.get("default_beside_1")
+            if dflt:
+                rows.append(f"| default base beside 1 busy process (goal < 600 s) | {dflt['wall_seconds']:.0f} s | "
+                            f"{policy}; background load {dflt['load_avg_before'][0]:.1f} |")
     if not rows:
         return None
     return "\n".join(["| benchmark | measured | notes |", "|---|---|---|", *rows])

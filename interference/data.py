@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -40,39 +41,156 @@ class DataError(ValueError):
     """A data file we cannot turn into facts."""
 
 
-def load_entity_questions(path: str | Path, prompt_template: str = "Q: {question} A:") -> list[Fact]:
-    """Load EntityQuestions-style JSONL (or a directory of them) through ``datasets``.
+# EntityQuestions ships one file per relation and split, e.g. ``P19.train.json`` (a JSON list,
+# or one record per line); anything else in a data directory is ignored.
+_EQ_NAME = re.compile(r"^(P\d+)\.(train|dev|test)\.jsonl?$")
+_JSONL_FIELDS = ("subject", "relation", "question", "answers")
 
-    Each record needs ``question`` and ``answers`` (list or string); ``subject``/``relation`` are
-    used when present (EntityQuestions files are named by relation, e.g. ``P19.test.json``).
+
+@dataclass(frozen=True)
+class QARecord:
+    """One question with every accepted answer (aliases); ``fact.answer`` is the first alias."""
+    fact: Fact
+    aliases: tuple[str, ...]
+
+
+def _json_rows(f: Path) -> list[tuple[int, object]]:
+    """(line number, parsed value) of a JSON list file or a JSONL file, read fresh from disk.
+
+    Read with ``json`` rather than ``datasets``: its cache keyed on mtime returned the old
+    content of a file rewritten within the same second.
     """
-    import datasets
+    raw = f.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{f} is empty; it needs one question record per line (or a JSON list of them).")
+    if raw.lstrip()[:1] == b"[":  # EntityQuestions' own layout: one JSON list per file
+        try:
+            rows = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            raise DataError(f"{f} line {line} is not UTF-8 text; re-save the file as UTF-8.") from None
+        except json.JSONDecodeError as e:
+            raise DataError(f"{f} line {e.lineno} is not valid JSON ({e.msg}); fix or remove that line.") from None
+        if not isinstance(rows, list):
+            raise DataError(f"{f} holds a JSON {type(rows).__name__}, not a list of question records.")
+        # a list carries no line numbers per record; report record numbers as "record N"
+        return [(-(i + 1), r) for i, r in enumerate(rows)]
+    out = []
+    for n, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append((n, json.loads(line.decode("utf-8"))))
+        except UnicodeDecodeError:
+            raise DataError(f"{f} line {n} is not UTF-8 text; re-save the file as UTF-8.") from None
+        except json.JSONDecodeError as e:
+            raise DataError(f"{f} line {n} is not valid JSON ({e.msg}); fix or remove that line.") from None
+    return out
 
+
+def _where(f: Path, n: int) -> str:
+    return f"{f} line {n}" if n > 0 else f"{f} record {-n}"
+
+
+def _text(value, field_name: str, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        shown = "null" if value is None else type(value).__name__ if not isinstance(value, str) else "empty"
+        raise DataError(f"{where}: field {field_name!r} is {shown}; it must be a non-empty string.")
+    return value.strip()
+
+
+def _answers(value, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        shown = "null" if value is None else f"a {type(value).__name__}"
+        raise DataError(f"{where}: field 'answers' is {shown}; it must be a string or a list of strings.")
+    if not value:
+        raise DataError(f"{where}: field 'answers' is an empty list; give at least one answer or drop the record.")
+    if not all(isinstance(a, str) and a.strip() for a in value):
+        raise DataError(f"{where}: field 'answers' holds a non-string or empty entry; every answer must be a non-empty string.")
+    return tuple(dict.fromkeys(a.strip() for a in value))  # de-duplicated, order kept
+
+
+def _subject_from_questions(questions: list[str]) -> list[str]:
+    """Subjects of one relation's questions: what remains after the words every question shares
+    at the start and the end (EntityQuestions asks each relation with one template, e.g.
+    "Where was [X] born?"). With a single question the whole question is its own subject."""
+    words = [q.split() for q in questions]
+    if len(words) < 2:
+        return list(questions)
+    pre = 0
+    while all(len(w) > pre for w in words) and len({w[pre] for w in words}) == 1:
+        pre += 1
+    suf = 0
+    while all(len(w) > pre + suf for w in words) and len({w[-1 - suf] for w in words}) == 1:
+        suf += 1
+    return [" ".join(w[pre: len(w) - suf]) or q for w, q in zip(words, questions)]
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """The files ``path`` names: itself, or a directory's EntityQuestions / JSONL files."""
     path = Path(path)
-    files = sorted(path.glob("*.json*")) if path.is_dir() else [path]
-    if not files or not all(f.exists() for f in files):
-        raise DataError(f"no EntityQuestions files at {path}; pass a .jsonl/.json file or a directory of them.")
-    facts: list[Fact] = []
-    for f in files:
-        ds = datasets.load_dataset("json", data_files=str(f), split="train")
-        missing = {"question", "answers"} - set(ds.column_names)
-        if missing:
-            raise DataError(f"{f} lacks field(s) {sorted(missing)}; each record needs 'question' and 'answers'.")
-        relation_default = f.name.split(".")[0]
-        for i, rec in enumerate(ds):
-            answers = rec["answers"]
-            answer = answers[0] if isinstance(answers, list) else str(answers)
-            subject = rec.get("subject") or rec["question"]
-            facts.append(Fact(
-                fact_id=f"{relation_default}:{i}",
-                subject=subject,
-                entity_id=str(rec.get("subject_id") or subject),  # the same subject is one entity across files
-                relation=rec.get("relation") or relation_default,
-                answer=answer,
-                prompt=prompt_template.format(question=rec["question"]),
-                split=f.stem,
-            ))
-    return facts
+    if path.is_dir():
+        eq = sorted(p for p in path.iterdir() if _EQ_NAME.match(p.name))
+        files = eq or sorted(p for p in path.glob("*.jsonl"))
+        if not files:
+            raise DataError(f"{path} holds no EntityQuestions files (P*.train.json, P*.dev.json, P*.test.json) "
+                            "and no .jsonl file; pass such a directory or one JSONL file.")
+        return files
+    if not path.is_file():
+        raise DataError(f"no data file or directory at {path}; pass an EntityQuestions directory or a JSONL file.")
+    return [path]
+
+
+def load_qa_records(path: str | Path, prompt_template: str = "Q: {question} A:") -> list[QARecord]:
+    """Questions with all their answers from EntityQuestions files or one JSONL file.
+
+    Two layouts: EntityQuestions (files named ``P<id>.<split>.json``, records ``{"question",
+    "answers"}``; relation and split come from the name, the subject from the relation's question
+    template) or any other JSONL, whose records need ``subject``, ``relation``, ``question`` and
+    ``answers``. Every bad record is refused with its file and line, never passed on as text.
+    """
+    records: list[QARecord] = []
+    for f in data_files(path):
+        m = _EQ_NAME.match(f.name)
+        rows = _json_rows(f)
+        required = ("question", "answers") if m else _JSONL_FIELDS
+        parsed = []
+        for n, row in rows:
+            where = _where(f, n)
+            if not isinstance(row, dict):
+                raise DataError(f"{where} is a JSON {type(row).__name__}, not a record with fields {list(required)}.")
+            for k in required:
+                if k not in row:
+                    raise DataError(f"{where} lacks field {k!r}; every record needs {', '.join(map(repr, required))}.")
+            parsed.append((n, _text(row["question"], "question", where), _answers(row["answers"], where), row))
+        if not parsed:
+            raise DataError(f"{f} holds no records; it needs one question record per line (or a JSON list of them).")
+        if m:
+            relation, split = m.group(1), m.group(2)
+            subjects = [_text(r["subject"], "subject", _where(f, n)) if r.get("subject") is not None else s
+                        for (n, _, _, r), s in zip(parsed, _subject_from_questions([q for _, q, _, _ in parsed]))]
+        else:
+            relation, split = None, f.stem
+            subjects = [_text(r["subject"], "subject", _where(f, n)) for n, _, _, r in parsed]
+        for i, ((n, question, answers, row), subject) in enumerate(zip(parsed, subjects)):
+            rel = relation or _text(row["relation"], "relation", _where(f, n))
+            records.append(QARecord(Fact(
+                fact_id=f"{rel}.{split}:{i}" if relation else f"{f.stem}:{n}",
+                subject=subject, relation=rel, answer=answers[0],
+                prompt=prompt_template.format(question=question), split=split,
+                # the same subject is one entity across relations and files
+                entity_id=str(row.get("subject_id") or subject)), answers))
+    ids = [r.fact.fact_id for r in records]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{path} names the same file twice; pass each data file once.")
+    return records
+
+
+def load_entity_questions(path: str | Path, prompt_template: str = "Q: {question} A:") -> list[Fact]:
+    """Facts (first answer as the gold one) from EntityQuestions files or a JSONL file."""
+    return [r.fact for r in load_qa_records(path, prompt_template)]
 
 
 def save_facts(path: str | Path, facts: Iterable[Fact]) -> None:

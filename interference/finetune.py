@@ -4,6 +4,8 @@
     python -m interference.finetune --method self_distill --kl-weight 1 --temperature 0.5 --teacher format --out runs/sd
     python -m interference.finetune --method freeze --groups attn --quick --out runs/attn
     python -m interference.finetune --method lora --option rank=4 --out runs/lora
+    python -m interference.finetune --method sft --model ~/models/Qwen2.5-1.5B --data ~/data/entity_questions --out runs/q
+    accelerate launch --multi_gpu --num_processes 8 -m interference.finetune --method sft ...   (see docs/REAL_MODELS.md)
 
 Method options are passed to the method's config; an option the method does not have is an
 error that lists the valid ones. Bad input prints ``error: <one sentence>`` and exits 2 before
@@ -16,10 +18,12 @@ import dataclasses
 import json
 import sys
 
+from interference.data import DataError
 from interference.io import RunDirError
 from interference.methods import METHODS, MethodError
 from interference.models import ModelError
 from interference.pretrain import BaseSpec
+from interference.real_data import add_arguments as add_real_arguments, resolve_model_and_data
 from interference.sft_data import SFTDataConfig, SFTDataError
 from interference.world import WorldConfig, WorldConfigError
 
@@ -58,12 +62,18 @@ def build_config(args) -> "FinetuneConfig":
         data_kw["n_facts"] = args.n_facts
     if args.data_seed is not None:
         data_kw["seed"] = args.data_seed
+    for k in ("n_task", "n_stability"):
+        if getattr(args, k) is not None:
+            data_kw[k] = getattr(args, k)
+    if getattr(args, "min_known_share", None) is not None:
+        data_kw["min_known_share"] = args.min_known_share
     data = SFTDataConfig(**{**data.to_dict(), **data_kw})
+    real = resolve_model_and_data(args)
     kw = {"base": base.to_dict(), "base_dir": args.base_dir, "data": data, "method": args.method,
-          "method_options": options, "seed": args.seed}
+          "method_options": options, "seed": args.seed, "real": real.to_dict() if real else None}
     if args.quick:
         kw = {**FinetuneConfig.quick().to_dict(), **kw}
-    for k in ("steps", "epochs", "lr", "batch_size", "eval_every"):
+    for k in ("steps", "epochs", "lr", "batch_size", "eval_every", "grad_accum", "precision"):
         if getattr(args, k) is not None:
             kw[k] = getattr(args, k)
     return FinetuneConfig(**kw)
@@ -75,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="run directory")
     ap.add_argument("--unknown-fraction", type=float, default=0.5, help="share of Unknown facts in the SFT set")
     ap.add_argument("--n-facts", type=int, help="SFT set size")
+    ap.add_argument("--n-task", type=int, help="held-out Known facts for task learning")
+    ap.add_argument("--n-stability", type=int, help="held-out HighlyKnown facts for stability")
     ap.add_argument("--data-seed", type=int, help="which facts are drawn (default 0)")
     ap.add_argument("--quick", action="store_true", help="tiny world, model and run (seconds)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
@@ -85,18 +97,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float)
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--eval-every", type=int)
+    ap.add_argument("--grad-accum", type=int, help="micro-batches per update (the global batch stays --batch-size)")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                    help="auto (default): bf16 autocast on a GPU that has it, else fp32")
     ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     ap.add_argument("--no-progress", action="store_true")
     for flag, typ in METHOD_FLAGS.items():
         ap.add_argument("--" + flag.replace("_", "-"), type=typ, help="method option (see the method's config)")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="any other method option")
+    add_real_arguments(ap)
     args = ap.parse_args(argv)
     try:
+        from interference.threads import configure_threads
         from interference.train import finetune
+        configure_threads(args.device)
         cfg = build_config(args)
         rec = finetune(cfg, args.out, progress=not args.no_progress, device=args.device, resume=args.resume)
-    except (MethodError, SFTDataError, RunDirError, ModelError, WorldConfigError, ValueError) as e:
+    except (MethodError, SFTDataError, DataError, RunDirError, ModelError, WorldConfigError, ValueError) as e:  # DistributedError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(format_summary(rec.metrics, args.out))

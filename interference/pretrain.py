@@ -3,7 +3,7 @@
 The recipe: statements (several paraphrases) for every ``pretrain_qa`` and ``statement_only``
 entity, QA only for ``pretrain_qa`` ones. The QA format must then *generalise* to facts seen only
 as statements; those statement-only facts are the knowledge later fine-tuning can destroy.
-Format generalisation arrives only well past memorisation (../shared/CALIBRATION.md), hence
+Format generalisation arrives only well past memorisation (measured in the calibration runs), hence
 thousands of steps on a world that is memorised in hundreds.
 
     python -m interference.pretrain --out runs/base            # default world, ~5 min on 2 cores
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -28,12 +27,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from interference.checkpoint import load_checkpoint, save_checkpoint
-from interference.batching import Packed, answer_loss, answer_token_accuracy, pack
+from interference.batching import Packed, answer_token_accuracy, pack
+from interference.callbacks import Checkpoints
 from interference.evaluate import SLICK_CATEGORIES, accuracy, category_counts, score_facts, slick_categorize
 from interference.io import RunDirError, atomic_write_json, atomic_write_text, claim_run_dir, config_hash
+from interference.loop import LoopConfig, train_loop
 from interference.models import (ModelConfig, ModelError, build_model, load_model, model_logits, resolve_device,
-                                 save_model)
+                                 save_model, weights_fingerprint)
+from interference.threads import configure_threads
 from interference.tokenizer import world_tokenizer
 from interference.world import World, WorldConfig, WorldConfigError
 
@@ -53,6 +54,10 @@ class PretrainConfig:
     seed: int = 0
     slick_samples: int = 20  # the paper's number of temperature samples
     slick_temperature: float = 0.5
+    # Version of the training loop (interference.loop) that made the base. Part of the cache hash,
+    # so bases of the first loop (which dropped each epoch's last partial batch) are never reused
+    # as if this loop had trained them. Configs written before the field existed read as 1.
+    loop: int = 2
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -75,7 +80,7 @@ class BaseSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "BaseSpec":
         return cls(WorldConfig.from_dict(d["world"]), ModelConfig.from_dict(d["model"]),
-                   PretrainConfig(**d["pretrain"]))
+                   PretrainConfig(**{"loop": 1, **d["pretrain"]}))
 
     @classmethod
     def default(cls, quick: bool = False) -> "BaseSpec":
@@ -96,12 +101,41 @@ def load_slick(run_dir: str | Path) -> dict[str, dict]:
     return {r["fact_id"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
 
 
+FINGERPRINT_FILE = "fingerprint.json"  # {"weights": sha256[:16] of the saved state}: what the cache holds
+
+
+def write_fingerprint(run_dir: str | Path, model) -> str:
+    fp = weights_fingerprint(model.state_dict())
+    atomic_write_json(Path(run_dir) / FINGERPRINT_FILE, {"weights": fp})
+    return fp
+
+
+def base_fingerprint(run_dir: str | Path) -> str:
+    """The weights fingerprint of a finished pre-training run. A config hash names what a base was
+    *asked* to be; thread counts and machines change what it *is* (three default bases once shared
+    one hash), so teachers and hypothesis cells are keyed by this instead. Bases saved before
+    fingerprints existed get theirs computed from model.safetensors and recorded now."""
+    run_dir = Path(run_dir)
+    f = run_dir / FINGERPRINT_FILE
+    if f.exists():
+        return json.loads(f.read_text())["weights"]
+    from safetensors.torch import load_file
+    try:
+        fp = weights_fingerprint(load_file(str(run_dir / "model.safetensors")))
+    except Exception:
+        raise ModelError(f"{run_dir} holds no readable model.safetensors to fingerprint; pre-train it again.") from None
+    atomic_write_json(f, {"weights": fp})
+    return fp
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("INTERFERENCE_CACHE", Path.cwd() / ".cache" / "interference"))
 
 
 def pretraining_pairs(world: World) -> list[tuple[str, str]]:
     """(prefix, value) pairs of the pre-training corpus, QA pairs repeated qa_weight times upstream."""
+    if hasattr(world, "pretraining_pairs"):  # real data: interference.real_data.RealCorpus
+        return world.pretraining_pairs()
     pairs = []
     for e in world.split("pretrain_qa") + world.split("statement_only"):
         for r in world.config.relations:
@@ -112,14 +146,6 @@ def pretraining_pairs(world: World) -> list[tuple[str, str]]:
 def qa_pairs(world: World, split: str, template: int | None = None) -> list[tuple[str, str]]:
     ts = range(world.config.n_qa_templates) if template is None else [template]
     return [world.render_qa(e, r, t) for e in world.split(split) for r in world.config.relations for t in ts]
-
-
-def _lr_at(step: int, cfg: PretrainConfig, total: int) -> float:
-    """Linear warm-up then cosine decay to min_lr_ratio (a multiplier on cfg.lr)."""
-    if step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, total - cfg.warmup)
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 @torch.no_grad()
@@ -154,45 +180,36 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
         if spec.world.n_statement_only else None,
     }
 
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg, cfg.steps))
-    resumed = load_checkpoint(out / "checkpoint", model, opt, sched)
-    start, history = (resumed[0], list(resumed[1]["history"])) if resumed else (0, [])
+    loop_cfg = LoopConfig(lr=cfg.lr, batch_size=cfg.batch_size, steps=cfg.steps, warmup_steps=cfg.warmup,
+                          min_lr_ratio=cfg.min_lr_ratio, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip,
+                          seed=cfg.seed, eval_every=cfg.eval_every)
+    history: list[dict] = []
 
-    steps_per_epoch = max(1, len(corpus) // cfg.batch_size)
-    t0 = time.time()
-    bar = tqdm(total=cfg.steps, initial=start, desc="pretrain", disable=not progress, dynamic_ncols=True)
-    model.train()
-    for step in range(start, cfg.steps):
-        epoch, k = divmod(step, steps_per_epoch)
-        # The order of epoch e is a pure function of (seed, e): resuming replays the same batches.
-        perm = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        batch = corpus.subset(perm[k * cfg.batch_size:(k + 1) * cfg.batch_size].to(dev))
-        loss = answer_loss(model_logits(model, batch.ids), batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        bar.update(1)
-        done = step + 1
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            model.eval()
-            row = {"step": done, "loss": float(loss.detach())}
+    class Probe:
+        """Memorisation and format-generalisation probes into ``history`` at each evaluation."""
+
+        def on_eval(self, state) -> None:
+            if state.step == 0:
+                return
+            row = {"step": state.step, "loss": state.loss}
             row.update({f"{k}_acc": _probe_acc(model, v) for k, v in probe_sets.items() if v is not None})
-            model.train()
             history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", stmt=f"{row['statement_acc']:.2f}",
-                            known_qa=f"{row.get('known_qa_acc', float('nan')):.2f}")
-        if done % cfg.ckpt_every == 0 and done < cfg.steps:
-            save_checkpoint(out / "checkpoint", model, opt, sched, done, {"history": history})
-    bar.close()
+            state.postfix.update(loss=f"{row['loss']:.3f}", stmt=f"{row['statement_acc']:.2f}",
+                                 known_qa=f"{row.get('known_qa_acc', float('nan')):.2f}")
+
+    ckpt = Checkpoints(out / "checkpoint", cfg.ckpt_every, extra=lambda: {"history": history},
+                       restore=lambda extra: history.extend(extra["history"]))
+    t0 = time.time()
+    train_loop(model, model.parameters(), corpus, loop_cfg, callbacks=[ckpt, Probe()], progress=progress,
+               desc="pretrain")
     train_seconds = time.time() - t0
 
     save_model(model, spec.model, tok, out)
+    write_fingerprint(out, model)
     metrics, slick_rows = evaluate_base(model, tok, world, cfg)
     atomic_write_text(out / SLICK_FILE, "".join(json.dumps(r) + "\n" for r in slick_rows))
     metrics.update({"train_seconds": round(train_seconds, 1), "steps": cfg.steps, "history": history,
+                    "fingerprint": base_fingerprint(out), "torch_threads": torch.get_num_threads(),
                     "device": str(dev), "n_params": sum(p.numel() for p in model.parameters())})
     atomic_write_json(out / "metrics.json", metrics)
     _clear_checkpoint(out)
@@ -227,6 +244,7 @@ def base_model(spec: BaseSpec, device: str | None = None, progress: bool = True)
     """The cached base model for ``spec`` (trained on first use). Returns (model, tokenizer, world, dir)."""
     out = cache_root() / f"base-{spec.hash()}"
     pretrain(spec, out, device=device, progress=progress)
+    base_fingerprint(out)  # recorded for bases cached before fingerprints existed
     model, _, tok = load_model(out, device=device)
     return model, tok, World(spec.world), out
 
@@ -242,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
+        configure_threads(args.device)
         spec = BaseSpec.default(quick=args.quick)
         if args.world:
             spec = dataclasses.replace(spec, world=WorldConfig.load(args.world))

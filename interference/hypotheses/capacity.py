@@ -89,7 +89,7 @@ def sft_cell(ctx, sft: SFTSpec, size: tuple[str, int], style: str, count: int, s
     key = {"base": spec.hash(), "arm": f"sft-{style}", "count": count, "seed": seed,
            "sft": sft.to_dict(), "probe_layers": probe_layers}
     return Cell(f"unknown-sft-{style}", key, lambda: _sft(ctx, spec, sft, style, count, seed, probe_layers),
-                f"{size[0]} {style} x{count} seed {seed}")
+                f"{size[0]} {style} x{count} seed {seed}", base=spec)
 
 
 def _layers(spec_layers: str, n_layers: int) -> list[int]:
@@ -108,7 +108,7 @@ def _sft(ctx, spec, sft: SFTSpec, style: str, count: int, seed: int, probe_layer
         train = train + watch
     run_spec = dataclasses.replace(sft, seed=seed, learned_at=1.01 if style == "known_only" else sft.learned_at)
     base_ok, _ = outcomes(model, tok, watch)
-    res = finetune_on(model, tok, train, run_spec)
+    res = finetune_on(model, tok, train, run_spec, world=world)
     ok, preds = outcomes(res.model, tok, watch)
     ids = [f.fact_id for f in watch]
     out = {"style": style, "count": count, "seed": seed, "steps": res.steps, "plasticity": res.plasticity,
@@ -164,7 +164,7 @@ def cells(cfg: CapacityConfig, ctx) -> list[Cell]:
             out.append(Cell(f"capacity-{arm}", key,
                             (lambda st=style, ex=extra, s=seed: _sft(ctx, spec, cfg.sft, st, cfg.counts[-1], s, "",
                                                                       extra=ex)),
-                            f"{big[0]} {arm} seed {seed}"))
+                            f"{big[0]} {arm} seed {seed}", base=spec))
     return out
 
 

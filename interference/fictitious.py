@@ -1,0 +1,100 @@
+"""Fictitious entities for a real model, built from the model's own tokenizer.
+
+The hypotheses need new facts whose *keys* are controlled: ``semantic`` keys that look like
+existing names (the paper recombines pieces of real location names) and ``uuid`` keys that share
+nothing with them. On the synthetic world the name pieces are words we made up; on a real model
+the pieces are the tokenizer's sub-word tokens of real subject names:
+
+- ``lookalike_names``: each new name takes the token-length of a random real name and fills
+  every position with the token at that position of another random real name, so every token
+  is a real-name token (e.g. "Ada Lovelace" + "Alan Turing" -> "Ada Turing"); real names and
+  repeats are rejected.
+- ``uuid_names``: random ordinary tokens (whole alphabetic words of >= 2 letters, not special)
+  that occur in no real name, joined by spaces; rejected if re-encoding touches a real-name token.
+
+Both re-encode every candidate and keep only those whose tokens are what was intended, so the
+claim "shares sub-word pieces" (or "shares none") holds for the exact ids the model will see.
+"""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+
+class FictitiousError(ValueError):
+    """Too few real names or usable tokens to build the entities asked for."""
+
+
+def _ids(tokenizer, name: str) -> list[int]:
+    # a leading space: names follow a word in every prompt, and BPE tokenizers encode " Ada" apart from "Ada"
+    return tokenizer(" " + name, add_special_tokens=False)["input_ids"]
+
+
+def _text(tokenizer, ids: Sequence[int]) -> str:
+    return tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False).strip()
+
+
+def real_name_pieces(tokenizer, names: Sequence[str]) -> set[int]:
+    return {i for n in names for i in _ids(tokenizer, n)}
+
+
+def lookalike_names(tokenizer, real_names: Sequence[str], n: int, seed: int = 0, max_tries: int = 100) -> list[str]:
+    """``n`` new names recombining the sub-word tokens of ``real_names`` position by position."""
+    names = sorted(set(real_names))
+    encoded = [_ids(tokenizer, x) for x in names]
+    if len(names) < 2:
+        raise FictitiousError("look-alike names need at least two real names to recombine.")
+    pieces = set().union(*map(set, encoded))
+    taken = set(names)
+    rng = random.Random(f"lookalike-{seed}")
+    out: list[str] = []
+    for _ in range(n * max_tries):
+        if len(out) == n:
+            break
+        length = len(rng.choice(encoded))
+        ids = [rng.choice([e for e in encoded if len(e) > k])[k] for k in range(length)]
+        text = _text(tokenizer, ids)
+        if not text or text in taken or not set(_ids(tokenizer, text)) <= pieces:
+            continue
+        taken.add(text)
+        out.append(text)
+    if len(out) < n:
+        raise FictitiousError(f"only {len(out)} distinct look-alike names can be made from {len(names)} real names, "
+                              f"fewer than the {n} asked for; supply more subjects or ask for fewer entities.")
+    return out
+
+
+def ordinary_tokens(tokenizer, exclude: set[int]) -> list[int]:
+    """Vocabulary ids that are a whole ordinary word by themselves: they decode to letters only
+    (at least two), and that word after a space encodes back to exactly this one id, so words
+    joined by spaces keep exactly these ids."""
+    special = set(tokenizer.all_special_ids)
+    cand = [i for i in range(len(tokenizer)) if i not in special and i not in exclude]
+    texts = [_text(tokenizer, [i]) for i in cand]
+    keep = [(i, t) for i, t in zip(cand, texts) if len(t) >= 2 and t.isascii() and t.isalpha()]
+    enc = tokenizer([" " + t for _, t in keep], add_special_tokens=False)["input_ids"] if keep else []
+    return [i for (i, _), e in zip(keep, enc) if e == [i]]
+
+
+def uuid_names(tokenizer, real_names: Sequence[str], n: int, n_pieces: int = 3, seed: int = 0,
+               max_tries: int = 100) -> list[str]:
+    """``n`` names of ``n_pieces`` random ordinary tokens that occur in no real name."""
+    banned = real_name_pieces(tokenizer, real_names)
+    pool = ordinary_tokens(tokenizer, banned)
+    if len(pool) < n_pieces:
+        raise FictitiousError(f"the tokenizer has only {len(pool)} ordinary word pieces outside the real names; "
+                              "uuid names need more (use a larger vocabulary or fewer pieces).")
+    rng = random.Random(f"uuid-{seed}")
+    taken = set(real_names)
+    out: list[str] = []
+    for _ in range(n * max_tries):
+        if len(out) == n:
+            break
+        text = " ".join(_text(tokenizer, [i]) for i in rng.sample(pool, n_pieces))
+        if not text or text in taken or set(_ids(tokenizer, text)) & banned:
+            continue
+        taken.add(text)
+        out.append(text)
+    if len(out) < n:
+        raise FictitiousError(f"only {len(out)} distinct uuid names could be made, fewer than the {n} asked for.")
+    return out

@@ -1,0 +1,111 @@
+"""Data-parallel pieces: each process's share of a global batch and its loss factor give, after
+averaging over processes, exactly the single-process gradient; and the evaluation batch size
+follows free memory."""
+import pytest
+import torch
+
+from interference.batching import Packed, answer_loss
+from interference.distributed import (Distributed, DistributedError, eval_batch_size, local_indices,
+                                      loss_factor, micro_split)
+
+
+def _grad(model, batch: Packed, factor: float = 1.0) -> torch.Tensor:
+    model.zero_grad()
+    (answer_loss(model(batch.ids), batch) * factor).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()]).double()
+
+
+@pytest.mark.parametrize("world,accum", [(2, 1), (3, 2), (2, 4)])
+def test_shares_and_factors_reproduce_the_global_gradient(world, accum):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(20, 8), torch.nn.Linear(8, 20))
+    ids = torch.randint(0, 20, (11, 6))
+    mask = torch.zeros(11, 6, dtype=torch.bool)
+    for i in range(11):  # answers of 1 to 3 tokens, so shares carry different token counts
+        mask[i, 5 - (i % 3) - 1: 5] = True
+    data = Packed(ids, mask)
+    idx = torch.randperm(11)
+    full = _grad(model, data.subset(idx))
+    weights = data.loss_mask.sum(1)
+    total = torch.zeros_like(full)
+    for rank in range(world):
+        for m in micro_split(local_indices(idx, rank, world), accum):
+            total += _grad(model, data.subset(m), loss_factor(float(weights[m].sum()), float(weights[idx].sum()), world))
+    # float32 reduction order moves single entries by ~1e-6 relative; a wrong factor moves them by ~10%
+    torch.testing.assert_close(total / world, full, rtol=1e-4, atol=1e-7)
+
+
+def test_eval_batch_size_follows_free_memory():
+    kw = dict(n_layers=28, d_model=1536, d_vocab=151936, seq_len=80)
+    small, big = eval_batch_size(free_bytes=8 << 30, **kw), eval_batch_size(free_bytes=64 << 30, **kw)
+    assert 1 <= small < big <= 4096 and big == pytest.approx(8 * small, rel=0.05)
+    assert eval_batch_size(free_bytes=None, **kw) == 512  # CPU default
+    assert eval_batch_size(free_bytes=1, **kw) == 1
+
+
+def test_single_process_is_the_identity_and_bad_settings_are_refused():
+    d = Distributed(device="cpu")
+    assert d.world_size == 1 and d.is_main and d.precision == "fp32"
+    idx = torch.tensor([3, 1, 2])
+    (m, f), = d.micro_batches(idx, torch.tensor([1, 1, 2, 1]))
+    assert m.tolist() == [3, 1, 2] and f == 1.0
+    assert d.gather([1, 2]) == [1, 2] and d.all_sum([1, 2]) == [1.0, 2.0]
+    with pytest.raises(DistributedError, match="unknown precision"):
+        Distributed(precision="fp8")
+    with pytest.raises(DistributedError, match="needs a GPU with bfloat16"):
+        Distributed(precision="bf16", device="cpu")
+    with pytest.raises(DistributedError, match="smaller than 1 processes x 4"):
+        Distributed(grad_accum=4, device="cpu").check_batch(2)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_give_the_single_process_run_at_the_same_global_batch(tmp_path, quick_base):
+    """``accelerate launch`` with 2 CPU processes vs 1 process, both at global batch 8.
+
+    ``--multi_gpu`` is what starts several processes: ``accelerate launch --cpu --num_processes 2``
+    starts only one (accelerate 1.15's simple launcher). With no GPU visible, torchrun's processes
+    join a gloo group on the CPU. Tolerance: the gradient average is exact up to float32
+    reduction order (~1e-7 relative), so losses agree to 1e-5 relative, every per-fact answer is
+    the same, and gold log-probs (rounded to 5 decimals) within 1e-3.
+    """
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    accelerate = Path(sys.executable).parent / "accelerate"
+    if not accelerate.exists():
+        accelerate = shutil.which("accelerate")
+    assert accelerate, "accelerate's launcher is part of the environment"
+    args = ["--quick", "--method", "sft", "--steps", "6", "--batch-size", "8", "--eval-every", "3",
+            "--no-progress", "--device", "cpu"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "interference.finetune", *args, "--out", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+                          "-m", "interference.finetune", *args, "--out", str(tmp_path / "two")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    cfg = {d: json.loads((tmp_path / d / "config.json").read_text()) for d in ("one", "two")}
+    assert cfg["one"]["world_size"] == 1 and cfg["two"]["world_size"] == 2
+    m = {d: json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two")}
+    for a, b in zip(m["one"]["history"], m["two"]["history"]):
+        assert a["step"] == b["step"] and {k: a[k] for k in ("task", "plasticity", "stability")} == \
+            {k: b[k] for k in ("task", "plasticity", "stability")}
+        if a["loss"] is not None:
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+    rows = {d: [json.loads(x) for x in (tmp_path / d / "timeline.jsonl").read_text().splitlines()] for d in m}
+    assert [(r["fact_id"], r["step"], r["correct"], r["prediction"]) for r in rows["one"]] == \
+        [(r["fact_id"], r["step"], r["correct"], r["prediction"]) for r in rows["two"]]
+    assert max(abs(a["gold_logprob"] - b["gold_logprob"]) for a, b in zip(rows["one"], rows["two"])) < 1e-3
+    assert not list(tmp_path.glob(".two.rank*"))  # the second process's scratch copy is gone

@@ -1,0 +1,44 @@
+"""Fictitious entities from a model's own tokenizer: look-alikes share real-name pieces, uuid
+names share none, on a word-level and on a byte-level BPE tokenizer."""
+import pytest
+
+from interference.fictitious import FictitiousError, lookalike_names, real_name_pieces, uuid_names
+
+import real_fixtures as rf
+
+REAL = [f"{rf.FIRST[i]} {rf.LAST[(3 * i) % 10]}" for i in range(10)]  # 10 of the 100 pairs are real
+
+
+def _bpe():
+    """A byte-level BPE (GPT-2's kind) trained in milliseconds on names and filler words."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    words = REAL + ["where was born", "the capital city of", "mountain river forest desert", "blue green orange"]
+    tk.train_from_iterator(words * 20, trainers.BpeTrainer(vocab_size=700, special_tokens=["<eos>"],
+                                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>")
+
+
+@pytest.mark.parametrize("which", ["word", "bpe"])
+def test_lookalikes_use_only_real_pieces_and_uuids_none(which):
+    tok = rf.tokenizer() if which == "word" else _bpe()
+    pieces = real_name_pieces(tok, REAL)
+    look = lookalike_names(tok, REAL, 10, seed=1)
+    assert len(set(look)) == 10 and not set(look) & set(REAL)
+    assert all(real_name_pieces(tok, [x]) <= pieces for x in look)
+    assert lookalike_names(tok, REAL, 10, seed=1) == look != lookalike_names(tok, REAL, 10, seed=2)
+    uu = uuid_names(tok, REAL, 5, n_pieces=2, seed=0)
+    assert len(set(uu)) == 5 and all(not real_name_pieces(tok, [x]) & pieces for x in uu)
+    if which == "word":  # every piece is a whole word: "Ada Turing"-style recombinations
+        assert all(len(x.split()) == 2 and x.split()[0] in rf.FIRST and x.split()[1] in rf.LAST for x in look)
+
+
+def test_asking_for_more_than_exists_is_one_sentence():
+    tok = rf.tokenizer()
+    with pytest.raises(FictitiousError, match="only 1 distinct look-alike names"):
+        lookalike_names(tok, ["Ada Lovelace", "Alan Turing", "Ada Turing"], 5)  # 2 x 2 combinations, 3 of them real
+    with pytest.raises(FictitiousError, match="at least two real names"):
+        lookalike_names(tok, ["Ada Lovelace"], 1)

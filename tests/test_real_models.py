@@ -1,0 +1,241 @@
+"""Real architectures and real QA data through the same code: tiny random GPT-2 / Llama / Qwen2 /
+Mistral / GPT-NeoX saved to disk with a tokenizer, and an EntityQuestions-format fixture."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from interference import finetune
+from interference.data import load_qa_records
+from interference.evaluate import SLICK_CATEGORIES, score_facts
+from interference.models import FAMILIES, GROUPS, ModelError, load_hf_model, param_group, parameter_groups
+from interference.real_data import SliCKConfig, build_real_sft_data, kept_relations, slick_real
+from interference.sft_data import SFTDataConfig, SFTDataError
+
+import real_fixtures as rf
+
+ARCHS = ("gpt2", "llama", "qwen2", "mistral", "gpt_neox")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(cache_dir):  # SliCK tables and teachers go to the session's private cache
+    yield
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_family_groups_cover_every_parameter_once_and_hooks_fire(arch):
+    model, tok = load_hf_model(rf.model_dir(arch), device="cpu")
+    groups = parameter_groups(model)  # raises if a parameter matches no rule or several
+    assert set(groups) == {n for n, _ in model.named_parameters()}
+    assert {"attn", "mlp", "embed", "norm"} <= {g for g, _ in groups.values()} <= set(GROUPS)
+    assert {layer for g, layer in groups.values() if g in ("attn", "mlp")} == {0, 1}
+
+    from interference.metrics.attribution import parameter_units
+    units = parameter_units(model)
+    assert sorted(n for names in units.values() for n in names) == sorted(groups)  # attribution covers all
+    assert {"attn.0", "attn.1", "mlp.0", "mlp.1", "embed"} <= set(units)
+
+    from interference.probes import capture
+    facts = [r.fact for r in load_qa_records(rf.eq_dir())][:5]
+    hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks.1.hook_mlp_out"]
+    acts = capture(model, tok, facts, hooks, positions=["subject_last", "last"])
+    assert all(acts[h].shape == (5, 2, 32) and torch.isfinite(acts[h]).all() for h in hooks)
+    res = score_facts(model, tok, facts)
+    assert len(res) == 5 and all(r.gold_logprob < 0 for r in res)
+    # the same number as the raw HF model, so the bridge adds nothing to what we measure
+    import transformers
+    from interference.tokenizer import encode_qa
+    hf = transformers.AutoModelForCausalLM.from_pretrained(rf.model_dir(arch), attn_implementation="eager").eval()
+    p, a = encode_qa(tok, facts[0].prompt, facts[0].answer)
+    with torch.no_grad():
+        ref = hf(torch.tensor([p])).logits[0, -1].double().log_softmax(-1)[a[0]]
+    # two float32 code paths may reduce in another order: relative tolerance
+    assert res[0].gold_logprob == pytest.approx(float(ref), rel=1e-4, abs=1e-4)
+
+
+def test_every_family_row_is_reachable_and_unknown_names_are_refused():
+    assert {f.name for f in FAMILIES} >= {"gpt2", "llama", "qwen2", "mistral", "gpt_neox"}
+    assert param_group("model.layers.3.post_attention_layernorm.weight") == ("norm", 3)
+    assert param_group("transformer.h.0.attn.c_attn.weight") == ("attn", 0)
+    with pytest.raises(ModelError, match="matches no group"):
+        param_group("mystery.weight")
+
+
+def test_unsupported_family_is_one_sentence(tmp_path):
+    import transformers as t
+    tok = rf.tokenizer()
+    t.OPTForCausalLM(t.OPTConfig(vocab_size=len(tok), hidden_size=16, ffn_dim=32, num_hidden_layers=1,
+                                 num_attention_heads=2, word_embed_proj_dim=16)).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    with pytest.raises(ModelError, match=r"'opt' is not in the parameter-group table; supported families: "
+                                         r"gpt2, llama, qwen2, mistral, gpt_neox\."):
+        load_hf_model(tmp_path, device="cpu")
+
+
+def _copy_model(tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(rf.model_dir("llama"), d)
+    return d
+
+
+@pytest.mark.parametrize("damage,pattern", [
+    ("not a model", "is not a Hugging Face model directory"),
+    ("config", "config.json is not valid JSON"),
+    ("weights", "weights in .* could not be loaded"),
+    ("no weights", "weights in .* could not be loaded"),
+    ("tokenizer", "tokenizer files in .* are unreadable"),
+    ("no tokenizer", "holds no tokenizer"),
+])
+def test_broken_model_directories_are_one_sentence(tmp_path, damage, pattern):
+    d = _copy_model(tmp_path)
+    if damage == "not a model":
+        d = tmp_path / "empty"
+        d.mkdir()
+    elif damage == "config":
+        (d / "config.json").write_text('{"model_type": "llama",')
+    elif damage == "weights":
+        (d / "model.safetensors").write_bytes(b"\x00" * 64)
+    elif damage == "no weights":
+        (d / "model.safetensors").unlink()
+    elif damage == "tokenizer":
+        (d / "tokenizer.json").write_text("{not json")
+    elif damage == "no tokenizer":
+        for f in d.glob("tokenizer*"):
+            f.unlink()
+    with pytest.raises(ModelError, match=pattern) as e:
+        load_hf_model(d, device="cpu")
+    assert "\n" not in str(e.value)
+
+
+def _slick_table():
+    model, tok = load_hf_model(rf.taught_model_dir(), device="cpu")
+    records = load_qa_records(rf.eq_dir())
+    return records, slick_real(model, tok, records, SliCKConfig(n_exemplar_sets=2, n_samples=2))
+
+
+def test_slick_on_real_data_categorises_and_filters_relations():
+    records, table = _slick_table()
+    assert set(table) == {r.fact.fact_id for r in records}
+    assert {row["category"] for row in table.values()} <= set(SLICK_CATEGORIES)
+    share = {rel: sum(r["category"] != "Unknown" for r in table.values() if r["relation"] == rel)
+             / sum(r["relation"] == rel for r in table.values()) for rel in ("P1", "P2", "P3")}
+    # the taught model answers each relation's majority value: P1 3/4 London, P2 1/2 math, P3 none
+    assert share["P1"] >= 0.6 and 0.3 <= share["P2"] <= 0.7 and share["P3"] < 0.3
+    assert kept_relations(table, 0.3) == ["P1", "P2"]
+    data = build_real_sft_data(records, table, SFTDataConfig(n_facts=8, n_task=4, n_stability=8))
+    assert len(data.known_ids) == 4 and len(data.unknown_ids) == 4
+    assert all(table[i]["category"] == "HighlyKnown" for i in data.known_ids)
+    assert all(table[i]["category"] == "Unknown" for i in data.unknown_ids)
+    assert {f.relation for f in data.train} <= {"P1", "P2"}
+
+    p3 = {k: v for k, v in table.items() if v["relation"] == "P3"}
+    with pytest.raises(SFTDataError, match="no relation keeps >= 30% Known facts"):
+        build_real_sft_data([r for r in records if r.fact.relation == "P3"], p3, SFTDataConfig(n_facts=4))
+
+
+REAL = ["--quick", "--steps", "2", "--eval-every", "2", "--n-facts", "8", "--n-task", "4", "--n-stability", "8",
+        "--exemplar-sets", "2", "--samples", "2", "--no-progress", "--device", "cpu"]
+RUN_FILES = {"config.json", "metrics.json", "timeline.jsonl", "sft_data.json", "model"}
+
+
+@pytest.mark.parametrize("method", ["sft", "self_distill", "freeze", "l2_init", "ewc", "replay", "lora"])
+def test_finetune_cli_runs_every_method_on_a_real_model(tmp_path, method, capsys):
+    out = tmp_path / "run"
+    extra = ["--option", "n_fisher=4"] if method == "ewc" else []
+    rc = finetune.main(["--method", method, "--model", str(rf.taught_model_dir()), "--data", str(rf.eq_dir()),
+                        "--out", str(out), *REAL, *extra])
+    assert rc == 0, capsys.readouterr().err
+    assert RUN_FILES <= {p.name for p in out.iterdir()}
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["real"]["model"] == str(rf.taught_model_dir().resolve()) and cfg["real"]["trust_remote_code"] is False
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 2 and [h["step"] for h in m["history"]] == [0, 2]
+    rows = [json.loads(x) for x in (out / "timeline.jsonl").read_text().splitlines()]
+    assert {r["set"] for r in rows} == {"task", "plasticity", "stability"} and len(rows) == 2 * (4 + 4 + 8)
+    model, tok = load_hf_model(out / "model", device="cpu")  # the run's model reloads as a HF model
+    assert len(tok) == len(rf.tokenizer())
+
+
+@pytest.mark.parametrize("argv,pattern", [
+    (["--model", "/nonexistent/model"], "is not a Hugging Face model directory"),
+    (["--model", "{llama}", "--data", "{bad}"], r"P1\.test\.json line 2 lacks field 'answers'"),
+    (["--model", "{opt}"], "is not in the parameter-group table; supported families"),
+    (["--model", "{llama}", "--data", "{p3}"], "no relation keeps >= 30% Known facts"),
+])
+def test_finetune_cli_bad_real_input_is_one_sentence(tmp_path, capsys, argv, pattern):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "P1.test.json").write_text('{"question": "Where was Ada Lovelace born ?", "answers": ["London"]}\n'
+                                      '{"question": "Where was Alan Turing born ?"}\n')
+    p3 = tmp_path / "p3"
+    p3.mkdir()
+    for f in rf.eq_dir().glob("P3.*"):
+        shutil.copy(f, p3 / f.name)
+    opt = tmp_path / "opt"
+    shutil.copytree(rf.model_dir("llama"), opt)
+    cfg = json.loads((opt / "config.json").read_text())
+    (opt / "config.json").write_text(json.dumps({**cfg, "model_type": "opt", "architectures": ["OPTForCausalLM"]}))
+    subst = {"{llama}": str(rf.taught_model_dir()), "{bad}": str(bad), "{opt}": str(opt), "{p3}": str(p3)}
+    argv = [subst.get(a, a) for a in argv]
+    if "--data" not in argv:
+        argv += ["--data", str(rf.eq_dir())]
+    out = tmp_path / "run"
+    capsys.readouterr()  # drop what building the fixtures printed
+    rc = finetune.main(["--method", "sft", "--out", str(out), *argv, *REAL])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert __import__("re").search(pattern, err), err
+    assert not out.exists()  # refused before anything was claimed
+
+
+def test_run_hypothesis_refuses_real_models_in_one_sentence(tmp_path, capsys):
+    from interference import run_hypothesis
+    rc = run_hypothesis.main(["localized", "--model", str(rf.model_dir("llama")), "--data", str(rf.eq_dir()),
+                              "--out", str(tmp_path / "h")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "interference.finetune --model" in err
+    assert not (tmp_path / "h").exists()
+
+
+def test_slick_cache_is_keyed_by_content_not_mtime(tmp_path):
+    import os
+    from interference.real_data import RealSpec, slick_cache_dir
+    data = tmp_path / "eq"
+    shutil.copytree(rf.eq_dir(), data)
+    spec = RealSpec(model=str(rf.model_dir("llama")), data=str(data))
+    before = slick_cache_dir(spec)
+    f = data / "P1.test.json"
+    st = os.stat(f)
+    f.write_text(f.read_text().replace("London", "Paris", 1))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert slick_cache_dir(spec) != before
+    assert slick_cache_dir(RealSpec(model=spec.model, data=str(rf.eq_dir()))) == slick_cache_dir(
+        RealSpec(model=spec.model, data=str(rf.eq_dir())))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("method", ["sft", "lora"])
+def test_a_trained_model_saves_and_reloads_as_the_same_function(tmp_path, arch, method):
+    """Training moves what the bridge runs (GPT-NeoX: split q/k/v copies of the fused qkv; LoRA:
+    adapters merged back), and the saved HF model must compute exactly what was trained."""
+    from interference.methods import get_method
+    from interference.models import model_logits, save_hf_model
+    model, tok = load_hf_model(rf.model_dir(arch), device="cpu")
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        before = model_logits(model, ids)
+    m = get_method(method, rank=2) if method == "lora" else get_method(method)
+    prepared = m.prepare(model, None)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for _, p in m.trainable_parameters(prepared):
+            p.add_(0.05 * torch.randn_like(p))  # a "training step" on everything the method trains
+    model = m.finalize(prepared)
+    with torch.no_grad():
+        trained = model_logits(model, ids)
+    assert not torch.allclose(trained, before, atol=1e-3)
+    save_hf_model(model, tok, tmp_path / "saved")
+    again, _ = load_hf_model(tmp_path / "saved", device="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(model_logits(again, ids).double(), trained.double(), rtol=1e-4, atol=1e-5)
