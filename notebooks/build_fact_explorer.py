@@ -1,69 +1,57 @@
-"""Writes notebooks/fact_explorer.ipynb (kept as code so the notebook is reviewed like code)."""
-import nbformat as nbf
+"""Writes notebooks/fact_explorer.ipynb (kept as code so the notebook is reviewed like code).
+
+The notebook is a thin layer: every number comes from ``interference.report.fact_report`` and
+every picture from ``interference.figures.plot_fact``; run this script after changing a cell.
+"""
+import sys
 from pathlib import Path
 
+import nbformat as nbf
+
 cells = [
-    ("md", """# Fact explorer: why did *this* known fact break?
+    ("md", """# Fact explorer: what happened to *this* fact?
 
-Pick one previously known fact, and see
-1. its timeline under plain SFT and under self-distillation (gold log-prob and answer per evaluation),
-2. the new facts nearest to it in representation space (base model, subject's last token),
-3. which parameter group's update broke it (revert one group at a time).
+Pick a fact by entity name or fact id and see, under each fine-tuning method:
+its answer over training, its SliCK category in the base model, the new facts nearest to it in
+representation space (and whether its wrong answer is one of their values), how far its hidden
+state drifted per layer, which parameter group's revert alone restores it, a logit-lens view of
+its answer across layers, and the forecast's risk for it (when `interference.forecast` has run).
 
-`QUICK = True` uses the tiny world (seconds); set it to `False` for the default world
-(pre-trains once, ~5 min on 2 cores, then cached)."""),
+The runs are those of `python -m interference.figures` (same configs, same cache); missing ones
+are trained once. `QUICK = True` uses the tiny world (seconds); `False` the default world."""),
     ("code", """import os
+import matplotlib.pyplot as plt
+from interference.report import explorer_runs, fact_report, forgotten_facts
+from interference.figures.plot_fact import plot_fact_report
+
 QUICK = os.environ.get("FACT_EXPLORER_QUICK", "1") == "1"
-import dataclasses, matplotlib.pyplot as plt
-from interference.pretrain import BaseSpec, base_model
-from interference.train import FinetuneConfig, finetune
-from interference.sft_data import SFTDataConfig
-from interference.probes import capture
-from interference.metrics.forgetting import forgetting_events
-from interference.metrics.attribution import revert_attribution
-from interference.metrics.overlap import overlap_with_new
-OUT = os.environ.get("FACT_EXPLORER_OUT", "runs/fact_explorer")
-spec = BaseSpec.default(quick=QUICK)
-base, tok, world, base_dir = base_model(spec, progress=False)
-cfg = FinetuneConfig.quick(data=SFTDataConfig.quick(unknown_fraction=1.0), epochs=15) if QUICK else FinetuneConfig(data=SFTDataConfig(unknown_fraction=1.0))
-runs = {m: finetune(dataclasses.replace(cfg, method=m), f"{OUT}/{m}", progress=False) for m in ("sft", "self_distill")}
-{m: {k: v for k, v in r.metrics.items() if k.endswith("accuracy") or k.endswith("accuracy_base")} for m, r in runs.items()}"""),
-    ("md", "## 1. Pick a known fact that SFT broke"),
-    ("code", """events = {m: forgetting_events(r.timeline(), "stability") for m, r in runs.items()}
-broken = [f for f, e in events["sft"].items() if e.forgotten]
-print(f"{len(broken)} of {len(events['sft'])} held-out known facts are wrong after SFT; "
-      f"{sum(events['self_distill'][f].forgotten for f in broken)} of those also after self-distillation")
-world_, data = runs["sft"].world_and_data()
-facts = {f.fact_id: f for f in data.eval_sets["stability"]}
-fact = facts[broken[0]] if broken else next(iter(facts.values()))
-print(fact.prompt, "->", fact.answer, "| SFT now says:", events["sft"][fact.fact_id].final_prediction)"""),
-    ("code", """fig, ax = plt.subplots(figsize=(6, 3))
-for m, r in runs.items():
-    rows = [x for x in r.timeline() if x["fact_id"] == fact.fact_id and x["set"] == "stability"]
-    ax.plot([x["step"] for x in rows], [x["gold_logprob"] for x in rows], marker="o", label=m)
-ax.set(xlabel="step", ylabel="log p(gold answer)", title=f"{fact.subject} / {fact.relation}")
-ax.legend(); plt.show()"""),
-    ("md", "## 2. Its nearest new facts of the same relation in representation space (base model)"),
-    ("code", """layer = base.cfg.n_layers // 2
-hook = f"blocks.{layer}.hook_resid_post"
-new_facts = [f for f in data.train if f.fact_id in set(data.unknown_ids)]
-watch = data.eval_sets["stability"]  # overlap is centred on these facts' mean, as the localized runner does
-h_watch = capture(base, tok, watch, [hook], "subject_last")[hook]
-h_new = capture(base, tok, new_facts, [hook], "subject_last")[hook]
-ov = overlap_with_new(h_watch, [f.relation for f in watch], h_new, [f.relation for f in new_facts], k=5)
-i = [f.fact_id for f in watch].index(fact.fact_id)
-print(f"overlap {ov.max[0, i]:.3f} (centred max cosine to a new fact of the same relation); nearest first:")
-for j in ov.neighbours[0, i]:
-    if j >= 0:
-        f = new_facts[j]
-        print(f"{f.subject:>14} {f.relation:>9} -> {f.answer}")"""),
-    ("md", "## 3. Which parameter group's update broke it?"),
-    ("code", """tuned, _, _ = runs["sft"].load_model()
-att = revert_attribution(tuned, base, tok, [fact], by_layer=True)
-fixes = [u for u, ids in att.recovered.items() if fact.fact_id in ids]
-print("reverting any one of these units restores the fact:", fixes or "none (the damage is spread out)")"""),
+RUNS = os.environ.get("FACT_EXPLORER_RUNS")  # default: runs/figures_quick or runs/figures
+runs = explorer_runs(QUICK, RUNS, labels=("sft", "self_distill"))
+{m: round(r.metrics["stability_accuracy"]["final"], 3) for m, r in runs.items()}"""),
+    ("md", "## 1. Pick a fact\nBy default: the first held-out known fact that plain SFT broke. Set `FACT` to an entity name or a fact id."),
+    ("code", """broken = forgotten_facts(runs["sft"])
+print(f"{len(broken)} held-out known facts are wrong after SFT, e.g. {broken[:5]}")
+FACT = os.environ.get("FACT") or (broken[0] if broken else runs["sft"].world_and_data()[1].eval_sets["stability"][0].fact_id)
+rep = fact_report(FACT, runs, forecast_dir=os.environ.get("FORECAST_DIR"))  # None: forecast computed from the SFT set
+print(rep.summary())"""),
+    ("md", "## 2. Everything at once\n(a) gold log-prob over training (open markers: wrong), (b) logit lens, (c) drift per layer, (d) nearest new facts."),
+    ("code", """fig = plot_fact_report(rep)
+plt.show()"""),
+    ("md", "## 3. The details"),
+    ("code", """print("nearest new facts (same relation), base model, layer", rep.layer)
+for n in rep.neighbours:
+    print(f"  {n['cosine']:.3f}  {n['subject']:>16} -> {n['answer']}")
+print("wrong answer taken from a neighbour:", rep.wrong_from_neighbour)
+print("units whose revert alone restores it:", rep.restores or "(not forgotten by any method)")
+print("logit lens under SFT:", [(r['layer'], r['top'], round(r['gold_logprob'], 2)) for r in rep.lens['sft']])
+print("forecast:", rep.forecast)"""),
+    ("md", "## 4. The same entity by name\nA name finds the entity's first held-out fact (pass `relation=` for another)."),
+    ("code", """by_name = fact_report(rep.fact.subject, runs, relation=rep.fact.relation, revert=False)
+print(by_name.fact.fact_id == rep.fact.fact_id, by_name.fact)"""),
 ]
 nb = nbf.v4.new_notebook()
 nb.cells = [nbf.v4.new_markdown_cell(s) if k == "md" else nbf.v4.new_code_cell(s) for k, s in cells]
+for i, c in enumerate(nb.cells):
+    c.id = f"cell-{i}"  # fixed ids (nbformat draws random ones), so a rebuild changes nothing in git
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nbf.write(nb, Path(__file__).with_name("fact_explorer.ipynb"))
+nbf.write(nb, sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("fact_explorer.ipynb"))  # argv[1]: elsewhere (tests)

@@ -1,4 +1,7 @@
-"""The fact explorer notebook runs top to bottom on the tiny world."""
+"""The notebooks run top to bottom on the tiny world and produce their plots; they are committed
+with outputs stripped (what is in git is what the builder scripts write)."""
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -6,17 +9,52 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-NB = Path(__file__).resolve().parents[1] / "notebooks" / "fact_explorer.ipynb"
+NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def _execute(name: str, cwd: Path) -> list:
+    nb = nbformat.read(NB_DIR / name, as_version=4)
+    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+                            resources={"metadata": {"path": str(cwd)}}).execute()
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+def _text(outputs) -> str:
+    return "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+
+
+def _images(outputs) -> int:
+    return sum("image/png" in o.get("data", {}) for o in outputs)
+
+
+@pytest.mark.parametrize("name", ["fact_explorer.ipynb", "hypothesis_walkthrough.ipynb"])
+def test_notebook_is_stripped_and_matches_its_builder(name, tmp_path):
+    nb = nbformat.read(NB_DIR / name, as_version=4)
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+    builder = NB_DIR / ("build_" + name.replace(".ipynb", ".py"))
+    subprocess.run([sys.executable, str(builder), str(tmp_path / name)], check=True)
+    assert (tmp_path / name).read_text() == (NB_DIR / name).read_text()  # committed = what the builder writes
 
 
 def test_fact_explorer_executes(tmp_path, cache_dir, monkeypatch):
     monkeypatch.setenv("FACT_EXPLORER_QUICK", "1")
-    monkeypatch.setenv("FACT_EXPLORER_OUT", str(tmp_path / "runs"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(NB, as_version=4)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    monkeypatch.setenv("FACT_EXPLORER_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend puts figures in the outputs
+    out = _execute("fact_explorer.ipynb", tmp_path)
+    text = _text(out)
     assert "held-out known facts are wrong after SFT" in text
-    assert "restores the fact" in text
-    assert (tmp_path / "runs" / "sft" / "metrics.json").exists()
+    assert "nearest new facts" in text and "logit lens under SFT" in text
+    assert _images(out) >= 1  # the four-panel fact page
+    assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 2  # sft and self_distill, trained once
+
+
+def test_hypothesis_walkthrough_executes(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.setenv("HYP_QUICK", "1")
+    monkeypatch.setenv("HYP_NAME", "localized")
+    monkeypatch.setenv("HYP_DIR", str(tmp_path / "hyp"))
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    out = _execute("hypothesis_walkthrough.ipynb", tmp_path)
+    text = _text(out)
+    assert "endpoint (pre-registered)" in text and "verdict:" in text
+    assert (tmp_path / "hyp" / "localized" / "verdict.json").exists()
+    assert _images(out) >= 2  # our endpoint plot and the hypothesis' own figure

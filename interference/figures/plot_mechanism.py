@@ -1,0 +1,185 @@
+"""Mechanism figures (parameter space, localized interference, attribution, capacity), drawn
+only from their data dicts (see ``compute_mechanism`` and ``inputs``)."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from interference.figures import style
+from interference.figures.style import ordered, SET_COLORS, SET_LABELS, band, color, finite, note, yerr
+
+REGION_LABELS = {"stability": "pre-existing facts kept", "task": "task (QA format) solved",
+                 "plasticity": "new facts learned"}
+
+
+def plot_param_space(d: dict, out: Path, stem: str = "param_space") -> list[Path]:
+    """Regions of the plane base + span(two end points) where each set is answered, and the two
+    training paths projected onto it (a real 2-D slice of parameter space, not a cartoon)."""
+    a, b = np.asarray(d["a"]), np.asarray(d["b"])
+    fig, ax = style.figure(2, width=5.0, height=4.6)
+    for s in ("stability", "task", "plasticity"):
+        acc = np.asarray(d["accuracy"][s], float)
+        if not np.isfinite(acc).any():
+            continue
+        level = d["threshold"] * np.nanmax(acc)
+        ax[0, 0].contourf(a, b, acc, levels=[level, 1.01], colors=[SET_COLORS[s]], alpha=0.22)
+        ax[0, 0].contour(a, b, acc, levels=[level], colors=[SET_COLORS[s]], linewidths=1.2)
+        ax[0, 0].plot([], [], color=SET_COLORS[s], lw=6, alpha=0.4,
+                      label=f"{REGION_LABELS[s]} (>= {d['threshold']:.0%} of best)")
+    im = ax[0, 1].pcolormesh(a, b, np.asarray(d["accuracy"]["stability"], float), cmap="Blues", vmin=0, vmax=1,
+                             shading="auto")
+    fig.colorbar(im, ax=ax[0, 1], label="held-out known facts right (accuracy)")
+    for k, panel in enumerate((ax[0, 0], ax[0, 1])):
+        panel.plot(0, 0, "k*", ms=11, label="base model" if k == 0 else None, zorder=5)
+        for i, (label, p) in enumerate(ordered(d, "paths")):
+            c = color(label, i)
+            panel.plot(p["a"], p["b"], "-o", color=c, ms=3, lw=1.4, zorder=4,
+                       label=f"{label} path (off-plane {np.mean(p['off_plane']):.0%} of the update)" if k == 0 else None)
+            ea, eb = d["ends"][label]
+            panel.plot(ea, eb, "s", color=c, ms=7, mec="k", zorder=6)
+        first, second = [k for k, _ in ordered(d, "paths")][:2]
+        panel.set(xlabel=f"along the {first} update (L2 distance in parameter space)",
+                  ylabel=f"orthogonal, towards the {second} end (L2)")
+        panel.set_aspect("equal", adjustable="box")  # equal units: distances in the plane are true distances
+    ax[0, 0].set_title("Where each set of facts is answered")
+    ax[0, 1].set_title("held-out known accuracy on the same plane")
+    fig.legend(loc="outside lower center", ncol=3)
+    fig.suptitle(f"A real 2-D slice of parameter space: base (star), end points (squares), training paths "
+                 f"(seed {d['seed']}; cos between the two updates {d['cos_updates']:.2f}; "
+                 f"{d['n_facts']['stability']} held-out facts per grid point)", fontsize=8.5)
+    return style.save(fig, out, stem)
+
+
+def plot_localized(d: dict, out: Path, stem: str = "localized") -> list[Path]:
+    """(a) forgetting by base overlap with the new facts, (b) designed targets vs the rest,
+    (c) representation drift over training per method."""
+    fig, ax = style.figure(3, width=4.0, height=3.4)
+    ov = d.get("overlap")
+    if ov:
+        bins = [x for x in ov["bins"] if x["overlap"] is not None]
+        ax[0, 0].errorbar([x["overlap"] for x in bins], [finite(x["forgetting"]["value"]) for x in bins],
+                          yerr=yerr([x["forgetting"] for x in bins], (0, 1)), fmt="o-", color=color(ov["arm"]), capsize=3)
+        ax[0, 0].axhline(finite(ov["forgetting"]["value"]), color="k", ls=":", lw=0.8, label="all facts")
+        au, fr = ov["auroc_overlap"], ov["auroc_fragility"]
+        ax[0, 0].set_title(f"(a) base overlap -> forgetting ({ov['arm']})\nAUROC overlap {finite(au['value']):.2f}, "
+                           f"fragility baseline {finite(fr['value']):.2f}")
+        ax[0, 0].set(xlabel=f"max cosine to a new fact, layer {ov['layer']} (quantile bin mean)",
+                     ylabel="share of held-out known facts forgotten")
+        ax[0, 0].legend()
+    else:
+        note(ax[0, 0], "no overlap data")
+    des = d.get("designed") or {}
+    if "arms" in des:
+        xs = np.arange(len(des["arms"]))
+        for k, (key, c, lab) in enumerate((("targets", "#CC3311", "targets (overlapped on purpose)"),
+                                           ("rest", "#999999", "rest of the known facts"))):
+            ax[0, 1].bar(xs + (k - 0.5) * 0.38, [finite(e["value"]) for e in des[key]], 0.38,
+                         yerr=yerr(des[key], (0, 1)), capsize=2, color=c, label=lab)
+        ax[0, 1].set_xticks(xs)
+        ax[0, 1].set_xticklabels([a.replace("_", "\n") for a in des["arms"]], fontsize=7)
+        ax[0, 1].set(ylabel="share of known facts forgotten", xlabel="arm of the designed intervention",
+                     title=f"(b) designed overlap: targets vs rest\nlocalized verdict: {des.get('verdict')}")
+        ax[0, 1].legend()
+    else:
+        note(ax[0, 1], "(b) designed intervention\n" + des.get("missing", "not available"))
+    for i, (label, c) in enumerate(ordered(d, "drift")):
+        band(ax[0, 2], c["steps"], c["drift"], label, color(label, i), i=i, clip=(0, 2))
+    ax[0, 2].set(xlabel="optimizer steps", ylabel="drift: 1 - cos(h_t, h_base)",
+                 title=f"(c) drift of held-out entities, layer {d['layer']}")
+    ax[0, 2].legend()
+    style.caption(fig, f"mean and 95% CI over {d['seeds']} seeds; residual stream at the subject's last token")
+    return style.save(fig, out, stem)
+
+
+GROUP_ROWS = ("embed", "attn", "mlp", "norm", "unembed")
+
+
+def attribution_matrix(shares: dict) -> tuple[list[str], list[str], np.ndarray]:
+    """(rows, columns, values) of a units -> share map: rows are parameter groups, columns the
+    layers plus '-' for units without a layer (embeddings, final norm, unembedding)."""
+    layers = sorted({int(u.split(".")[1]) for u in shares if "." in u})
+    cols = ["-"] + [str(l) for l in layers]
+    rows = [g for g in GROUP_ROWS if any(u == g or u.startswith(g + ".") for u in shares)]
+    m = np.full((len(rows), len(cols)), np.nan)
+    for u, e in shares.items():
+        g, _, l = u.partition(".")
+        m[rows.index(g), cols.index(l or "-")] = finite(e["value"] if isinstance(e, dict) else e)
+    return rows, cols, m
+
+
+def plot_attribution(d: dict, out: Path, stem: str = "attribution") -> list[Path]:
+    """Heatmap per method: share of the forgetting undone by reverting each unit to the base."""
+    arms = d["arms"]
+    fig, ax = style.figure(len(arms), width=3.6, height=3.0)
+    im = None
+    for k, (label, arm) in enumerate(ordered(d, "arms")):
+        rows, cols, m = attribution_matrix(arm["share"])
+        a = ax[0, k]
+        im = a.imshow(np.ma.masked_invalid(m), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+        for (i, j), v in np.ndenumerate(m):
+            if math.isfinite(v):
+                a.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if abs(v) > 0.6 else "k")
+        a.set_xticks(range(len(cols)))
+        a.set_xticklabels(["no layer"] + cols[1:])
+        a.set_yticks(range(len(rows)))
+        a.set_yticklabels(rows)
+        a.grid(False)
+        a.set(xlabel="layer", title=f"{label}: forgetting {finite(arm['forgetting']['value']):.3f}")
+    fig.colorbar(im, ax=ax[0, :].tolist(), label="share of forgetting undone by reverting the unit", shrink=0.9)
+    style.caption(fig, f"mean over {d['seeds']} seeds; 1 = reverting that unit alone restores every forgotten fact, "
+                       "negative = the revert makes it worse")
+    return style.save(fig, out, stem)
+
+
+CURVE_COLORS = {"uuid": "#777777", "semantic": "#CC3311", "sft": "#CC3311", "joint": "#228833", "drift": "#999933"}
+
+
+def plot_capacity(d: dict, out: Path, stem: str = "capacity") -> list[Path]:
+    """Forgetting vs number of new facts, one colour per arm or key style, one line style per
+    model size; and the capacity verdict's headline statistics with their CIs."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    fig, ax = style.figure(2, width=4.6, height=3.6)
+    dashes = ["-", "--", ":", "-."]
+    counts: set[int] = set()
+    for k, (size, curves) in enumerate(sorted(d["curves"].items())):
+        for i, (label, pts) in enumerate(curves.items()):
+            if not pts:
+                continue
+            est = [e for _, e in pts]
+            counts |= {c for c, _ in pts}
+            ax[0, 0].errorbar([c for c, _ in pts], [finite(e["value"]) for e in est], yerr=yerr(est, (0, 1)),
+                              fmt="o", ls=dashes[k % 4], color=CURVE_COLORS.get(label.split()[0], color(label, i)),
+                              capsize=2.5, label=f"{label}, {size}")
+    if counts:
+        a = ax[0, 0]
+        a.set_xscale("log")
+        a.set_xticks(sorted(counts))
+        a.xaxis.set_major_formatter(ScalarFormatter())
+        a.xaxis.set_minor_formatter(NullFormatter())
+        a.set(xlabel="new facts in the SFT set (log scale)", ylabel="share of known facts forgotten",
+              title="forgetting vs number of new facts")
+        a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=6.5)
+    else:
+        note(ax[0, 0], "this capacity verdict has no forgetting-by-count series")
+    stats = d["statistics"]
+    # rates, ratios, slopes; step counts ("steps uuid d64", "learned_step_sft") have another scale
+    keys = [k for k in stats if not re.search(r"(^|[\s_])steps?($|[\s_])", k)][:16]
+    if keys:
+        est = [stats[k] for k in keys]
+        ax[0, 1].barh(range(len(keys)), [finite(e["value"]) for e in est], xerr=yerr(est), capsize=2,
+                      color="#999933")
+        ax[0, 1].set_yticks(range(len(keys)))
+        ax[0, 1].set_yticklabels([k.replace("_", " ") for k in keys], fontsize=6.5)
+        ax[0, 1].invert_yaxis()
+        ax[0, 1].axvline(0, color="k", lw=0.6)
+        ax[0, 1].set(xlabel="value (mean, 95% CI over seeds)", title="capacity: headline statistics")
+    else:
+        note(ax[0, 1], "no statistics")
+    e = d["estimate"]
+    fig.suptitle(f"capacity: {d.get('verdict')}  (endpoint {finite(e.get('value')):.2f} "
+                 f"[{finite(e.get('low')):.2f}, {finite(e.get('high')):.2f}], {d.get('seeds')} seeds)")
+    style.caption(fig, f"endpoint: {d.get('endpoint', '')}"[:170])
+    return style.save(fig, out, stem)

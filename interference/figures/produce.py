@@ -1,0 +1,61 @@
+"""``--produce``: run the commands that write the results some figures read, when they are missing.
+
+By default a figure drawn from another command's output (hypothesis verdicts, the forecast) is
+skipped with one sentence naming that command: those commands own their grids and can take an
+hour on the default world. ``--produce`` runs them here instead, through their own CLIs'
+``main(argv)`` (so their caches, refusals and messages are theirs), which makes
+``python -m interference.figures --quick --produce`` build every figure from nothing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from interference.figures.runs import MissingInput
+
+HYPOTHESIS_FIGURES = {"capacity": ("capacity",), "localized": ("localized",), "hypotheses": None}
+
+
+def missing_hypotheses(cfgs: dict) -> dict[str, list[str]]:
+    """{hypotheses_dir: [names]} whose verdict.json the chosen figures need and do not find."""
+    out: dict[str, list[str]] = {}
+    for fig, cfg in cfgs.items():
+        if fig not in HYPOTHESIS_FIGURES or not hasattr(cfg, "hypotheses_dir"):
+            continue
+        names = HYPOTHESIS_FIGURES[fig] or tuple(getattr(cfg, "hypotheses", ()))
+        for n in names:
+            if not (Path(cfg.hypotheses_dir) / n / "verdict.json").exists():
+                out.setdefault(cfg.hypotheses_dir, [])
+                if n not in out[cfg.hypotheses_dir]:
+                    out[cfg.hypotheses_dir].append(n)
+    return out
+
+
+def produce(cfgs: dict, ctx, progress: bool = False) -> list[str]:
+    """Run the missing producers; returns one line per command run (or why it could not be)."""
+    from interference.run_hypothesis import main as run_hypothesis
+    done = []
+    for hyp_dir, names in missing_hypotheses(cfgs).items():
+        for n in names:
+            argv = [n, "--out", str(hyp_dir)] + (["--quick"] if ctx.quick else []) + ([] if progress else ["--no-progress"])
+            rc = run_hypothesis(argv)
+            done.append(f"python -m interference.run_hypothesis {' '.join(argv)}: exit {rc}")
+    fc = cfgs.get("forecast")
+    if fc is not None and not (Path(fc.forecast_dir) / "forecast.json").exists():
+        done.append(_forecast(fc, ctx))
+    return done
+
+
+def _forecast(cfg, ctx) -> str:
+    try:
+        from interference.forecast.cli import main as forecast_main
+    except ImportError:
+        return "forecast: interference.forecast is not part of this installation; its figure stays skipped"
+    from interference.figures.config import ArmsConfig, load_config
+    curves = load_config(ArmsConfig, "curves", ctx.quick)
+    sft = next((a for a in curves.arms if a.method == "sft" and not a.options), None)
+    if sft is None:
+        raise MissingInput("the curves config has no plain SFT arm whose SFT set the forecast could score.")
+    run = ctx.cache.get(sft, 0, curves.run)
+    argv = ["--sft-data", str(run.out), "--evaluate", "--seeds", str(max(2, curves.seeds)), "--out", str(cfg.forecast_dir)]
+    rc = forecast_main(argv)
+    return f"python -m interference.forecast {' '.join(argv)}: exit {rc}"
