@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from interference.figures import compute_mechanism as cm
-from interference.figures import compute_training as ct
-from interference.figures import inputs
-from interference.figures import plot_mechanism as pm
-from interference.figures import plot_results as pr
-from interference.figures import plot_training as pt
+import interference.figures.compute_mechanism as cm
+import interference.figures.compute_training as ct
+import interference.figures.inputs as inputs
+import interference.figures.plot_mechanism as pm
+import interference.figures.plot_results as pr
+import interference.figures.plot_training as pt
 from interference.figures.config import ArmsConfig, LocalizedConfig, ParamSpaceConfig, ResultsConfig
 from interference.figures.runs import MissingInput, RunCache
 

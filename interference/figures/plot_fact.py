@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from interference.figures import style
+import interference.figures.style as style
 from interference.figures.style import color, note
 
 

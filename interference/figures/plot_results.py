@@ -4,7 +4,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from interference.figures import style
+import interference.figures.style as style
 from interference.figures.style import CYCLE, VERDICT_COLORS, finite, note, yerr
 
 

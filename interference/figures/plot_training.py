@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interference.figures import style
+import interference.figures.style as style
 from interference.figures.style import ordered, SET_COLORS, SET_LABELS, band, color, finite, yerr
 
 ACC = "accuracy (share of facts right)"
