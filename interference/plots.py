@@ -49,34 +49,41 @@ def _title(fig, v: dict) -> None:
 
 # ------------------------------------------------------------------ hypotheses
 def plot_localized(v: dict, out: Path) -> list[Path]:
+    """Dose-response contrast per arm, the signature against its uuid null arm, patching per layer,
+    and per-fact predictor AUROCs (see interference.hypotheses.localized)."""
     st = v["statistics"]
-    fig, ax = plt.subplots(1, 4, figsize=(17, 3.6))
-    _bar(ax[0], ["targets\nlook-alike", "rest\nlook-alike", "targets\ncontrol", "rest\ncontrol",
-                 "targets\nself-distill", "targets\nuuid"],
-         [st["forgetting_lookalike_targets"], st["forgetting_lookalike_rest"], st["forgetting_control_targets"],
-          st["forgetting_control_rest"], st["forgetting_lookalike_distill_targets"], st["forgetting_uuid_targets"]])
-    ax[0].set_ylabel("forgetting (share of known facts)")
-    ax[0].set_title("(b) designed overlap", fontsize=9)
-    L = len(st["rho_by_layer"])
-    for key, lab in (("rho_by_layer", "Spearman rho"), ("auroc_by_layer", "AUROC - 0.5")):
-        vals = [e["value"] - (0.5 if key == "auroc_by_layer" else 0) if e["value"] is not None else float("nan")
-                for e in st[key]]
-        err = [[(e["value"] - e["low"]) if e["low"] is not None else 0 for e in st[key]],
-               [(e["high"] - e["value"]) if e["high"] is not None else 0 for e in st[key]]]
-        ax[1].errorbar(range(L), vals, yerr=err, marker="o", capsize=3, label=lab)
-    ax[1].axhline(0, color="k", lw=0.8)
-    ax[1].set_xlabel("layer")
-    ax[1].legend(fontsize=8)
-    ax[1].set_title("(a) base overlap predicts forgetting", fontsize=9)
-    _bar(ax[2], ["signature\nrate", "chance"], [st["signature_rate"], st["signature_chance"]], color="#cc6677")
-    ax[2].set_title("(c) forgotten targets took the look-alike's value", fontsize=9)
-    for arm, curve in v["series"]["drift_mid_layer"].items():
-        steps = sorted(curve, key=int)
-        ax[3].plot([int(s) for s in steps], [curve[s] for s in steps], marker=".", label=arm)
-    ax[3].set_xlabel("step")
-    ax[3].set_ylabel("drift (1 - cos to base)")
-    ax[3].legend(fontsize=8)
-    ax[3].set_title("(d) drift, held-out entities, middle layer", fontsize=9)
+    get = lambda k: st.get(k) or {"value": float("nan"), "low": None, "high": None}  # noqa: E731
+    fig, ax = plt.subplots(1, 4, figsize=(18, 3.6))
+    arms = v.get("config", {}).get("arms") or []
+    _bar(ax[0], [a.replace("_", "\n", 1) for a in arms], [get(f"learned/{a}/contrast") for a in arms])
+    ax[0].axhline(0, color="k", lw=0.8)
+    ax[0].set_ylabel("forgetting(targets) - forgetting(rest)")
+    ax[0].set_title("within-run targeting, equal learning", fontsize=9)
+    _bar(ax[1], ["share2", "uuid (null)"], [get("learned/signature/rate_arm"), get("learned/signature/rate_null")],
+         color="#cc6677")
+    ax[1].set_title("forgotten targets answering the look-alike's value", fontsize=9)
+    layers = sorted({int(k.rsplit("L", 1)[1]) for k in st if k.startswith("patch/share2/targets/own/")})
+    for key, lab in (("patch/share2/targets/own", "own base state, share2 targets"),
+                     ("patch/share2/targets/control", "other entity's state (control)"),
+                     ("patch/uuid/all/own", "own base state, uuid arm")):
+        es = [get(f"{key}/L{layer}") for layer in layers]
+        vals = [e["value"] if e["value"] is not None else float("nan") for e in es]
+        err = [[(e["value"] - e["low"]) if e["low"] is not None and e["value"] is not None else 0 for e in es],
+               [(e["high"] - e["value"]) if e["high"] is not None and e["value"] is not None else 0 for e in es]]
+        ax[2].errorbar(layers, vals, yerr=err, marker="o", capsize=3, label=lab)
+    ax[2].set_xlabel("layer patched (resid_post, subject's last token)")
+    ax[2].set_ylabel("forgotten facts restored")
+    ax[2].legend(fontsize=7)
+    ax[2].set_title("activation patching", fontsize=9)
+    labels, ests = [], []
+    for arm, t in v.get("predictors", {}).items():
+        if "baseline_plus_all" in t:
+            labels += [f"fragility\n{arm}", f"+ all\n{arm}"]
+            ests += [t["baseline_plus_all"]["auroc_baseline"], t["baseline_plus_all"]["auroc_full"]]
+    if ests:
+        _bar(ax[3], labels, ests, color="#117733", chance=0.5)
+        ax[3].set_ylim(0.4, 1.0)
+    ax[3].set_title("per-fact AUROC, held-out seeds", fontsize=9)
     _title(fig, v)
     return _save(fig, out, "localized")
 
