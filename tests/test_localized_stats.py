@@ -203,3 +203,17 @@ def test_patching_needs_one_donor_per_fact(patch_case):
     base, _, tok, facts, _, _ = patch_case
     with pytest.raises(ValueError, match="one donor state per fact"):
         patched_answers(base, tok, facts, resid_hook(0), torch.zeros(len(facts) - 1, 4))
+
+
+# ------------------------------------------------------------------ matched learning
+def test_first_crossing_and_interpolation_at_the_threshold():
+    from interference.metrics.matched import first_crossing, interpolate_at
+    hist = [{"step": 0, "plasticity": 0.0, "stability": 1.0}, {"step": 10, "plasticity": 0.5, "stability": 0.9},
+            {"step": 20, "plasticity": 1.0, "stability": 0.7}, {"step": 30, "plasticity": 1.0, "stability": 0.6}]
+    assert first_crossing(hist, 0.95)["step"] == 20
+    # 0.95 lies 90% of the way from 0.5 to 1.0: stability 0.9 + 0.9 * (0.7 - 0.9) = 0.72
+    assert interpolate_at(hist, 0.95, "stability") == pytest.approx(0.72)
+    assert interpolate_at(list(reversed(hist)), 0.95, "stability") == pytest.approx(0.72)  # order-free
+    assert first_crossing(hist, 1.01) is None and math.isnan(interpolate_at(hist, 1.01, "stability"))
+    # step 0 (the base) never counts as a crossing
+    assert first_crossing([{"step": 0, "plasticity": 1.0}], 0.95) is None
