@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interference.hypotheses.common import (Cell, SFTSpec, decide, estimate, finetune_on, forgetting_rate,
+from interference.hypotheses.common import (Cell, Preregistration, SFTSpec, decide, estimate, finetune_on, forgetting_rate,
                                             ols_slope, outcomes, overlap_with_new, rate, rule_text,
                                             subject_states, timeline_rows)
 from interference.metrics.stats import auroc, spearman, spearman_ci
@@ -57,6 +57,15 @@ NAME = "localized"
 ARMS = ("lookalike", "control", "lookalike_distill", "uuid")
 SHARE_DEFINITION = ("(forgetting with look-alike semantic new facts - forgetting with the same facts on uuid keys) "
                     "/ forgetting with the look-alikes")
+
+# Placeholder: the endpoint this module has decided on since its second version (recorded after
+# that result, so not a pre-registration in the strict sense); the localized rewrite replaces it.
+PREREGISTERED = Preregistration(
+    endpoint=f"share = {SHARE_DEFINITION}, mean and 95% t-interval over seeds",
+    predictions={"localized": "share near 1: uuid keys (no overlap) forget little",
+                 "behavior_cloning": "share near 0: any Unknown fact teaches guessing, whatever its key",
+                 "capacity": "share near 0: the count of new facts matters, not their keys"},
+    rule=rule_text(SHARE_DEFINITION))
 
 
 @dataclass(frozen=True)
