@@ -129,8 +129,8 @@ def plot_behavior_cloning(v: dict, out: Path) -> list[Path]:
 def plot_hypothesis(v: dict, out: str | Path) -> list[Path]:
     """The figure of one hypothesis' verdict.json, next to it."""
     fn = {"localized": plot_localized, "capacity": plot_capacity,
-          "behavior_cloning": plot_behavior_cloning}[v["hypothesis"]]
-    return fn(v, Path(out))
+          "behavior_cloning": plot_behavior_cloning}.get(v["hypothesis"])
+    return fn(v, Path(out)) if fn is not None else []  # a module without a figure of its own
 
 
 def plot_summary(verdicts: dict[str, dict], out: str | Path) -> list[Path]:

@@ -3,8 +3,11 @@
 The recipe: statements (several paraphrases) for every ``pretrain_qa`` and ``statement_only``
 entity, QA only for ``pretrain_qa`` ones. The QA format must then *generalise* to facts seen only
 as statements; those statement-only facts are the knowledge later fine-tuning can destroy.
-Format generalisation arrives only well past memorisation (../shared/CALIBRATION.md), hence
-thousands of steps on a world that is memorised in hundreds.
+Format generalisation arrives only well past memorisation, so the run length is a criterion that
+scales with the world (``interference.consolidation``): train until the statements are memorised
+(step m), then ``consolidation * m`` steps more with a cosine decay. The memorised state is
+cached, so bases at several consolidation levels share their first m steps. The corpus also
+holds the world's filler lines (uuid pieces in a non-name role, ``World.filler_pairs``).
 
     python -m interference.pretrain --out runs/base            # default world, ~5 min on 2 cores
     python -m interference.pretrain --quick --out runs/tiny    # tiny world, seconds
@@ -18,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -29,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interference.checkpoint import load_checkpoint, save_checkpoint
+from interference.consolidation import ConsolidationRule, lr_multiplier
 from interference.batching import Packed, answer_loss, answer_token_accuracy, pack
 from interference.evaluate import SLICK_CATEGORIES, accuracy, category_counts, score_facts, slick_categorize
 from interference.io import RunDirError, atomic_write_json, atomic_write_text, claim_run_dir, config_hash
@@ -40,7 +43,16 @@ from interference.world import World, WorldConfig, WorldConfigError
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    steps: int = 3000  # format generalisation to statement-only facts needs ~10x the memorisation time
+    # Fixed run length, used only when ``consolidation`` is None (the old recipe: 3000 steps).
+    steps: int = 3000
+    # Steps trained after memorisation, as a multiple of the memorisation step m. 2.0: the default
+    # world memorises its statements around step ~1,200-1,500 under the old recipe and reached
+    # known QA >= 0.95 only ~1,000-1,500 steps later; 2 m past memorisation keeps the default base
+    # at least that consolidated, on any world. Levels 0.5 / 1 / 2 are the consolidation axis.
+    consolidation: float | None = 2.0
+    memorised_at: float = 0.99  # statement accuracy (on a 512-statement probe) that counts as memorised
+    check_every: int = 50  # steps between memorisation checks (m is known to this resolution)
+    memorise_cap: int = 20_000  # m = cap when the statements are never memorised (reported as such)
     batch_size: int = 128
     lr: float = 2e-3
     warmup: int = 200
@@ -59,7 +71,13 @@ class PretrainConfig:
 
     @classmethod
     def quick(cls) -> "PretrainConfig":
-        return cls(steps=600, batch_size=64, warmup=50, eval_every=100, ckpt_every=200, slick_samples=5)
+        return cls(steps=600, batch_size=64, warmup=50, eval_every=100, ckpt_every=200, slick_samples=5,
+                   consolidation=1.0, check_every=25)
+
+    def phase1_dict(self) -> dict:
+        """The fields that decide the run up to memorisation (its cache key): not the length."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("steps", "consolidation", "ckpt_every",
+                                                                    "slick_samples", "slick_temperature")}
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,14 @@ class BaseSpec:
     def from_dict(cls, d: dict) -> "BaseSpec":
         return cls(WorldConfig.from_dict(d["world"]), ModelConfig.from_dict(d["model"]),
                    PretrainConfig(**d["pretrain"]))
+
+    def phase1_hash(self) -> str:
+        """Names the cached memorised state that bases differing only in consolidation share."""
+        return config_hash({"world": self.world.to_dict(), "model": self.model.to_dict(),
+                            "pretrain": self.pretrain.phase1_dict()})
+
+    def with_consolidation(self, consolidation: float | None) -> "BaseSpec":
+        return dataclasses.replace(self, pretrain=dataclasses.replace(self.pretrain, consolidation=consolidation))
 
     @classmethod
     def default(cls, quick: bool = False) -> "BaseSpec":
@@ -101,12 +127,13 @@ def cache_root() -> Path:
 
 
 def pretraining_pairs(world: World) -> list[tuple[str, str]]:
-    """(prefix, value) pairs of the pre-training corpus, QA pairs repeated qa_weight times upstream."""
+    """(prefix, value) pairs of the pre-training corpus: statements and filler lines (QA pairs are
+    added, qa_weight times, by ``pretrain``)."""
     pairs = []
     for e in world.split("pretrain_qa") + world.split("statement_only"):
         for r in world.config.relations:
             pairs.extend(world.render_statements(e, r))
-    return pairs
+    return pairs + world.filler_pairs()
 
 
 def qa_pairs(world: World, split: str, template: int | None = None) -> list[tuple[str, str]]:
@@ -114,12 +141,12 @@ def qa_pairs(world: World, split: str, template: int | None = None) -> list[tupl
     return [world.render_qa(e, r, t) for e in world.split(split) for r in world.config.relations for t in ts]
 
 
-def _lr_at(step: int, cfg: PretrainConfig, total: int) -> float:
-    """Linear warm-up then cosine decay to min_lr_ratio (a multiplier on cfg.lr)."""
-    if step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, total - cfg.warmup)
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+def _lr_at(step: int, cfg: PretrainConfig, rule: ConsolidationRule | None) -> float:
+    """The schedule's multiplier on cfg.lr: fixed cosine over cfg.steps, or warm-up / constant /
+    cosine over the consolidation phase once the rule knows m."""
+    if rule is None:
+        return lr_multiplier(step, cfg.warmup, cfg.min_lr_ratio, cfg.warmup, cfg.steps - cfg.warmup)
+    return lr_multiplier(step, cfg.warmup, cfg.min_lr_ratio, rule.memorised_step, rule.decay_steps or 0)
 
 
 @torch.no_grad()
@@ -155,15 +182,26 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
     }
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg, cfg.steps))
+    rule = None if cfg.consolidation is None else ConsolidationRule(cfg.consolidation, cfg.memorised_at,
+                                                                    cfg.memorise_cap)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg, rule))
+    memo_dir = cache_root() / f"memorised-{spec.phase1_hash()}" / "checkpoint"
     resumed = load_checkpoint(out / "checkpoint", model, opt, sched)
+    if resumed is None and rule is not None:  # bases differing only in consolidation share phase 1
+        resumed = load_checkpoint(memo_dir, model, opt, sched)
     start, history = (resumed[0], list(resumed[1]["history"])) if resumed else (0, [])
+    if resumed and rule is not None:
+        rule.load(resumed[1].get("rule", {}))
+
+    def total() -> int | None:
+        return cfg.steps if rule is None else rule.total_steps
 
     steps_per_epoch = max(1, len(corpus) // cfg.batch_size)
     t0 = time.time()
-    bar = tqdm(total=cfg.steps, initial=start, desc="pretrain", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=total(), initial=start, desc="pretrain", disable=not progress, dynamic_ncols=True)
     model.train()
-    for step in range(start, cfg.steps):
+    step = start
+    while total() is None or step < total():
         epoch, k = divmod(step, steps_per_epoch)
         # The order of epoch e is a pure function of (seed, e): resuming replays the same batches.
         perm = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
@@ -175,8 +213,14 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
         opt.step()
         sched.step()
         bar.update(1)
-        done = step + 1
-        if done % cfg.eval_every == 0 or done == cfg.steps:
+        step = done = step + 1
+        just_memorised = False
+        if rule is not None and rule.memorised_step is None and done % cfg.check_every == 0:
+            model.eval()
+            rule.observe(done, _probe_acc(model, probe_sets["statement"]))
+            model.train()
+            just_memorised = rule.memorised_step is not None
+        if done % cfg.eval_every == 0 or done == total():
             model.eval()
             row = {"step": done, "loss": float(loss.detach())}
             row.update({f"{k}_acc": _probe_acc(model, v) for k, v in probe_sets.items() if v is not None})
@@ -184,15 +228,24 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
             history.append(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", stmt=f"{row['statement_acc']:.2f}",
                             known_qa=f"{row.get('known_qa_acc', float('nan')):.2f}")
-        if done % cfg.ckpt_every == 0 and done < cfg.steps:
-            save_checkpoint(out / "checkpoint", model, opt, sched, done, {"history": history})
+        if just_memorised:  # the state every consolidation level of this spec starts from
+            bar.total = total()
+            bar.refresh()
+            save_checkpoint(memo_dir, model, opt, sched, done, {"history": history, "rule": rule.state()})
+        if done % cfg.ckpt_every == 0 and done != total():
+            save_checkpoint(out / "checkpoint", model, opt, sched, done,
+                            {"history": history, "rule": rule.state() if rule else {}})
     bar.close()
     train_seconds = time.time() - t0
 
     save_model(model, spec.model, tok, out)
     metrics, slick_rows = evaluate_base(model, tok, world, cfg)
     atomic_write_text(out / SLICK_FILE, "".join(json.dumps(r) + "\n" for r in slick_rows))
-    metrics.update({"train_seconds": round(train_seconds, 1), "steps": cfg.steps, "history": history,
+    if rule is not None:
+        metrics["consolidation"] = {"memorised_step": rule.memorised_step, "memorised": rule.memorised,
+                                    "consolidation": cfg.consolidation, "steps_after": rule.decay_steps,
+                                    "resumed_from_memorised": bool(resumed) and start == rule.memorised_step}
+    metrics.update({"train_seconds": round(train_seconds, 1), "steps": step, "history": history,
                     "device": str(dev), "n_params": sum(p.numel() for p in model.parameters())})
     atomic_write_json(out / "metrics.json", metrics)
     _clear_checkpoint(out)
@@ -236,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="run directory (default: the cache, keyed by config hash)")
     ap.add_argument("--quick", action="store_true", help="tiny world and model (seconds)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
-    ap.add_argument("--steps", type=int, help="override the number of pre-training steps")
+    ap.add_argument("--steps", type=int, help="train a fixed number of steps instead of to the consolidation criterion")
+    ap.add_argument("--consolidation", type=float,
+                    help="steps after memorisation, as a multiple of the memorisation step (default 2)")
     ap.add_argument("--seed", type=int, help="seed for model init and data order")
     ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--no-progress", action="store_true")
@@ -245,6 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         spec = BaseSpec.default(quick=args.quick)
         if args.world:
             spec = dataclasses.replace(spec, world=WorldConfig.load(args.world))
+        if args.steps is not None and args.consolidation is not None:
+            raise ValueError("--steps (a fixed length) and --consolidation (a criterion) exclude each other; pass one.")
+        if args.consolidation is not None:
+            if args.consolidation < 0:
+                raise ValueError(f"--consolidation {args.consolidation} must be >= 0.")
+            spec = spec.with_consolidation(args.consolidation)
+        if args.steps is not None:
+            spec = spec.with_consolidation(None)
         if args.steps is not None or args.seed is not None:
             p = spec.pretrain
             spec = dataclasses.replace(spec, pretrain=dataclasses.replace(
@@ -268,6 +331,11 @@ def format_report(m: dict, out: Path) -> str:
                                                 for s, v in m.get("slick", {}).items())]
     if "train_seconds" in m:
         lines.append(f"  trained {m['steps']} steps in {m['train_seconds']:.0f}s on {m.get('device')}")
+    if "consolidation" in m:
+        c = m["consolidation"]
+        lines.append(f"  statements memorised at step {c['memorised_step']}"
+                     + ("" if c["memorised"] else " (criterion NOT reached: capped)")
+                     + f", then {c['steps_after']} steps ({c['consolidation']} x m)")
     return "\n".join(lines)
 
 

@@ -48,7 +48,10 @@ def _check_compatible(d: Path, expected: dict, name: str) -> None:
         except json.JSONDecodeError:
             raise UsageError(f"{cfg} is not valid JSON, so {d} cannot be reused; choose another --out.") from None
         if config_hash(old) != config_hash(expected):
-            what = "world or base model" if old.get("base") != expected["base"] else "experiment settings (--quick?)"
+            expected = json.loads(json.dumps(expected))  # tuples as JSON stores them, to compare parts
+            what = ("world or base model" if old.get("base") != expected["base"] else
+                    "pre-registration (endpoint, predictions or rule), so its cells answer another question"
+                    if old.get("preregistered") != expected.get("preregistered") else "experiment settings (--quick?)")
             raise UsageError(f"{d} holds an earlier {name} run with different {what}; choose another --out "
                              "or delete that directory.")
     elif d.exists() and any(not p.name.startswith(".") for p in d.iterdir()):

@@ -26,10 +26,18 @@ import sys
 from dataclasses import dataclass
 
 from interference.hypotheses.capacity import sft_cell
-from interference.hypotheses.common import Cell, SFTSpec, decide, estimate, rule_text
+from interference.hypotheses.common import Cell, Preregistration, SFTSpec, decide, estimate, rule_text
 
 NAME = "behavior_cloning"
 SHARE_DEFINITION = "forgetting with uuid-key Unknown facts / forgetting with semantic-key Unknown facts, equal count"
+
+
+# Placeholder for the previous endpoint (recorded after its result); replaced by the rewrite.
+PREREGISTERED = Preregistration(
+    endpoint=f"share = {SHARE_DEFINITION}",
+    predictions={"capacity": "see the module docstring", "behavior_cloning": "see the module docstring",
+                 "localized": "see the module docstring"},
+    rule=rule_text(SHARE_DEFINITION))
 
 
 @dataclass(frozen=True)

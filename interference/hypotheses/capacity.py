@@ -32,12 +32,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interference.hypotheses.common import (Cell, SFTSpec, decide, estimate, finetune_on, forgetting_rate, outcomes,
+from interference.hypotheses.common import (Cell, Preregistration, SFTSpec, decide, estimate, finetune_on, forgetting_rate, outcomes,
                                             rule_text)
 
 NAME = "capacity"
 SHARE_DEFINITION = ("(forgetting with uuid keys - forgetting of a Known-only drift control) / forgetting with "
                     "semantic keys, at the largest count on the largest model")
+
+
+# Placeholder for the previous endpoint (recorded after its result); replaced by the rewrite.
+PREREGISTERED = Preregistration(
+    endpoint=f"share = {SHARE_DEFINITION}",
+    predictions={"capacity": "see the module docstring", "behavior_cloning": "see the module docstring",
+                 "localized": "see the module docstring"},
+    rule=rule_text(SHARE_DEFINITION))
 
 
 @dataclass(frozen=True)

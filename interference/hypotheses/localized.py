@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interference.hypotheses.common import Cell, SFTSpec, overlap_with_new, subject_states
+from interference.hypotheses.common import Cell, Preregistration, SFTSpec, overlap_with_new, subject_states
 
 NAME = "localized"
 
@@ -78,6 +78,8 @@ RULE = (f"With [lo, hi] the 95% t-interval of dose_slope over seeds: not_support
         "lo > 0, the mean contrast is monotone over 0/1/2 pieces and the lower bound of the share2 excess "
         f"(forgetting(T) - forgetting(rest)) / forgetting(T) is >= {MAIN_EXCESS}; contributes if lo > 0 and "
         "monotone; inconclusive otherwise.")
+PREREGISTERED = Preregistration(endpoint=ENDPOINT, predictions=PREDICTIONS, rule=RULE, main_at=MAIN_EXCESS,
+                                negligible_below=NEGLIGIBLE_SLOPE)
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ def new_entities_for(world, arm: Arm, targets, values, seed: int, arm_index: int
 
 # ------------------------------------------------------------------ cells
 def _key(cfg: LocalizedConfig, ctx, **kw) -> dict:
-    return {"base": ctx.spec.hash(), "hypothesis": NAME, "preregistered": prereg_hash(),
+    return {"base": ctx.spec.hash(), "hypothesis": NAME,
             "cfg": {k: v for k, v in cfg.to_dict().items() if k not in ("seeds", "arms")}, **kw}
 
 
@@ -256,8 +258,7 @@ def _predictors(model, tok, world, watch, train, new, n_layers: int) -> dict:
 
 
 def prereg_hash() -> str:
-    from interference.io import config_hash
-    return config_hash({"endpoint": ENDPOINT, "predictions": PREDICTIONS, "rule": RULE})
+    return PREREGISTERED.hash()
 
 
 def summarize(cfg: LocalizedConfig, results: list[dict], ctx) -> dict:

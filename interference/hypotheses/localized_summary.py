@@ -22,7 +22,13 @@ def _bool(bits: str) -> np.ndarray:
 
 
 def index_results(results: list[dict]) -> tuple[dict, dict]:
-    """(base result, {(seed, arm): result}); refuses duplicates and a missing base."""
+    """(base result, {(seed, arm): result}); refuses duplicates and a missing base. With a
+    ``ResultSet`` (results that know their cell keys) each result is checked to be its cell's."""
+    if hasattr(results, "keys") and hasattr(results, "one"):
+        for k, r in zip(results.keys, results):
+            if k.get("arm") != r.get("arm") or k.get("seed", r.get("seed")) != r.get("seed"):
+                raise ValueError(f"cell {k.get('arm')}/{k.get('seed')} holds the result of "
+                                 f"{r.get('arm')}/{r.get('seed')}; delete the damaged cell file.")
     base = [r for r in results if r.get("arm") == "base"]
     if len(base) != 1:
         raise ValueError(f"expected exactly one base evaluation among the results, found {len(base)}.")
@@ -197,8 +203,6 @@ def summarize(cfg, results: list[dict], ctx) -> dict:
                          (f"AUROC + overlap, pieces, gradient ({a})", t["baseline_plus_all"]["auroc_full"])]
     return {"hypothesis": L.NAME, "verdict": verdict, "endpoint": slope, "share": slope,
             "share_definition": "dose_slope (see preregistered.endpoint): not a share of forgetting",
-            "preregistered": {"endpoint": L.ENDPOINT, "predictions": L.PREDICTIONS, "rule": L.RULE,
-                              "hash": L.prereg_hash()},
             "rule": L.RULE, "checks": checks, "monotone_mean_contrast": monotone, "dose_means": means,
             "statistics": stats, "predictors": predictors, "per_seed": ps,
             "series": {"middle_layer": mid, "n_base_known": int(np.sum(base["base_ok"]))}, "headline": headline}
