@@ -95,7 +95,8 @@ def _fake_results(seed_effects: dict[int, dict[str, float]]):
             ok[: round(10 * x)] = False
             ok[10:16] = False
             read = {"step": 50, "plasticity": 1.0, "correct": _bits(ok), "predictions": ["v"] * 40}
-            out.append({"arm": arm, "seed": seed, "fact_ids": fids, "target_eids": [1], "pair_value": {},
+            out.append({"arm": arm, "seed": seed, "fact_ids": fids, "entity_ids": [f.split(":")[0] for f in fids],
+                        "target_eids": ["1"], "pair_value": {},
                         "reads": {"learned": read, "final": read}})
     return out
 

@@ -32,8 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interference.hypotheses.common import (Cell, Preregistration, SFTSpec, decide, estimate, finetune_on, forgetting_rate, outcomes,
+from interference.hypotheses.common import (Cell, Preregistration, SFTSpec, decide, estimate, finetune_on, outcomes,
                                             rule_text)
+from interference.metrics.forgetting import forgetting_rate
+from interference.records import FactOutcomes
 
 NAME = "capacity"
 SHARE_DEFINITION = ("(forgetting with uuid keys - forgetting of a Known-only drift control) / forgetting with "
@@ -116,8 +118,10 @@ def _sft(ctx, spec, sft: SFTSpec, style: str, count: int, seed: int, probe_layer
     base_ok, _ = outcomes(model, tok, watch)
     res = finetune_on(model, tok, train, run_spec)
     ok, preds = outcomes(res.model, tok, watch)
+    ids = [f.fact_id for f in watch]
     out = {"style": style, "count": count, "seed": seed, "steps": res.steps, "plasticity": res.plasticity,
-           "forgetting": forgetting_rate(base_ok, ok), "n_known": int(base_ok.sum()),
+           "forgetting": forgetting_rate(FactOutcomes.from_mask(ids, base_ok), FactOutcomes.from_mask(ids, ok)),
+           "n_known": int(base_ok.sum()),
            "chance": 1.0 / world.config.n_values}
     if extra is None and style != "known_only" and probe_layers:
         out.update(_decodability(res.model, tok, watch, base_ok, ok, _layers(probe_layers, spec.model.n_layers), seed))

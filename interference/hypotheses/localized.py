@@ -54,7 +54,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interference.hypotheses.common import Cell, Preregistration, SFTSpec, overlap_with_new, subject_states
+from interference.hypotheses.common import Cell, Preregistration, SFTSpec, subject_states
+from interference.metrics.overlap import overlap_with_new
 
 NAME = "localized"
 
@@ -231,9 +232,11 @@ def _run_arm(cfg: LocalizedConfig, ctx, arm_name: str, seed: int) -> dict:
     watch = _watch(ctx)
     res = train_arm(ctx, cfg, arm, train, watch, seed)
     rels = list(world.config.relations)
-    pair_value = {f"{t.eid}:{r}": dict(v)[r] for t, v in zip(targets, values) for r in rels}
+    own = {(f.entity_id, f.relation): f.fact_id for f in watch}
+    pair_value = {own[(str(t.eid), r)]: dict(v)[r] for t, v in zip(targets, values) for r in rels}
     out = {"arm": arm_name, "seed": seed, "fact_ids": [f.fact_id for f in watch],
-           "target_eids": sorted(t.eid for t in targets), "pair_value": pair_value,
+           "entity_ids": [f.entity_id for f in watch],
+           "target_eids": sorted(str(t.eid) for t in targets), "pair_value": pair_value,
            "new_names": [e.name for e in new], "reads": res.reads}
     if arm_name in PATCH_ARMS:
         from interference.hypotheses.localized_train import patch_forgotten
@@ -249,9 +252,9 @@ def _predictors(model, tok, world, watch, train, new, n_layers: int) -> dict:
     mid = (n_layers - 1) // 2
     bs = subject_states(model, tok, watch, [mid])
     ns = subject_states(model, tok, train, [mid])
-    ov, _ = overlap_with_new(bs, watch, ns, train)
+    ov = overlap_with_new(bs, [f.relation for f in watch], ns, [f.relation for f in train]).max
     ent = {e.eid: e for e in world.entities}
-    pieces = [ent[int(f.fact_id.split(":")[0])].pieces for f in watch]
+    pieces = [ent[int(f.entity_id)].pieces for f in watch]
     return {"overlap_mid": np.round(ov[0], 5).tolist(),
             "shared_pieces": shared_pieces(pieces, [e.pieces for e in new]).tolist(),
             "gradient_conflict": np.round(gradient_conflict(model, tok, watch, train), 6).tolist()}

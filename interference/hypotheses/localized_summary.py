@@ -81,7 +81,7 @@ def per_seed(seed: int, base: dict, runs: dict, arms, n_layers: int) -> dict:
             if r["fact_ids"] != fids:
                 raise ValueError(f"arm {arm} seed {seed} watched other facts than the base evaluation; re-run it.")
             tset = set(r["target_eids"])
-            is_t = np.array([int(f.split(":")[0]) in tset for f in fids])
+            is_t = np.array([e in tset for e in r["entity_ids"]])
             rd = r["reads"].get(read)
             m[f"{read}/{arm}/learned"] = float(rd is not None)
             if rd is None:
@@ -125,7 +125,8 @@ def _patching(m: dict, seed: int, base_ok, fids, runs, n_layers: int) -> None:
             continue
         p = r["patching"]
         tset = set(r["target_eids"])
-        is_t = np.array([int(f.split(":")[0]) in tset for f in p["fact_ids"]])
+        ent = dict(zip(r["fact_ids"], r["entity_ids"]))
+        is_t = np.array([ent[f] in tset for f in p["fact_ids"]])
         groups = {"targets": is_t, "rest": ~is_t} if arm == "share2" else {"all": np.ones(len(is_t), bool)}
         usable = _bool(p["control_usable"])
         for layer in range(n_layers):

@@ -107,9 +107,9 @@ def control_donor_index(facts: Sequence[Fact], tokenizer, seed: int = 0, pool: S
     plen = [length(f) for f in pool]
     out = []
     for f in facts:
-        ent = f.fact_id.split(":")[0]
+        ent = f.entity_id or f.subject
         lf = length(f)
-        cand = [j for j, g in enumerate(pool) if g.relation == f.relation and g.fact_id.split(":")[0] != ent
+        cand = [j for j, g in enumerate(pool) if g.relation == f.relation and (g.entity_id or g.subject) != ent
                 and g.answer != f.answer and plen[j] == lf]
         out.append(int(rng.choice(cand)) if cand else -1)
     return out
