@@ -106,6 +106,7 @@ ARMS: dict[str, Arm] = {
     "share2_distill": Arm("semantic", (0, 1), "self_distill", (("teacher", "format"),)),
 }
 DOSE = {"share0": 0, "share1_first": 1, "share2": 2}
+CORE = ("share0", "share1_first", "share2", "uuid")  # dose series + the signature's null arm
 PATCH_ARMS = ("share2", "uuid")  # arms whose forgotten facts are patched
 PREDICT_ARMS = ("share0", "share2")  # arms whose per-fact labels the predictors are scored on
 
@@ -197,10 +198,14 @@ def cells(cfg: LocalizedConfig, ctx) -> list[Cell]:
     if unknown:
         raise ValueError(f"unknown localized arm(s) {unknown}; choose from {list(ARMS)}.")
     out = [Cell("localized-base", _key(cfg, ctx, arm="base"), lambda: _base_eval(ctx), "base")]
-    for seed in range(cfg.seeds):
-        for arm in cfg.arms:
-            out.append(Cell(f"localized-{arm}", _key(cfg, ctx, arm=arm, spec=dataclasses.asdict(ARMS[arm]), seed=seed),
-                            (lambda a=arm, s=seed: _run_arm(cfg, ctx, a, s)), f"{arm} seed {seed}"))
+    # the arms the primary endpoint, the signature, patching and predictors need come first for
+    # every seed, so a run cut short by the clock still has them on as many seeds as possible
+    core = [a for a in CORE if a in cfg.arms]
+    order = [(s, a) for s in range(cfg.seeds) for a in core]
+    order += [(s, a) for s in range(cfg.seeds) for a in cfg.arms if a not in CORE]
+    for seed, arm in order:
+        out.append(Cell(f"localized-{arm}", _key(cfg, ctx, arm=arm, spec=dataclasses.asdict(ARMS[arm]), seed=seed),
+                        (lambda a=arm, s=seed: _run_arm(cfg, ctx, a, s)), f"{arm} seed {seed}"))
     return out
 
 
