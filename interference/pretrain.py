@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -65,6 +66,10 @@ class PretrainConfig:
     seed: int = 0
     slick_samples: int = 20  # the paper's number of temperature samples
     slick_temperature: float = 0.5
+    # Version of the training loop (interference.loop) that made the base. Part of the cache hash,
+    # so bases of the first loop (which dropped each epoch's last partial batch) are never reused
+    # as if this loop had trained them. Configs written before the field existed read as 1.
+    loop: int = 2
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -93,7 +98,7 @@ class BaseSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "BaseSpec":
         return cls(WorldConfig.from_dict(d["world"]), ModelConfig.from_dict(d["model"]),
-                   PretrainConfig(**d["pretrain"]))
+                   PretrainConfig(**{"loop": 1, **d["pretrain"]}))
 
     def phase1_hash(self) -> str:
         """Names the cached memorised state that bases differing only in consolidation share."""
@@ -126,14 +131,19 @@ def cache_root() -> Path:
     return Path(os.environ.get("INTERFERENCE_CACHE", Path.cwd() / ".cache" / "interference"))
 
 
-def pretraining_pairs(world: World) -> list[tuple[str, str]]:
-    """(prefix, value) pairs of the pre-training corpus: statements and filler lines (QA pairs are
-    added, qa_weight times, by ``pretrain``)."""
+def statement_pairs(world: World) -> list[tuple[str, str]]:
+    """(prefix, value) of every statement paraphrase of every pre-trained entity."""
     pairs = []
     for e in world.split("pretrain_qa") + world.split("statement_only"):
         for r in world.config.relations:
             pairs.extend(world.render_statements(e, r))
-    return pairs + world.filler_pairs()
+    return pairs
+
+
+def pretraining_pairs(world: World) -> list[tuple[str, str]]:
+    """(prefix, value) pairs of the pre-training corpus: statements and filler lines (QA pairs are
+    added, qa_weight times, by ``pretrain``)."""
+    return statement_pairs(world) + world.filler_pairs()
 
 
 def qa_pairs(world: World, split: str, template: int | None = None) -> list[tuple[str, str]]:
@@ -175,6 +185,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
     qa = pack(tok, qa_pairs(world, "pretrain_qa"), spec.model.n_ctx)
     corpus = Packed.cat([statements] + [qa] * cfg.qa_weight, tok.pad_token_id) if len(qa) else statements
     corpus = corpus.to(dev)
+    statements = pack(tok, statement_pairs(world), spec.model.n_ctx)  # the memorisation probe: no filler
     probe_sets = {
         "statement": statements.subset(torch.randperm(len(statements), generator=torch.Generator().manual_seed(0))).to(dev),
         "known_qa": pack(tok, qa_pairs(world, "statement_only", 0), spec.model.n_ctx).to(dev)
@@ -196,7 +207,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
     def total() -> int | None:
         return cfg.steps if rule is None else rule.total_steps
 
-    steps_per_epoch = max(1, len(corpus) // cfg.batch_size)
+    steps_per_epoch = math.ceil(len(corpus) / cfg.batch_size)  # the last partial batch is kept (loop 2)
     t0 = time.time()
     bar = tqdm(total=total(), initial=start, desc="pretrain", disable=not progress, dynamic_ncols=True)
     model.train()
@@ -205,7 +216,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
         epoch, k = divmod(step, steps_per_epoch)
         # The order of epoch e is a pure function of (seed, e): resuming replays the same batches.
         perm = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        batch = corpus.subset(perm[k * cfg.batch_size:(k + 1) * cfg.batch_size].to(dev))
+        batch = corpus.subset(perm[k * cfg.batch_size:(k + 1) * cfg.batch_size].to(dev))  # = loop.batch_at
         loss = answer_loss(model_logits(model, batch.ids), batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
