@@ -9,9 +9,10 @@ with CIs, the deciding rule, per-seed metrics), ``per_seed.json`` and PNG + PDF 
 also writes ``OUT/summary.json`` and ``OUT/summary.png|pdf``. Finished cells are stored under
 ``OUT/cells`` and reused, so a re-run (or a run with more seeds) only computes what is missing.
 
-Default seeds: localized 3 (12 short SFT runs, a few minutes on 2 CPU cores once the default base
-is cached), behavior_cloning 3, capacity 2 (its grid pre-trains a second, smaller base and runs
-up to 1,200 new facts); the README numbers use ``--seeds 5``.
+Each hypothesis runs its own pre-registered experiment (``PREREGISTERED`` in its module: endpoint,
+the three hypotheses' predictions, the rule); the registration's hash is part of every cell key
+and of the output directory's config, so results planned under another endpoint are never
+reused. Default seeds: 5 for capacity and behavior_cloning (capacity also pre-trains a d64 base).
 """
 from __future__ import annotations
 
