@@ -108,7 +108,7 @@ def test_capacity_endpoint_pools_every_cell_whatever_the_order():
         cap.summarize(cfg, _shuffled(pairs[1:]), _Ctx())  # a missing cell is refused, never shifted
 
 
-def test_behavior_cloning_endpoint_and_idk_check():
+def test_behavior_cloning_endpoint_and_idk_check(tmp_path):
     cfg = bc.BehaviorCloningConfig.quick()
     cfg = type(cfg)(**{**cfg.__dict__, "seeds": 3})
     pairs = []
@@ -124,6 +124,8 @@ def test_behavior_cloning_endpoint_and_idk_check():
     assert v["per_seed"][0]["never_seen_confident_unknown"] == pytest.approx(0.5)
     assert all(v["checks"].values())
     assert v["verdict"] == bc.PREREGISTERED.decide(v["endpoint"], checks_pass=True)
+    from interference import plots
+    assert all(p.stat().st_size > 0 for p in plots.plot_hypothesis(v, tmp_path))
     # if relabelling does not lower the rise, a positive verdict cannot stand
     no_idk = [(k, _run(_codes(3)) if k["arm"] == "idk" else r) for k, r in pairs]
     v2 = bc.summarize(cfg, _shuffled(no_idk), _Ctx())
@@ -172,3 +174,44 @@ def test_idk_relabelling_is_scored_as_abstention():
     assert outcome_of(False, "city_3", 0.99) == "hallucination"
     with pytest.raises(SFTDataError, match="unknown_answer"):
         SFTDataConfig(unknown_answer="maybe")
+
+
+def _capacity_verdict():
+    cfg = cap.CapacityConfig(seeds=3, counts=(5, 15), sizes=(("d32", 32), ("d64", 64)))
+    pairs = []
+    for seed in range(3):
+        for size in ("d32", "d64"):
+            base = {"level": "default", "size": size, "seed": seed}
+            pairs.append(({**base, "arm": "drift", "count": 15}, _run(_codes(1))))
+            for count in (5, 15):
+                pairs.append(({**base, "arm": "sft", "count": count}, _run(_codes(4 + seed))))
+                pairs.append(({**base, "arm": "joint", "count": count}, _run(_codes(2))))
+    return cap.summarize(cfg, _shuffled(pairs), _Ctx())
+
+
+def test_figures_and_readme_render_from_constructed_verdicts(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+    from pathlib import Path
+    from interference import plots
+    v = _capacity_verdict()
+    v["preregistered"] = cap.PREREGISTERED.record()
+    paths = plots.plot_hypothesis(v, tmp_path / "capacity")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+    spec = importlib.util.spec_from_file_location("hr", Path(__file__).parents[1] / "analyses" / "hypothesis_readme.py")
+    hr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hr)
+    monkeypatch.setattr(hr, "VERDICTS", tmp_path / "verdicts")
+    runs = tmp_path / "runs"
+    (runs / "capacity").mkdir(parents=True)
+    (runs / "capacity" / "verdict.json").write_text(json.dumps(v))
+    held = {**v, "verdict": "not_supported" if v["verdict"] != "not_supported" else "contributes"}
+    (tmp_path / "held" / "capacity").mkdir(parents=True)
+    (tmp_path / "held" / "capacity" / "verdict.json").write_text(json.dumps(held))
+    out = tmp_path / "h.md"
+    assert hr.main(["--runs", str(runs), "--heldout-runs", str(tmp_path / "held"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert (tmp_path / "verdicts" / "default" / "capacity.json").exists()
+    assert cap.PREREGISTERED.hash() in text and "the verdict flips" in text
+    assert f"**`{v['verdict']}`**" in text and "Not run yet" in text  # the other two have no verdict
+    assert cap.PREREGISTERED.predictions["localized"] in text
