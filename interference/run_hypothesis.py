@@ -67,6 +67,8 @@ def parse(argv):
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
     ap.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="compute cells in this many worker processes (on a shared CPU each gets its own slice)")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
 
@@ -93,6 +95,8 @@ def _main(args) -> int:
     if args.hypothesis != "all" and args.hypothesis not in HYPOTHESES:
         raise UsageError(f"unknown hypothesis {args.hypothesis!r}; choose one of "
                          f"{', '.join(list(HYPOTHESES) + ['all'])}.")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs} must be at least 1.")
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds} leaves nothing to run; use at least 1 (2+ for a verdict).")
     try:
@@ -103,7 +107,7 @@ def _main(args) -> int:
     except (WorldConfigError, ModelError) as e:
         raise UsageError(str(e)) from None
     out = Path(args.out)
-    ctx = Context(spec, out, device=device, progress=not args.no_progress)
+    ctx = Context(spec, out, device=device, progress=not args.no_progress, jobs=args.jobs)
     cfgs = {n: _config(HYPOTHESES[n], args.quick, args.seeds) for n in names}
     for n in names:  # check every output directory before any work, so a refusal changes nothing
         _check_compatible(out / n, hypothesis_config(HYPOTHESES[n], cfgs[n], ctx), n)

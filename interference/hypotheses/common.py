@@ -432,9 +432,9 @@ class Context:
     """The base model spec, output directory and device a hypothesis runs with. Bases are loaded
     (pre-trained on first use, cached by hash) lazily, so a fully reused grid trains nothing."""
 
-    def __init__(self, spec, out: str | Path, device: str | None = None, progress: bool = True):
+    def __init__(self, spec, out: str | Path, device: str | None = None, progress: bool = True, jobs: int = 1):
         from interference.world import World
-        self.spec, self.out, self.device, self.progress = spec, Path(out), device, progress
+        self.spec, self.out, self.device, self.progress, self.jobs = spec, Path(out), device, progress, jobs
         self.world = World(spec.world)
         self.n_layers = spec.model.n_layers
         self._bases: dict[str, tuple] = {}
@@ -472,6 +472,9 @@ def run_module(module, cfg, ctx: Context) -> dict:
     prereg = preregistration_of(module)
     d = claim_run_dir(ctx.out / module.NAME, hypothesis_config(module, cfg, ctx), what=f"{module.NAME} run")
     cells = with_prereg(module.cells(cfg, ctx), prereg.hash())
+    if getattr(ctx, "jobs", 1) > 1:  # workers store the cells; the serial pass below only reads them
+        from interference.hypotheses.parallel import run_in_workers
+        run_in_workers(cells, lambda part: run_grid(part, ctx.cache(), progress=False, desc=module.NAME), ctx.jobs)
     rep = run_grid(cells, ctx.cache(), progress=ctx.progress, desc=module.NAME)
     v = module.summarize(cfg, ResultSet(cells, rep.results), ctx)
     v["preregistered"] = prereg.record()
