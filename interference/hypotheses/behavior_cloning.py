@@ -99,6 +99,9 @@ class BehaviorCloningConfig:
     new_relations: tuple[str, ...] = ("works_as", "speaks")  # job and language values
     sft: SFTSpec = SFTSpec(max_steps=250, eval_every=25)  # 200-400 facts learned in ~75-300 steps at lr 3e-4
     consolidations: tuple[float, ...] = ()
+    # width of the base (None: the default model's). The default-world verdict uses the default
+    # d128 base; if that base is not ready in time on the shared CPU, d64 (decided before any run)
+    d_model: int | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -160,9 +163,10 @@ def arm_facts(world, cfg, arm: str, seed: int):
 
 
 def _levels(cfg, ctx):
-    default_c = ctx.spec.pretrain.consolidation
-    return [("default", ctx.spec)] + [(f"c{c:g}", ctx.spec.with_consolidation(c))
-                                      for c in cfg.consolidations if c != default_c]
+    from interference.hypotheses.capacity import size_spec
+    spec = ctx.spec if cfg.d_model is None else size_spec(ctx.spec, cfg.d_model)
+    default_c = spec.pretrain.consolidation
+    return [("default", spec)] + [(f"c{c:g}", spec.with_consolidation(c)) for c in cfg.consolidations if c != default_c]
 
 
 def cells(cfg: BehaviorCloningConfig, ctx) -> list[Cell]:
