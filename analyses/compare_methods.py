@@ -23,9 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from interference.io import atomic_write_json, atomic_write_text  # noqa: E402
-from interference.metrics.hallucination import forgetting_rate, hallucination_rate, relative_drop, rows_at  # noqa: E402
+from interference.metrics.forgetting import forgetting_rate  # noqa: E402
+from interference.metrics.hallucination import hallucination_rate, relative_drop  # noqa: E402
 from interference.metrics.stats import mean_ci  # noqa: E402
 from interference.pretrain import BaseSpec  # noqa: E402
+from interference.records import FactOutcomes  # noqa: E402
 from interference.sft_data import SFTDataConfig  # noqa: E402
 from interference.train import FinetuneConfig, finetune  # noqa: E402
 
@@ -55,7 +57,8 @@ def run_numbers(rec) -> dict:
     m = rec.metrics
     tl = rec.timeline()
     last = max(r["step"] for r in tl)
-    base_rows, now_rows = rows_at(tl, 0, "stability"), rows_at(tl, last, "stability")
+    base_rec = FactOutcomes.from_rows(tl, 0, "stability")
+    now_rec = FactOutcomes.from_rows(tl, last, "stability").realign(base_rec.fact_ids)
     base = m["stability_accuracy_base"]["final"]
     peak = max(h["stability"] for h in m["history"] if h["step"] > 0)  # after training began
     return {
@@ -66,8 +69,8 @@ def run_numbers(rec) -> dict:
         "stability_base": base,
         "stability_peak_drop": relative_drop(base, peak),
         "stability_final_drop": relative_drop(base, m["stability_accuracy"]["final"]),
-        "forgetting": forgetting_rate(base_rows, now_rows),
-        "hallucination": hallucination_rate(base_rows, now_rows),
+        "forgetting": forgetting_rate(base_rec, now_rec),
+        "hallucination": hallucination_rate(base_rec, now_rec),
         "task_final": m["task_accuracy"]["final"],
         "steps": m["steps"],
     }

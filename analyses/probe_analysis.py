@@ -6,8 +6,10 @@ Fine-tunes the base once per method with a ProbeCallback (or reuses finished run
 - ``drift.png``: representation drift (1 - cosine to the base state) of held-out known facts at
   the subject's last token, middle layer, over steps, one line per method (the paper: ~5% under
   format learning, ~11% under SFT with overlapping new facts, held near 5% by self-distillation);
-- ``overlap_vs_forgetting.png``: each held-out known fact's max cosine to the new facts in the
-  base model vs. whether SFT made it forget, with Spearman rho and a bootstrap CI;
+- ``overlap_vs_forgetting.png``: each held-out known fact's overlap with the new facts in the
+  base model (``metrics.overlap.overlap_with_new``: centred max cosine to a new fact of the same
+  relation, the definition the localized hypothesis decides on) vs. whether SFT made it forget,
+  with Spearman rho and a bootstrap CI;
 - ``attribution.png``: share of the forgetting undone by reverting each parameter group, per layer.
 
     python analyses/probe_analysis.py --out results/probes                    # default world
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -33,8 +34,9 @@ if str(ROOT) not in sys.path:  # runnable as a script from anywhere
 
 from interference.io import atomic_write_json  # noqa: E402
 from interference.metrics.attribution import gradient_alignment, revert_attribution  # noqa: E402
-from interference.metrics.forgetting import forgetting_events, interference_signature, load_timeline  # noqa: E402
-from interference.metrics.overlap import cosine_overlap, drift, knn_overlap, probe_readout  # noqa: E402
+from interference.metrics.forgetting import (forgetting_events, interference_signature, load_timeline,  # noqa: E402
+                                             value_distribution)
+from interference.metrics.overlap import drift, knn_overlap, overlap_with_new, probe_readout  # noqa: E402
 from interference.metrics.stats import auroc, spearman_ci  # noqa: E402
 from interference.probes import ProbeCallback, load_probes  # noqa: E402
 
@@ -78,9 +80,10 @@ def overlap_vs_forgetting(store, timeline: list[dict], facts_by_id: dict, hooks:
                           position: str = POSITION, k: int = 5, n_boot: int = 1000) -> dict:
     """Per layer: does a known fact's base-model overlap with the new facts predict its forgetting?
 
-    Overlap = max cosine to any new fact at step 0 (the base model, before any update), so the
-    predictor cannot be contaminated by the forgetting itself. Also the interference signature:
-    do forgotten facts answer with the value of their k nearest new facts (same relation)?
+    Overlap = ``overlap_with_new`` at step 0 (the base model, before any update, centred on all
+    held-out facts' mean as in the localized runner), so the predictor cannot be contaminated by
+    the forgetting itself. Also the interference signature: do forgotten facts answer with the
+    value of one of their k nearest new facts of the same relation?
     """
     events = forgetting_events(timeline, "stability")
     stab_rows, new_rows = _sets(store)
@@ -88,27 +91,26 @@ def overlap_vs_forgetting(store, timeline: list[dict], facts_by_id: dict, hooks:
     keep = [i for i, f in enumerate(stab_ids) if f in events]  # known at step 0
     forgot = [events[stab_ids[i]].forgotten for i in keep]
     new_ids = [store.fact_ids[i] for i in new_rows]
-    value_dist: dict = {}  # the value distribution: answers of every probed fact, per relation
-    for f in facts_by_id.values():
-        value_dist.setdefault(f.relation, Counter())[f.answer] += 1
+    value_dist = value_distribution(facts_by_id.values())  # null: answers of every probed fact
+    stab_rel = [facts_by_id[f].relation for f in stab_ids]
+    new_rel = [facts_by_id[f].relation for f in new_ids]
     out: dict = {"n_known": len(keep), "n_forgotten": int(sum(forgot)), "layers": {}}
     for hook in hooks:
         base = store.get(store.steps[0], hook, position)
+        o = overlap_with_new(base[stab_rows], stab_rel, base[new_rows], new_rel, k=k)
+        ov, top = o.max[0][keep], o.neighbours[0][keep]
+        rho = spearman_ci(ov, forgot, n_boot=n_boot)
+        neighbours = {stab_ids[i]: [facts_by_id[new_ids[j]] for j in top[r] if j >= 0] for r, i in enumerate(keep)}
         e, n = base[stab_rows][keep], base[new_rows]
-        ov = cosine_overlap(e, n, k=k)
-        rho = spearman_ci(ov.max.numpy(), forgot, n_boot=n_boot)
-        near = (e / e.norm(dim=-1, keepdim=True)) @ (n / n.norm(dim=-1, keepdim=True)).T
-        top = near.topk(min(k, len(new_ids)), dim=-1).indices
-        neighbours = {stab_ids[i]: [facts_by_id[new_ids[j]] for j in top[r].tolist()] for r, i in enumerate(keep)}
         known = {stab_ids[i]: events[stab_ids[i]] for i in keep}
         sig = interference_signature(known, facts_by_id, neighbours, value_dist)
         sig_wrong = interference_signature(known, facts_by_id, neighbours)  # null: the wrong answers given
         out["layers"][hook] = {
-            "spearman": rho.to_dict(), "auroc": auroc(ov.max.numpy(), forgot),
+            "spearman": rho.to_dict(), "auroc": auroc(ov, forgot),
             "knn_share_mean": float(knn_overlap(e, n, k=k).mean()),
             "signature": {"rate": sig.rate, "chance": sig.chance, "chance_wrong_answers": sig_wrong.chance,
                           "hits": sig.hits, "n": sig.n},
-            "points": {"overlap": [round(float(v), 4) for v in ov.max], "forgotten": forgot},
+            "points": {"overlap": [round(float(v), 4) for v in ov], "forgotten": forgot},
         }
     return out
 
@@ -191,7 +193,7 @@ def plot_overlap(summary: dict, out: Path) -> Path:
         ax.scatter(x, y, s=6, alpha=0.4)
         r = d["spearman"]
         ax.set_title(f"{hook}\nrho {r['value']:.2f} [{r['low']:.2f}, {r['high']:.2f}]", fontsize=8)
-        ax.set_xlabel("max cosine to new facts (base)")
+        ax.set_xlabel("overlap with new facts (base, centred, same relation)")
     axes[0][0].set_yticks([0, 1], ["kept", "forgotten"])
     return _save(fig, out / "overlap_vs_forgetting.png")
 

@@ -15,6 +15,10 @@ from typing import Iterable
 
 @dataclass(frozen=True)
 class Fact:
+    """``fact_id`` is an opaque key: never parse it. Who the fact is about is ``entity_id`` (all
+    facts of one entity share it; the synthetic world's entity number as a string, a real data
+    set's subject), what is asked is ``relation``."""
+
     fact_id: str
     subject: str
     relation: str
@@ -22,6 +26,7 @@ class Fact:
     prompt: str  # the QA prompt, ending right before the answer
     split: str = ""  # where the fact came from (world split, or a data set's name)
     key_style: str = "semantic"
+    entity_id: str = ""  # last, with a default, so positional construction in older code still works
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -57,9 +62,11 @@ def load_entity_questions(path: str | Path, prompt_template: str = "Q: {question
         for i, rec in enumerate(ds):
             answers = rec["answers"]
             answer = answers[0] if isinstance(answers, list) else str(answers)
+            subject = rec.get("subject") or rec["question"]
             facts.append(Fact(
                 fact_id=f"{relation_default}:{i}",
-                subject=rec.get("subject") or rec["question"],
+                subject=subject,
+                entity_id=str(rec.get("subject_id") or subject),  # the same subject is one entity across files
                 relation=rec.get("relation") or relation_default,
                 answer=answer,
                 prompt=prompt_template.format(question=rec["question"]),

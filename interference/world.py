@@ -378,7 +378,7 @@ class World:
             for r in self.config.relations:
                 prompt, answer = self.render_qa(e, r, template)
                 out.append(Fact(fact_id=f"{e.eid}:{r}", subject=e.name, relation=r, answer=answer,
-                                prompt=prompt, split=e.split, key_style=e.key_style))
+                                prompt=prompt, split=e.split, key_style=e.key_style, entity_id=str(e.eid)))
         return out
 
     def render_qa(self, e: Entity, relation: str, template: int = 0) -> tuple[str, str]:

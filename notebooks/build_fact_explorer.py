@@ -14,14 +14,14 @@ Pick one previously known fact, and see
 (pre-trains once, ~5 min on 2 cores, then cached)."""),
     ("code", """import os
 QUICK = os.environ.get("FACT_EXPLORER_QUICK", "1") == "1"
-import dataclasses, torch, matplotlib.pyplot as plt
+import dataclasses, matplotlib.pyplot as plt
 from interference.pretrain import BaseSpec, base_model
 from interference.train import FinetuneConfig, finetune
 from interference.sft_data import SFTDataConfig
 from interference.probes import capture
 from interference.metrics.forgetting import forgetting_events
 from interference.metrics.attribution import revert_attribution
-from interference.metrics.overlap import cosine_overlap
+from interference.metrics.overlap import overlap_with_new
 OUT = os.environ.get("FACT_EXPLORER_OUT", "runs/fact_explorer")
 spec = BaseSpec.default(quick=QUICK)
 base, tok, world, base_dir = base_model(spec, progress=False)
@@ -43,16 +43,20 @@ for m, r in runs.items():
     ax.plot([x["step"] for x in rows], [x["gold_logprob"] for x in rows], marker="o", label=m)
 ax.set(xlabel="step", ylabel="log p(gold answer)", title=f"{fact.subject} / {fact.relation}")
 ax.legend(); plt.show()"""),
-    ("md", "## 2. Its nearest new facts in representation space (base model)"),
+    ("md", "## 2. Its nearest new facts of the same relation in representation space (base model)"),
     ("code", """layer = base.cfg.n_layers // 2
 hook = f"blocks.{layer}.hook_resid_post"
 new_facts = [f for f in data.train if f.fact_id in set(data.unknown_ids)]
-h_fact = capture(base, tok, [fact], [hook], "subject_last")[hook]
+watch = data.eval_sets["stability"]  # overlap is centred on these facts' mean, as the localized runner does
+h_watch = capture(base, tok, watch, [hook], "subject_last")[hook]
 h_new = capture(base, tok, new_facts, [hook], "subject_last")[hook]
-sims = torch.nn.functional.cosine_similarity(h_fact, h_new)
-for i in sims.argsort(descending=True)[:5].tolist():
-    f = new_facts[i]
-    print(f"{sims[i]:.3f}  {f.subject:>14} {f.relation:>9} -> {f.answer}")"""),
+ov = overlap_with_new(h_watch, [f.relation for f in watch], h_new, [f.relation for f in new_facts], k=5)
+i = [f.fact_id for f in watch].index(fact.fact_id)
+print(f"overlap {ov.max[0, i]:.3f} (centred max cosine to a new fact of the same relation); nearest first:")
+for j in ov.neighbours[0, i]:
+    if j >= 0:
+        f = new_facts[j]
+        print(f"{f.subject:>14} {f.relation:>9} -> {f.answer}")"""),
     ("md", "## 3. Which parameter group's update broke it?"),
     ("code", """tuned, _, _ = runs["sft"].load_model()
 att = revert_attribution(tuned, base, tok, [fact], by_layer=True)

@@ -15,6 +15,12 @@ def test_entity_questions_jsonl_loads(tmp_path):
     assert [x.answer for x in facts] == ["London", "Maida Vale"]
     assert facts[0].relation == "P19" and facts[0].prompt == "Q: Where was Ada Lovelace born? A:"
     assert len({x.fact_id for x in facts}) == 2
+    # without a subject field the question names the entity; with one, facts of one subject share it
+    assert facts[0].entity_id == "Where was Ada Lovelace born?"
+    g = tmp_path / "P106.test.json"
+    g.write_text("".join(json.dumps({"question": q, "answers": ["x"], "subject": "Ada"}) + "\n"
+                         for q in ("What was Ada's job?", "What did Ada do?")))
+    assert {x.entity_id for x in load_entity_questions(g)} == {"Ada"}
     save_facts(tmp_path / "facts.jsonl", facts)
     assert load_facts(tmp_path / "facts.jsonl") == facts
 

@@ -65,7 +65,11 @@ def test_capture_matches_single_prompt_forward(tiny):
         ids, pos = token_positions(tok, facts[i], ["subject_last", "relation", "last"])
         with torch.no_grad():
             _, cache = model.run_with_cache(torch.tensor([ids]), names_filter=["blocks.1.hook_resid_post"])
-        assert torch.allclose(acts["blocks.1.hook_resid_post"][i], cache["blocks.1.hook_resid_post"][0, pos], atol=1e-5)
+        # float32 forward passes of a batch of 7 vs a single sequence sum in another order
+        # (BLAS blocking, thread count): compare relative to the states' scale, not at a fixed 1e-5
+        ref = cache["blocks.1.hook_resid_post"][0, pos]
+        torch.testing.assert_close(acts["blocks.1.hook_resid_post"][i], ref, rtol=1e-4,
+                                   atol=1e-4 * float(ref.abs().max()))
     single = capture(model, tok, facts, ["blocks.1.hook_resid_post"], "last")
     assert torch.allclose(single["blocks.1.hook_resid_post"], acts["blocks.1.hook_resid_post"][:, 2])
 

@@ -58,3 +58,17 @@ def test_auroc_known_values():
     assert auroc([0.5, 0.5], [0, 1]) == 0.5
     assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75  # sklearn's documented example
     assert math.isnan(auroc([1, 2], [1, 1]))
+
+
+def test_ols_slope_on_a_known_line():
+    from interference.metrics.stats import ols_slope
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    # y = 3x + 1: the slope per standard deviation of x is 3 * std(x) = 3 * sqrt(2)
+    assert ols_slope(x, 3 * x + 1) == pytest.approx(3 * np.sqrt(2))
+    assert ols_slope(10 * x, 3 * x + 1) == pytest.approx(3 * np.sqrt(2))  # scale-free in x
+    assert ols_slope(x, -x) == pytest.approx(-np.sqrt(2))
+    assert ols_slope([1, 2, np.nan, 3], [2, 4, 100, 6]) == pytest.approx(2 * np.sqrt(2 / 3))  # nan pair dropped
+    assert np.isnan(ols_slope([1, 1, 1, 1], [1, 2, 3, 4]))  # constant x
+    assert np.isnan(ols_slope([1, 2], [1, 2]))  # too few points
+    with pytest.raises(ValueError, match="equal lengths"):
+        ols_slope([1, 2, 3], [1, 2])

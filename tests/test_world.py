@@ -152,3 +152,14 @@ def test_tokenizer_round_trips_every_rendered_fact():
         ids = tok(t)["input_ids"]
         assert unk not in ids, t
         assert tok.decode(ids) == t
+
+
+def test_facts_carry_entity_and_relation_fields():
+    """Who a fact is about is a field (entity_id), so nothing needs to parse fact ids."""
+    world = World(WorldConfig.quick())
+    ents = world.split("statement_only")[:3]
+    facts = world.facts(ents)
+    rels = world.config.relations
+    assert [f.entity_id for f in facts] == [str(e.eid) for e in ents for _ in rels]
+    assert [f.relation for f in facts] == list(rels) * len(ents)
+    assert len({f.fact_id for f in facts}) == len(facts)

@@ -349,63 +349,12 @@ def outcomes(model, tok, facts: Sequence[Fact]) -> tuple[np.ndarray, list[str]]:
     return np.array([r.correct for r in res], dtype=bool), [r.prediction for r in res]
 
 
-def timeline_rows(facts: Sequence[Fact], steps_results: Sequence[tuple[int, np.ndarray, list[str]]],
-                  set_name: str = "stability") -> list[dict]:
-    """Rows in the timeline contract (docs/CONTRACTS.md) for metrics.forgetting."""
-    return [{"step": s, "fact_id": f.fact_id, "set": set_name, "outcome": "correct" if c else "wrong",
-             "correct": bool(c), "gold_logprob": None, "prediction": p}
-            for s, corr, preds in steps_results for f, c, p in zip(facts, corr, preds)]
-
-
 def subject_states(model, tok, facts: Sequence[Fact], layers: Sequence[int]) -> torch.Tensor:
     """[L, n, d] residual stream after each of ``layers`` at the subject's last token."""
     from interference.probes import capture
     hooks = [f"blocks.{i}.hook_resid_post" for i in layers]
     acts = capture(model, tok, facts, hooks, "subject_last")
     return torch.stack([acts[h] for h in hooks])
-
-
-def overlap_with_new(base_states: torch.Tensor, watch: Sequence[Fact], new_states: torch.Tensor,
-                     new: Sequence[Fact]) -> tuple[np.ndarray, np.ndarray]:
-    """Per watched fact and layer: max cosine to any new fact *of the same relation* (states centred
-    on the watched facts' mean, so the shared template direction does not dominate), and the
-    index of that nearest new fact. base_states [L, m, d], new_states [L, n, d] -> ([L, m], [L, m])."""
-    from interference.metrics.overlap import cosine_overlap
-    mu = base_states.mean(1, keepdim=True)
-    e, nw = base_states - mu, new_states - mu
-    L, m = base_states.shape[:2]
-    ov, arg = np.full((L, m), np.nan), np.zeros((L, m), dtype=int)
-    for r in sorted({f.relation for f in watch}):
-        wi = [i for i, f in enumerate(watch) if f.relation == r]
-        ni = [j for j, f in enumerate(new) if f.relation == r]
-        if not ni:
-            continue
-        co = cosine_overlap(e[:, wi], nw[:, ni], k=1)
-        ov[:, wi] = co.max.numpy()
-        arg[:, wi] = np.array(ni)[co.argmax.numpy()]
-    return ov, arg
-
-
-def rate(mask: np.ndarray) -> float:
-    mask = np.asarray(mask, dtype=bool)
-    return float(mask.mean()) if mask.size else math.nan
-
-
-def forgetting_rate(base_ok: np.ndarray, now_ok: np.ndarray, where: np.ndarray | None = None) -> float:
-    """Share of facts the base answered right (within ``where``) that are now wrong."""
-    sel = base_ok if where is None else base_ok & where
-    return rate(~now_ok[sel])
-
-
-def ols_slope(x: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of y on z-scored x: change in y per standard deviation of x."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if x.size < 3 or x.std() == 0:
-        return math.nan
-    z = (x - x.mean()) / x.std()
-    return float((z * (y - y.mean())).mean())
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -48,10 +48,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interference.hypotheses.common import (Cell, Preregistration, SFTSpec, decide, estimate, finetune_on, forgetting_rate,
-                                            ols_slope, outcomes, overlap_with_new, rate, rule_text,
-                                            subject_states, timeline_rows)
-from interference.metrics.stats import auroc, spearman, spearman_ci
+from interference.hypotheses.common import (Cell, Preregistration, SFTSpec, decide, estimate, finetune_on, outcomes, rule_text,
+                                            subject_states)
+from interference.metrics.forgetting import forgetting_rate, rate
+from interference.metrics.overlap import overlap_with_new
+from interference.metrics.stats import auroc, ols_slope, spearman, spearman_ci
+from interference.records import FactOutcomes
 
 NAME = "localized"
 ARMS = ("lookalike", "control", "lookalike_distill", "uuid")
@@ -126,7 +128,7 @@ def _run_arm(cfg: LocalizedConfig, ctx, arm: str, seed: int) -> dict:
     train = world.facts(new)
     watch = _watch(ctx)
     target_ids = {e.eid for e in targets}
-    rest = [f for f in watch if int(f.fact_id.split(":")[0]) not in target_ids]
+    rest = [f for f in watch if f.entity_id not in {str(t) for t in target_ids}]
     track = random.Random(seed).sample(rest, min(cfg.n_drift_facts, len(rest)))
     layers = list(range(ctx.n_layers))
     spec = dataclasses.replace(cfg.sft, seed=seed, kl_weight=cfg.kl_weight if arm == "lookalike_distill" else 0.0)
@@ -136,7 +138,8 @@ def _run_arm(cfg: LocalizedConfig, ctx, arm: str, seed: int) -> dict:
     ok, preds = outcomes(res.model, tok, watch)
     base_states = subject_states(model, tok, watch, layers)
     new_states = subject_states(model, tok, train, layers)
-    ov, nearest = overlap_with_new(base_states, watch, new_states, train)
+    o = overlap_with_new(base_states, [f.relation for f in watch], new_states, [f.relation for f in train])
+    ov, nearest = o.max, o.nearest
     from interference.metrics.overlap import drift
     s0 = res.snapshots[0]
     drift_series = {str(step): [float(drift(snap[h].float(), s0[h].float()).mean()) for h in hooks]
@@ -148,15 +151,18 @@ def _run_arm(cfg: LocalizedConfig, ctx, arm: str, seed: int) -> dict:
             "overlap": np.round(ov, 4).tolist(), "nearest": nearest.tolist(), "drift": drift_series}
 
 
-def _per_seed(seed: int, base_ok: np.ndarray, arms: dict, ctx, mid: int) -> dict:
-    from interference.metrics.forgetting import forgetting_events, interference_signature
+def _per_seed(seed: int, base_ok: np.ndarray, arms: dict, ctx, mid: int, cfg: LocalizedConfig) -> dict:
+    from interference.metrics.forgetting import events_between, interference_signature
     watch = _watch(ctx)
+    ids = [x.fact_id for x in watch]  # cells store per-fact lists in this order
     A, B, C, D = (arms[a] for a in ARMS)
-    tset = set(A["target_eids"])
-    is_t = np.array([int(f.fact_id.split(":")[0]) in tset for f in watch])
+    tset = {str(e) for e in A["target_eids"]}
+    is_t = np.array([f.entity_id in tset for f in watch])
     ok = {a: np.array(arms[a]["correct"], bool) for a in ARMS}
-    f = {a: {"targets": forgetting_rate(base_ok, ok[a], is_t), "rest": forgetting_rate(base_ok, ok[a], ~is_t),
-             "all": forgetting_rate(base_ok, ok[a])} for a in ARMS}
+    base_rec = FactOutcomes.from_mask(ids, base_ok, [x.answer for x in watch])
+    rec = {a: FactOutcomes.from_mask(ids, ok[a], arms[a]["predictions"]) for a in ARMS}
+    f = {a: {"targets": forgetting_rate(base_rec, rec[a], is_t), "rest": forgetting_rate(base_rec, rec[a], ~is_t),
+             "all": forgetting_rate(base_rec, rec[a])} for a in ARMS}
     m = {"seed": seed}
     for a in ARMS:
         for part, v in f[a].items():
@@ -183,16 +189,14 @@ def _per_seed(seed: int, base_ok: np.ndarray, arms: dict, ctx, mid: int) -> dict
     m["forgetting_bottom_quartile"] = rate(forgot_b[ov_b[mid] <= q1])
     # (c) signature: forgotten targets answering their look-alike's value
     facts = {x.fact_id: x for x in watch}
-    rows = timeline_rows(watch, [(0, base_ok, [x.answer for x in watch]), (1, ok["lookalike"], A["predictions"])])
-    events = forgetting_events(rows)
-    from interference.data import Fact
-    rels = ctx.world.config.relations
-    neigh = {}
-    for x in watch:
-        eid = x.fact_id.split(":")[0]
-        if eid in A["new_of_target"]:
-            j = A["new_of_target"][eid] * len(rels) + rels.index(x.relation)
-            neigh[x.fact_id] = [Fact("new", "", x.relation, A["new_answers"][j], "")]
+    events = events_between(base_rec, rec["lookalike"])
+    _, look = _entities(ctx, cfg, "lookalike", seed)
+    if [x.answer for x in ctx.world.facts(look)] != A["new_answers"]:
+        raise ValueError("the look-alike facts rebuilt from the world differ from the stored cell's; "
+                         "delete the stale localized cells and re-run.")
+    look_facts = {(f.entity_id, f.relation): f for f in ctx.world.facts(look)}  # the real new facts, rebuilt
+    look_of = {str(t): str(look[i].eid) for t, i in A["new_of_target"].items()}
+    neigh = {x.fact_id: [look_facts[(look_of[x.entity_id], x.relation)]] for x in watch if x.entity_id in look_of}
     ev_t = {k: e for k, e in events.items() if k in neigh}
     sig = interference_signature(ev_t, facts, neigh)
     m["signature_rate"], m["signature_chance"] = sig.rate, sig.chance
@@ -226,7 +230,7 @@ def summarize(cfg: LocalizedConfig, results: list[dict], ctx) -> dict:
     per_seed = []
     for seed in range(cfg.seeds):
         arms = {r["arm"]: r for r in runs if r["seed"] == seed}
-        per_seed.append(_per_seed(seed, base_ok, arms, ctx, mid))
+        per_seed.append(_per_seed(seed, base_ok, arms, ctx, mid, cfg))
     stats = {k: estimate([p[k] for p in per_seed]) for k in STAT_KEYS}
     L = ctx.n_layers
     stats["rho_by_layer"] = [estimate([p["rho_by_layer"][l] for p in per_seed]) for l in range(L)]

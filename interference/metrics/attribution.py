@@ -21,8 +21,11 @@ import torch
 
 from interference.batching import answer_loss, pack
 from interference.data import Fact
-from interference.evaluate import FactResult, score_facts
+from interference.evaluate import score_facts
+from interference.metrics.forgetting import forgetting_rate, forgotten_ids
+from interference.metrics.overlap import cosine
 from interference.models import model_logits, param_group
+from interference.records import FactOutcomes
 
 
 def unit_name(group: str, layer: int | None) -> str:
@@ -81,13 +84,6 @@ class RevertAttribution:
                 "n_recovered": {u: len(v) for u, v in self.recovered.items()}}
 
 
-def forgetting_rate(base: Sequence[FactResult], now: Sequence[FactResult]) -> tuple[float, list[str]]:
-    """(share of base-correct facts now wrong, their ids)."""
-    known = [(b, n) for b, n in zip(base, now) if b.correct]
-    lost = [n.fact_id for b, n in known if not n.correct]
-    return (len(lost) / len(known) if known else float("nan")), lost
-
-
 def revert_attribution(model, base_model, tokenizer, facts: Sequence[Fact], by_layer: bool = True,
                        units: Sequence[str] | None = None) -> RevertAttribution:
     """Revert each unit of ``model`` to ``base_model`` in turn and re-score ``facts`` (the
@@ -98,17 +94,18 @@ def revert_attribution(model, base_model, tokenizer, facts: Sequence[Fact], by_l
         if unknown:
             raise ValueError(f"unknown parameter unit(s) {unknown}; this model has {sorted(table)}.")
         table = {u: table[u] for u in units}
-    base_res = score_facts(base_model, tokenizer, facts)
-    rate, lost = forgetting_rate(base_res, score_facts(model, tokenizer, facts))
-    out = RevertAttribution(rate, sum(r.correct for r in base_res))
-    lost_set = set(lost)
+    base_res = FactOutcomes.from_results(score_facts(base_model, tokenizer, facts))
+    now = FactOutcomes.from_results(score_facts(model, tokenizer, facts))
+    rate = forgetting_rate(base_res, now)
+    out = RevertAttribution(rate, int(base_res.correct.sum()))
+    lost_set = set(forgotten_ids(base_res, now))
     for u, names in table.items():
         with reverted(model, base_model, names):
-            res = score_facts(model, tokenizer, facts)
-        r_rate, r_lost = forgetting_rate(base_res, res)
+            res = FactOutcomes.from_results(score_facts(model, tokenizer, facts))
+        r_rate = forgetting_rate(base_res, res)
         out.forgetting_reverted[u] = r_rate
         out.share[u] = (rate - r_rate) / rate if rate > 0 else float("nan")
-        out.recovered[u] = sorted(lost_set - set(r_lost))
+        out.recovered[u] = sorted(lost_set - set(forgotten_ids(base_res, res)))
     return out
 
 
@@ -126,7 +123,8 @@ def _unit_grads(model, units: dict[str, list[str]], loss: torch.Tensor) -> dict[
 class GradientAlignment:
     """cos[i, j]: cosine between the new-fact loss gradient and known fact i's loss gradient,
     restricted to unit j (plus an ``"all"`` column for the whole model). Negative = a step that
-    lowers the new-fact loss raises fact i's loss (to first order)."""
+    lowers the new-fact loss raises fact i's loss (to first order). float64, clamped to [-1, 1]
+    (``metrics.overlap.cosine``), so a gradient's cosine with itself is 1 on any machine."""
 
     fact_ids: list[str]
     units: list[str]
@@ -172,14 +170,13 @@ def gradient_alignment(model, tokenizer, new_facts: Sequence[Fact], known_facts:
         g_new = {u: g / total for u, g in g_new.items()}
         names = list(units) + ["all"]
         g_new_all = torch.cat([g_new[u] for u in units])
-        cos = torch.empty(len(known_facts), len(names))
+        cos = torch.empty(len(known_facts), len(names), dtype=torch.float64)
         for i, f in enumerate(known_facts):
             batch = pack(tokenizer, [(f.prompt, f.answer)], n_ctx).to(g_new_all.device)
             g = _unit_grads(model, units, answer_loss(model_logits(model, batch.ids), batch))
             for j, u in enumerate(units):
-                cos[i, j] = torch.nn.functional.cosine_similarity(g[u], g_new[u], dim=0, eps=1e-12)
-            cos[i, -1] = torch.nn.functional.cosine_similarity(torch.cat([g[u] for u in units]), g_new_all,
-                                                               dim=0, eps=1e-12)
+                cos[i, j] = cosine(g[u], g_new[u], dim=0)
+            cos[i, -1] = cosine(torch.cat([g[u] for u in units]), g_new_all, dim=0)
     finally:
         for p, f in zip(params, flags):
             p.requires_grad_(f)

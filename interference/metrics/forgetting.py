@@ -8,17 +8,63 @@ what localized interference predicts and generic damage does not.
 
 Input rows follow the timeline contract (docs/CONTRACTS.md):
 ``{"step", "fact_id", "set", "outcome", "correct", "gold_logprob", "prediction"}``.
+
+``forgetting_rate`` is the one definition of the forgetting rate in the project (metrics,
+hypotheses, analyses and the notebook call it): it compares two ``records.FactOutcomes`` fact by
+fact and refuses records that do not hold the same facts in the same order.
 """
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
+
 from interference.data import Fact
 from interference.evaluate import normalize_answer
+from interference.records import FactOutcomes
+
+
+def rate(mask) -> float:
+    """Share of True in a boolean mask; nan for an empty one (no facts is not "0% forgotten")."""
+    mask = np.asarray(mask, dtype=bool)
+    return float(mask.mean()) if mask.size else math.nan
+
+
+def check_same_facts(base: FactOutcomes, now: FactOutcomes) -> None:
+    """Refuse two records that do not hold the same facts in the same order (compare by id, never by
+    position); ``now.realign(base.fact_ids)`` is the explicit way to line them up."""
+    if not (isinstance(base, FactOutcomes) and isinstance(now, FactOutcomes)):
+        raise TypeError("compare records.FactOutcomes (from_results / from_rows / from_mask), not "
+                        f"{type(base).__name__} and {type(now).__name__}.")
+    if base.fact_ids != now.fact_ids:
+        same_set = set(base.fact_ids) == set(now.fact_ids)
+        raise ValueError("the two fact records " + ("hold the same facts in another order" if same_set else
+                         f"hold different facts ({len(base)} vs {len(now)}, e.g. "
+                         f"{sorted(set(base.fact_ids) ^ set(now.fact_ids))[0]!r} in only one)")
+                         + "; realign one to the other's fact_ids first.")
+
+
+def forgotten_mask(base: FactOutcomes, now: FactOutcomes, where=None) -> np.ndarray:
+    """[n] bool: right in ``base`` (within ``where``: mask or fact ids) and wrong in ``now``."""
+    check_same_facts(base, now)
+    return base.correct & base.mask(where) & ~now.correct
+
+
+def forgetting_rate(base: FactOutcomes, now: FactOutcomes, where=None) -> float:
+    """Share of the facts ``base`` answered right (within ``where``: a boolean mask over the record
+    or a collection of fact ids) that ``now`` answers wrong; nan when ``base`` knew none of them."""
+    known = base.correct & base.mask(where)
+    return rate(forgotten_mask(base, now, where)[known])
+
+
+def forgotten_ids(base: FactOutcomes, now: FactOutcomes, where=None) -> list[str]:
+    """Ids of the facts ``forgetting_rate`` counts as forgotten, in record order."""
+    return [base.fact_ids[i] for i in np.flatnonzero(forgotten_mask(base, now, where))]
 
 
 def load_timeline(path: str | Path) -> list[dict]:
@@ -62,22 +108,44 @@ def _by_fact(rows: Iterable[dict], set_name: str | None) -> dict[tuple[str, str]
     return out
 
 
+def _event(fid: str, set_name: str, hist: Sequence[Mapping]) -> ForgettingEvent | None:
+    """The event of one fact from its evaluations sorted by step ({step, correct, prediction});
+    None when it was wrong at the first one (never known, so it cannot be forgotten)."""
+    if not hist[0]["correct"]:
+        return None
+    forgot = next((r for r in hist if not r["correct"]), None)
+    recovered = None
+    if forgot is not None:
+        recovered = next((r["step"] for r in hist if r["step"] > forgot["step"] and r["correct"]), None)
+    return ForgettingEvent(fid, set_name, None if forgot is None else forgot["step"], recovered,
+                           bool(hist[-1]["correct"]), None if forgot is None else forgot["prediction"],
+                           hist[-1]["prediction"])
+
+
 def forgetting_events(rows: Iterable[dict], set_name: str | None = "stability") -> dict[str, ForgettingEvent]:
     """fact_id -> ForgettingEvent for every fact of ``set_name`` that was right at its first
     evaluation (step 0 is the base model). Facts the base already got wrong cannot be forgotten
     and are left out. With ``set_name=None`` keys are ``"{set}/{fact_id}"``."""
     out: dict[str, ForgettingEvent] = {}
     for (s, fid), hist in _by_fact(rows, set_name).items():
-        if not hist[0]["correct"]:
-            continue
-        forgot = next((r for r in hist if not r["correct"]), None)
-        recovered = None
-        if forgot is not None:
-            recovered = next((r["step"] for r in hist if r["step"] > forgot["step"] and r["correct"]), None)
-        key = fid if set_name is not None else f"{s}/{fid}"
-        out[key] = ForgettingEvent(fid, s, None if forgot is None else forgot["step"], recovered,
-                                   bool(hist[-1]["correct"]), None if forgot is None else forgot["prediction"],
-                                   hist[-1]["prediction"])
+        ev = _event(fid, s, hist)
+        if ev is not None:
+            out[fid if set_name is not None else f"{s}/{fid}"] = ev
+    return out
+
+
+def events_between(base: FactOutcomes, now: FactOutcomes, set_name: str = "stability",
+                   steps: tuple[int, int] = (0, 1)) -> dict[str, ForgettingEvent]:
+    """``forgetting_events`` for two evaluations held as records (base model and end of training),
+    matched by fact id; the same events a two-step timeline of these facts would give."""
+    check_same_facts(base, now)
+    out: dict[str, ForgettingEvent] = {}
+    for i, fid in enumerate(base.fact_ids):
+        hist = [{"step": steps[0], "correct": bool(base.correct[i]), "prediction": base.prediction[i]},
+                {"step": steps[1], "correct": bool(now.correct[i]), "prediction": now.prediction[i]}]
+        ev = _event(fid, set_name, hist)
+        if ev is not None:
+            out[fid] = ev
     return out
 
 
@@ -125,6 +193,15 @@ def overlap_values(fact: Fact, neighbours: Sequence[Fact]) -> set[str]:
     gold = normalize_answer(fact.answer)
     vals = {normalize_answer(n.answer) for n in neighbours if n.relation == fact.relation}
     return vals - {gold}
+
+
+def value_distribution(facts: Iterable[Fact]) -> dict[str, Counter]:
+    """relation -> Counter of gold answers: a null for ``interference_signature`` (how often a
+    value would come up if wrong answers were drawn like the answers of these facts)."""
+    out: dict[str, Counter] = defaultdict(Counter)
+    for f in facts:
+        out[f.relation][f.answer] += 1
+    return dict(out)
 
 
 def interference_signature(events: Mapping[str, ForgettingEvent], facts: Mapping[str, Fact],

@@ -1,70 +1,54 @@
-"""Hallucination metrics over per-fact evaluation rows (timeline rows or FactResult dicts).
+"""Hallucination metrics over per-fact records (``records.FactOutcomes``).
 
-Pure functions, no model. A row needs ``fact_id``, ``correct`` and ``outcome`` (correct |
-abstain | hallucination | wrong; see ``interference.evaluate.outcome_of``: *hallucination* is a
-wrong answer given with confidence >= the threshold, *wrong* an unsure one).
+Pure functions, no model. A record's ``outcome`` is one of correct | abstain | hallucination |
+wrong (see ``interference.evaluate.outcome_of``: *hallucination* is a wrong answer given with
+confidence >= the threshold, *wrong* an unsure one).
 
 The paper's hallucination on held-out knowledge: a fact the base answered right that the
-fine-tuned model now answers wrongly *with confidence*. ``forgotten`` counts every wrong answer
-(our tiny models cannot abstain, CALIBRATION.md), ``hallucinated`` only the confident ones.
+fine-tuned model now answers wrongly *with confidence*. Forgetting (``metrics.forgetting.
+forgetting_rate``) counts every wrong answer (our tiny models cannot abstain, docs/CONTRACTS.md),
+hallucination only the confident ones. Both compare records fact by fact and refuse records that
+do not hold the same facts in the same order.
 """
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from interference.metrics.forgetting import check_same_facts, forgetting_rate, rate
+from interference.records import FactOutcomes
 
 OUTCOMES = ("correct", "abstain", "hallucination", "wrong")
 
 
-def by_fact(rows: Iterable[Mapping]) -> dict[str, Mapping]:
-    return {r["fact_id"]: r for r in rows}
-
-
-def rows_at(timeline: Iterable[Mapping], step: int, eval_set: str | None = None) -> list[Mapping]:
+def rows_at(timeline: Sequence[Mapping], step: int, eval_set: str | None = None) -> list[Mapping]:
     """The rows of one evaluation (and one set) from a timeline."""
     return [r for r in timeline if r["step"] == step and (eval_set is None or r["set"] == eval_set)]
 
 
-def is_hallucination(base_row: Mapping, row: Mapping) -> bool:
-    """Known to the base, now answered wrongly with confidence."""
-    return bool(base_row["correct"]) and row["outcome"] == "hallucination"
+def hallucination_rate(base: FactOutcomes, now: FactOutcomes) -> float:
+    """Share of base-correct facts that ``now`` answers wrongly with confidence."""
+    check_same_facts(base, now)
+    confident_wrong = np.array([o == "hallucination" for o in now.outcome], dtype=bool)
+    return rate(confident_wrong[base.correct])
 
 
-def is_forgotten(base_row: Mapping, row: Mapping) -> bool:
-    """Known to the base, now not answered correctly (confident or not, abstentions included)."""
-    return bool(base_row["correct"]) and not row["correct"]
-
-
-def _rate(base: Sequence[Mapping], now: Sequence[Mapping], pred) -> float:
-    b, n = by_fact(base), by_fact(now)
-    known = [f for f, r in b.items() if r["correct"] and f in n]
-    return sum(pred(b[f], n[f]) for f in known) / len(known) if known else float("nan")
-
-
-def hallucination_rate(base: Sequence[Mapping], now: Sequence[Mapping]) -> float:
-    """Share of base-correct facts that are now confident wrong answers."""
-    return _rate(base, now, is_hallucination)
-
-
-def forgetting_rate(base: Sequence[Mapping], now: Sequence[Mapping]) -> float:
-    """Share of base-correct facts no longer answered correctly (1 - retained)."""
-    return _rate(base, now, is_forgotten)
-
-
-def retained(base: Sequence[Mapping], now: Sequence[Mapping]) -> float:
-    """Share of base-correct facts still correct: CALIBRATION.md's "retained"."""
+def retained(base: FactOutcomes, now: FactOutcomes) -> float:
+    """Share of base-correct facts still correct (1 - forgetting)."""
     return 1.0 - forgetting_rate(base, now)
 
 
-def outcome_shares(rows: Sequence[Mapping]) -> dict[str, float]:
-    """Share of each outcome (correct / abstain / hallucination / wrong) among ``rows``."""
-    c = Counter(r["outcome"] for r in rows)
-    n = len(rows)
+def outcome_shares(rec: FactOutcomes) -> dict[str, float]:
+    """Share of each outcome (correct / abstain / hallucination / wrong) in a record."""
+    c = Counter(rec.outcome)
+    n = len(rec)
     return {o: (c[o] / n if n else float("nan")) for o in OUTCOMES}
 
 
-def abstention_share(rows: Sequence[Mapping]) -> float:
-    return outcome_shares(rows)["abstain"]
+def abstention_share(rec: FactOutcomes) -> float:
+    return outcome_shares(rec)["abstain"]
 
 
 def relative_drop(base: float, value: float) -> float:
@@ -73,12 +57,15 @@ def relative_drop(base: float, value: float) -> float:
 
 
 def hallucination_curve(timeline: Sequence[Mapping], eval_set: str = "stability") -> list[dict]:
-    """Per evaluation step: forgetting and hallucination rates of ``eval_set`` against step 0."""
+    """Per evaluation step: forgetting and hallucination rates of ``eval_set`` against step 0
+    (each evaluation realigned to step 0's fact order, so row order in the file does not matter)."""
     steps = sorted({r["step"] for r in timeline})
-    base = rows_at(timeline, steps[0], eval_set) if steps else []
+    if not steps:
+        return []
+    base = FactOutcomes.from_rows(timeline, steps[0], eval_set)
     out = []
     for s in steps:
-        now = rows_at(timeline, s, eval_set)
+        now = FactOutcomes.from_rows(timeline, s, eval_set).realign(base.fact_ids)
         out.append({"step": s, "forgetting": forgetting_rate(base, now),
                     "hallucination": hallucination_rate(base, now),
                     **{f"share_{k}": v for k, v in outcome_shares(now).items()}})

@@ -74,6 +74,21 @@ def bootstrap_ci(data: Sequence | np.ndarray, statistic: Callable[..., float], n
     return Estimate(point, float(lo), float(hi), n, level)
 
 
+def ols_slope(x: Sequence[float], y: Sequence[float]) -> float:
+    """Least-squares slope of y on z-scored x: the change in y per standard deviation of x (so
+    slopes from predictors on different scales, e.g. overlap at two layers, compare directly).
+    Pairs with a non-finite side are dropped; nan with fewer than 3 pairs or a constant x."""
+    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+    if x.size != y.size:
+        raise ValueError(f"ols_slope: {x.size} x values but {y.size} y values; pass equal lengths.")
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 3 or x.std() == 0:
+        return math.nan
+    z = (x - x.mean()) / x.std()
+    return float((z * (y - y.mean())).mean())
+
+
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman rank correlation (average ranks for ties); nan when either side is constant."""
     a, b = _as_array(x, "spearman"), _as_array(y, "spearman")
