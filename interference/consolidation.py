@@ -139,3 +139,17 @@ class FromMemorised:
         state.step, extra = got
         self.history[:] = list(extra.get("history", []))
         state.resumed = True
+
+
+def memorised_state(memo) -> dict:
+    """The rule's state stored beside a memorised checkpoint (``memo`` = its parent folder); read
+    from the checkpoint itself for memorised states saved before the JSON file existed."""
+    import json
+    from pathlib import Path
+    memo = Path(memo)
+    if (memo / MEMORISED_FILE).exists():
+        return json.loads((memo / MEMORISED_FILE).read_text())
+    import torch
+    ck = memo / "checkpoint"
+    latest = json.loads((ck / "latest.json").read_text())["dir"]
+    return torch.load(ck / latest / "train_state.pt", map_location="cpu", weights_only=False)["extra"]["rule"]

@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -31,13 +31,16 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from interference.checkpoint import load_checkpoint, save_checkpoint
-from interference.consolidation import ConsolidationRule, lr_multiplier
-from interference.batching import Packed, answer_loss, answer_token_accuracy, pack
+from interference.batching import Packed, answer_token_accuracy, pack
+from interference.callbacks import Checkpoints
+from interference.checkpoint import has_checkpoint
+from interference.consolidation import ConsolidationRule, FromMemorised, UntilMemorised, memorised_state
 from interference.evaluate import SLICK_CATEGORIES, accuracy, category_counts, score_facts, slick_categorize
 from interference.io import RunDirError, atomic_write_json, atomic_write_text, claim_run_dir, config_hash
+from interference.loop import LoopConfig, train_loop
 from interference.models import (ModelConfig, ModelError, build_model, load_model, model_logits, resolve_device,
-                                 save_model)
+                                 save_model, weights_fingerprint)
+from interference.threads import configure_threads
 from interference.tokenizer import world_tokenizer
 from interference.world import World, WorldConfig, WorldConfigError
 
@@ -129,6 +132,33 @@ def load_slick(run_dir: str | Path) -> dict[str, dict]:
     return {r["fact_id"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
 
 
+FINGERPRINT_FILE = "fingerprint.json"  # {"weights": sha256[:16] of the saved state}: what the cache holds
+
+
+def write_fingerprint(run_dir: str | Path, model) -> str:
+    fp = weights_fingerprint(model.state_dict())
+    atomic_write_json(Path(run_dir) / FINGERPRINT_FILE, {"weights": fp})
+    return fp
+
+
+def base_fingerprint(run_dir: str | Path) -> str:
+    """The weights fingerprint of a finished pre-training run. A config hash names what a base was
+    *asked* to be; thread counts and machines change what it *is* (three default bases once shared
+    one hash), so teachers and hypothesis cells are keyed by this instead. Bases saved before
+    fingerprints existed get theirs computed from model.safetensors and recorded now."""
+    run_dir = Path(run_dir)
+    f = run_dir / FINGERPRINT_FILE
+    if f.exists():
+        return json.loads(f.read_text())["weights"]
+    from safetensors.torch import load_file
+    try:
+        fp = weights_fingerprint(load_file(str(run_dir / "model.safetensors")))
+    except Exception:
+        raise ModelError(f"{run_dir} holds no readable model.safetensors to fingerprint; pre-train it again.") from None
+    atomic_write_json(f, {"weights": fp})
+    return fp
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("INTERFERENCE_CACHE", Path.cwd() / ".cache" / "interference"))
 
@@ -151,14 +181,6 @@ def pretraining_pairs(world: World) -> list[tuple[str, str]]:
 def qa_pairs(world: World, split: str, template: int | None = None) -> list[tuple[str, str]]:
     ts = range(world.config.n_qa_templates) if template is None else [template]
     return [world.render_qa(e, r, t) for e in world.split(split) for r in world.config.relations for t in ts]
-
-
-def _lr_at(step: int, cfg: PretrainConfig, rule: ConsolidationRule | None) -> float:
-    """The schedule's multiplier on cfg.lr: fixed cosine over cfg.steps, or warm-up / constant /
-    cosine over the consolidation phase once the rule knows m."""
-    if rule is None:
-        return lr_multiplier(step, cfg.warmup, cfg.min_lr_ratio, cfg.warmup, cfg.steps - cfg.warmup)
-    return lr_multiplier(step, cfg.warmup, cfg.min_lr_ratio, rule.memorised_step, rule.decay_steps or 0)
 
 
 @torch.no_grad()
@@ -194,71 +216,67 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
         if spec.world.n_statement_only else None,
     }
 
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    rule = None if cfg.consolidation is None else ConsolidationRule(cfg.consolidation, cfg.memorised_at,
-                                                                    cfg.memorise_cap)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_at(s, cfg, rule))
-    memo_dir = cache_root() / f"memorised-{spec.phase1_hash()}" / "checkpoint"
-    resumed = load_checkpoint(out / "checkpoint", model, opt, sched)
-    if resumed is None and rule is not None:  # bases differing only in consolidation share phase 1
-        resumed = load_checkpoint(memo_dir, model, opt, sched)
-    start, history = (resumed[0], list(resumed[1]["history"])) if resumed else (0, [])
-    if resumed and rule is not None:
-        rule.load(resumed[1].get("rule", {}))
+    history: list[dict] = []
 
-    def total() -> int | None:
-        return cfg.steps if rule is None else rule.total_steps
+    class Probe:
+        """Memorisation and format-generalisation probes into ``history`` at each evaluation."""
 
-    steps_per_epoch = math.ceil(len(corpus) / cfg.batch_size)  # the last partial batch is kept (loop 2)
-    t0 = time.time()
-    bar = tqdm(total=total(), initial=start, desc="pretrain", disable=not progress, dynamic_ncols=True)
-    model.train()
-    step = start
-    while total() is None or step < total():
-        epoch, k = divmod(step, steps_per_epoch)
-        # The order of epoch e is a pure function of (seed, e): resuming replays the same batches.
-        perm = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        batch = corpus.subset(perm[k * cfg.batch_size:(k + 1) * cfg.batch_size].to(dev))  # = loop.batch_at
-        loss = answer_loss(model_logits(model, batch.ids), batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        sched.step()
-        bar.update(1)
-        step = done = step + 1
-        just_memorised = False
-        if rule is not None and rule.memorised_step is None and done % cfg.check_every == 0:
-            model.eval()
-            rule.observe(done, _probe_acc(model, probe_sets["statement"]))
-            model.train()
-            just_memorised = rule.memorised_step is not None
-        if done % cfg.eval_every == 0 or done == total():
-            model.eval()
-            row = {"step": done, "loss": float(loss.detach())}
+        def on_eval(self, state) -> None:
+            if state.step == 0:
+                return
+            row = {"step": state.step, "loss": state.loss}
             row.update({f"{k}_acc": _probe_acc(model, v) for k, v in probe_sets.items() if v is not None})
-            model.train()
             history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", stmt=f"{row['statement_acc']:.2f}",
-                            known_qa=f"{row.get('known_qa_acc', float('nan')):.2f}")
-        if just_memorised:  # the state every consolidation level of this spec starts from
-            bar.total = total()
-            bar.refresh()
-            save_checkpoint(memo_dir, model, opt, sched, done, {"history": history, "rule": rule.state()})
-        if done % cfg.ckpt_every == 0 and done != total():
-            save_checkpoint(out / "checkpoint", model, opt, sched, done,
-                            {"history": history, "rule": rule.state() if rule else {}})
-    bar.close()
+            state.postfix.update(loss=f"{row['loss']:.3f}", stmt=f"{row['statement_acc']:.2f}",
+                                 known_qa=f"{row.get('known_qa_acc', float('nan')):.2f}")
+
+    def loop_cfg(steps: int, warmup: int, floor: float) -> LoopConfig:
+        return LoopConfig(lr=cfg.lr, batch_size=cfg.batch_size, steps=steps, warmup_steps=warmup, min_lr_ratio=floor,
+                          weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, seed=cfg.seed,
+                          eval_every=cfg.eval_every)
+
+    def checkpoints(root: Path) -> Checkpoints:
+        return Checkpoints(root, cfg.ckpt_every, extra=lambda: {"history": history},
+                           restore=lambda extra: history.extend(extra["history"]))
+
+    t0 = time.time()
+    rule, resumed_from_memorised = None, False
+    if cfg.consolidation is None:  # the fixed-length recipe: warm-up, cosine over cfg.steps
+        train_loop(model, model.parameters(), corpus, loop_cfg(cfg.steps, cfg.warmup, cfg.min_lr_ratio),
+                   callbacks=[checkpoints(out / "checkpoint"), Probe()], progress=progress, desc="pretrain")
+    else:
+        rule = ConsolidationRule(cfg.consolidation, cfg.memorised_at, cfg.memorise_cap)
+        memo = cache_root() / f"memorised-{spec.phase1_hash()}"
+        if not has_checkpoint(memo / "checkpoint"):
+            # phase 1: warm-up, then the peak rate (a cosine to a floor of 1) until memorised
+            train_loop(model, model.parameters(), corpus, loop_cfg(cfg.memorise_cap, cfg.warmup, 1.0),
+                       callbacks=[checkpoints(out / "checkpoint_memorise"), Probe(),
+                                  UntilMemorised(rule, lambda: _probe_acc(model, probe_sets["statement"]),
+                                                 cfg.check_every, memo, lambda: {"history": history})],
+                       progress=progress, desc="pretrain (memorise)")
+        else:
+            resumed_from_memorised = True
+        rule.load(memorised_state(memo))
+        # phase 2: consolidation * m more steps, cosine from the peak rate down to the floor
+        del history[:]
+        train_loop(model, model.parameters(), corpus,
+                   loop_cfg(rule.total_steps, rule.memorised_step, cfg.min_lr_ratio),
+                   callbacks=[checkpoints(out / "checkpoint"), FromMemorised(memo / "checkpoint", history), Probe()],
+                   progress=progress, desc="pretrain (consolidate)")
+        shutil.rmtree(out / "checkpoint_memorise", ignore_errors=True)
     train_seconds = time.time() - t0
 
     save_model(model, spec.model, tok, out)
+    write_fingerprint(out, model)
     metrics, slick_rows = evaluate_base(model, tok, world, cfg)
     atomic_write_text(out / SLICK_FILE, "".join(json.dumps(r) + "\n" for r in slick_rows))
     if rule is not None:
         metrics["consolidation"] = {"memorised_step": rule.memorised_step, "memorised": rule.memorised,
                                     "consolidation": cfg.consolidation, "steps_after": rule.decay_steps,
-                                    "resumed_from_memorised": bool(resumed) and start == rule.memorised_step}
-    metrics.update({"train_seconds": round(train_seconds, 1), "steps": step, "history": history,
+                                    "resumed_from_memorised": resumed_from_memorised}
+    metrics.update({"train_seconds": round(train_seconds, 1),
+                    "steps": cfg.steps if rule is None else rule.total_steps, "history": history,
+                    "fingerprint": base_fingerprint(out), "torch_threads": torch.get_num_threads(),
                     "device": str(dev), "n_params": sum(p.numel() for p in model.parameters())})
     atomic_write_json(out / "metrics.json", metrics)
     _clear_checkpoint(out)
@@ -293,6 +311,7 @@ def base_model(spec: BaseSpec, device: str | None = None, progress: bool = True)
     """The cached base model for ``spec`` (trained on first use). Returns (model, tokenizer, world, dir)."""
     out = cache_root() / f"base-{spec.hash()}"
     pretrain(spec, out, device=device, progress=progress)
+    base_fingerprint(out)  # recorded for bases cached before fingerprints existed
     model, _, tok = load_model(out, device=device)
     return model, tok, World(spec.world), out
 
@@ -310,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     try:
+        configure_threads(args.device)
         spec = BaseSpec.default(quick=args.quick)
         if args.world:
             spec = dataclasses.replace(spec, world=WorldConfig.load(args.world))

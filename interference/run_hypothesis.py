@@ -111,11 +111,8 @@ def _main(args) -> int:
     cfgs = {n: _config(HYPOTHESES[n], args.quick, args.seeds) for n in names}
     for n in names:  # check every output directory before any work, so a refusal changes nothing
         _check_compatible(out / n, hypothesis_config(HYPOTHESES[n], cfgs[n], ctx), n)
-    if device == "cpu":
-        # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine competing
-        # thread pools made a quick run ~40x slower than one thread.
-        import torch
-        torch.set_num_threads(1)
+    from interference.threads import configure_threads
+    configure_threads(device)  # one thread on CPU: see interference.threads
     t0 = time.time()
     verdicts = {}
     for n in names:

@@ -121,6 +121,18 @@ def _facts_by_id(world, entities, template: int) -> dict[str, Fact]:
     return {f.fact_id: f for f in world.facts(entities, template=template)}
 
 
+def known_qa_facts(world, slick: dict[str, dict], n: int, rng: random.Random,
+                   relations: Sequence[str] | None = None, template: int = 0) -> list[Fact]:
+    """Up to ``n`` HighlyKnown QA facts of ``pretrain_qa`` entities (drawn with ``rng``): facts
+    whose QA pre-training already showed, so a format teacher trained on them touches no held-out
+    fact."""
+    qa = _facts_by_id(world, world.split("pretrain_qa"), template)
+    ids = sorted(i for i, f in qa.items() if (relations is None or f.relation in relations)
+                 and slick.get(i, {}).get("category") == "HighlyKnown")
+    rng.shuffle(ids)
+    return [qa[i] for i in ids[:n]]
+
+
 def build_sft_data(world, slick: dict[str, dict], cfg: SFTDataConfig,
                    new_entities: Sequence | None = None) -> SFTData:
     """Draw the SFT set and the evaluation sets (see the module docstring for what each is)."""
@@ -164,10 +176,7 @@ def build_sft_data(world, slick: dict[str, dict], cfg: SFTDataConfig,
     if known:
         format_facts = list(known)
     else:  # 100% Unknown: teach the format on facts whose QA pre-training already showed
-        qa = _facts_by_id(world, world.split("pretrain_qa"), t)
-        ids = sorted(i for i, f in qa.items() if rel_ok(f) and slick.get(i, {}).get("category") == "HighlyKnown")
-        rng.shuffle(ids)
-        format_facts = [qa[i] for i in ids[: max(1, cfg.n_facts)]]
+        format_facts = known_qa_facts(world, slick, max(1, cfg.n_facts), rng, relations, t)
     return SFTData(train=train, eval_sets={"task": task, "plasticity": list(unknown), "stability": stability},
                    known_ids=[f.fact_id for f in known], unknown_ids=[f.fact_id for f in unknown],
                    format_facts=format_facts, relations=relations)

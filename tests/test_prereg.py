@@ -109,6 +109,9 @@ class _Ctx:
     def cache(self):
         return self.out / "cells"
 
+    def fingerprint(self, spec):  # toy cells depend on no base
+        return "none"
+
 
 def test_run_module_records_the_preregistration_and_refuses_another(tmp_path):
     from interference.io import RunDirError

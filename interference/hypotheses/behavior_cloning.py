@@ -183,7 +183,7 @@ def cells(cfg: BehaviorCloningConfig, ctx) -> list[Cell]:
                 out.append(Cell(f"bc-{arm}", key,
                                 (lambda s=spec, t=train, f=sft: run_arm(ctx, s, t, watched(world, cfg), f,
                                                                         extra={"never_seen": never_seen(world, cfg)})),
-                                f"{level} {arm} seed {seed}"))
+                                f"{level} {arm} seed {seed}", base=spec))
     return out
 
 

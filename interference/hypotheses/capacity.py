@@ -153,12 +153,12 @@ def cells(cfg: CapacityConfig, ctx) -> list[Cell]:
                     key = {**base, "arm": arm, "count": count, "style": cfg.key_style, "sft": sft.to_dict()}
                     out.append(Cell(f"capacity-{arm}", key,
                                     (lambda s=spec, t=train, f=sft: run_arm(ctx, s, t, watched(world), f)),
-                                    f"{level} {size} {arm} x{count} seed {seed}"))
+                                    f"{level} {size} {arm} x{count} seed {seed}", base=spec))
             sft = fixed_steps(cfg.sft, cfg.sft.max_steps, seed)
             train = known_facts(world, max(cfg.counts) * len(world.config.relations), seed)
             key = {**base, "arm": "drift", "count": max(cfg.counts), "sft": sft.to_dict()}
             out.append(Cell("capacity-drift", key, (lambda s=spec, t=train, f=sft: run_arm(ctx, s, t, watched(world), f)),
-                            f"{level} {size} drift seed {seed}"))
+                            f"{level} {size} drift seed {seed}", base=spec))
     return out
 
 

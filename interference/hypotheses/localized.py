@@ -7,9 +7,9 @@ learned, lr 3e-4):
   (pre-existing) entities: the j-th new name is target j's name with one piece swapped
   (``world.new_entities(overlap_with=targets)``), with fresh random values.
 - ``control``: the same number of new semantic entities with random names (no designed overlap).
-- ``lookalike_distill``: the lookalike set trained with self-distillation (KL to the frozen base,
-  temperature 0.5, weight 1; our base already answers in the QA format, so it is the format
-  teacher).
+- ``lookalike_distill``: the lookalike set trained with self-distillation (token-level KL to the
+  frozen *format teacher*, the base after one epoch of SFT on Known QA facts, built once per base
+  by ``interference.teacher``; temperature 0.5, weight 1, as in the paper).
 - ``uuid``: the lookalike set's values on uuid names that share nothing with existing names.
 
 Tests and statistics (per seed, then mean and 95% t-interval over seeds):
@@ -89,13 +89,14 @@ class LocalizedConfig:
 
 
 def cells(cfg: LocalizedConfig, ctx) -> list[Cell]:
-    out = [Cell("base-eval", {"base": ctx.spec.hash(), "watch": "statement_only"}, lambda: _base_eval(ctx), "base")]
+    out = [Cell("base-eval", {"base": ctx.spec.hash(), "watch": "statement_only"}, lambda: _base_eval(ctx), "base",
+                base=ctx.spec)]
     for seed in range(cfg.seeds):
         for arm in ARMS:
             key = {"base": ctx.spec.hash(), "hypothesis": NAME, "arm": arm, "seed": seed,
                    "cfg": {k: v for k, v in cfg.to_dict().items() if k != "seeds"}}
             out.append(Cell(f"localized-{arm}", key, (lambda a=arm, s=seed: _run_arm(cfg, ctx, a, s)),
-                            f"{arm} seed {seed}"))
+                            f"{arm} seed {seed}", base=ctx.spec))
     return out
 
 
@@ -131,10 +132,14 @@ def _run_arm(cfg: LocalizedConfig, ctx, arm: str, seed: int) -> dict:
     rest = [f for f in watch if f.entity_id not in {str(t) for t in target_ids}]
     track = random.Random(seed).sample(rest, min(cfg.n_drift_facts, len(rest)))
     layers = list(range(ctx.n_layers))
-    spec = dataclasses.replace(cfg.sft, seed=seed, kl_weight=cfg.kl_weight if arm == "lookalike_distill" else 0.0)
+    spec = dataclasses.replace(cfg.sft, seed=seed)
+    teacher = None
+    if arm == "lookalike_distill":
+        spec = dataclasses.replace(spec, method="self_distill", method_options={"kl_weight": cfg.kl_weight})
+        teacher = ctx.teacher(cfg.sft.teacher_recipe())
     hooks = [f"blocks.{i}.hook_resid_post" for i in layers]
-    res = finetune_on(model, tok, train, spec, teacher=model, track=track, hooks=hooks,
-                      snap_every=cfg.drift_every)
+    res = finetune_on(model, tok, train, spec, teacher=teacher, track=track, hooks=hooks,
+                      snap_every=cfg.drift_every, world=world)
     ok, preds = outcomes(res.model, tok, watch)
     base_states = subject_states(model, tok, watch, layers)
     new_states = subject_states(model, tok, train, layers)
