@@ -489,6 +489,8 @@ def run_module(module, cfg, ctx: Context) -> dict:
     cells = with_prereg(module.cells(cfg, ctx), prereg.hash())
     if getattr(ctx, "jobs", 1) > 1:  # workers store the cells; the serial pass below only reads them
         from interference.hypotheses.parallel import run_in_workers
+        for b in {c.base.hash(): c.base for c in cells if c.base is not None}.values():
+            ctx.fingerprint(b)  # every base pre-trained here first: two workers must never train one
         run_in_workers(cells, lambda part: run_grid(part, ctx.cache(), progress=False, desc=module.NAME,
                                                     fingerprint=ctx.fingerprint), ctx.jobs)
     rep = run_grid(cells, ctx.cache(), progress=ctx.progress, desc=module.NAME, fingerprint=ctx.fingerprint)
