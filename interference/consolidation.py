@@ -42,7 +42,7 @@ class ConsolidationRule:
     never hidden). Then the run lasts ``m + round(consolidation * m)`` steps.
     """
     consolidation: float
-    memorised_at: float = 0.99
+    memorised_at: float = 0.97
     cap: int = 20_000
     memorised_step: int | None = None
     memorised: bool = False
@@ -78,3 +78,78 @@ class ConsolidationRule:
 
     def load(self, state: dict) -> None:
         self.memorised_step, self.memorised = state.get("memorised_step"), bool(state.get("memorised", False))
+
+
+MEMORISED_FILE = "memorised.json"  # the rule's state beside the memorised checkpoint
+
+
+class UntilMemorised:
+    """Loop callback of phase 1: every ``every`` updates, score the statements; at memorisation
+    (or at the cap) save the state every consolidation level starts from, under ``memo``, and stop.
+
+    ``score()`` returns the statement accuracy of the current model; ``extra()`` the loop-external
+    state to store with the checkpoint (the history of probe rows).
+    """
+
+    def __init__(self, rule: ConsolidationRule, score, every: int, memo, extra):
+        from pathlib import Path
+        self.rule, self.score, self.every, self.memo, self.extra = rule, score, every, Path(memo), extra
+
+    def _check(self, state) -> None:
+        if self.rule.memorised_step is not None:
+            return
+        was = state.model.training
+        state.model.eval()
+        self.rule.observe(state.step, self.score())
+        state.model.train(was)
+        if self.rule.memorised_step is not None:
+            self._save(state)
+            state.stop = True
+
+    def _save(self, state) -> None:
+        from interference.checkpoint import save_checkpoint
+        from interference.io import atomic_write_json
+        save_checkpoint(self.memo / "checkpoint", state.model, state.opt, state.sched, state.step,
+                        {**self.extra(), "rule": self.rule.state()})
+        atomic_write_json(self.memo / MEMORISED_FILE, self.rule.state())
+
+    def on_step(self, state) -> None:
+        if state.step % self.every == 0:
+            self._check(state)
+
+    def on_end(self, state) -> None:  # the loop reached the cap: observe() sets m = cap
+        self._check(state)
+
+
+class FromMemorised:
+    """Loop callback of phase 2: unless the run resumed from its own checkpoint, start from the
+    memorised state under ``memo_checkpoint`` (weights, optimizer, schedule, history)."""
+
+    def __init__(self, memo_checkpoint, history: list):
+        from pathlib import Path
+        self.root, self.history = Path(memo_checkpoint), history
+
+    def on_start(self, state) -> None:
+        if state.resumed:
+            return
+        from interference.checkpoint import load_checkpoint
+        got = load_checkpoint(self.root, state.model, state.opt, state.sched)
+        if got is None:
+            raise RuntimeError(f"no memorised checkpoint under {self.root}; pre-train phase 1 first.")
+        state.step, extra = got
+        self.history[:] = list(extra.get("history", []))
+        state.resumed = True
+
+
+def memorised_state(memo) -> dict:
+    """The rule's state stored beside a memorised checkpoint (``memo`` = its parent folder); read
+    from the checkpoint itself for memorised states saved before the JSON file existed."""
+    import json
+    from pathlib import Path
+    memo = Path(memo)
+    if (memo / MEMORISED_FILE).exists():
+        return json.loads((memo / MEMORISED_FILE).read_text())
+    import torch
+    ck = memo / "checkpoint"
+    latest = json.loads((ck / "latest.json").read_text())["dir"]
+    return torch.load(ck / latest / "train_state.pt", map_location="cpu", weights_only=False)["extra"]["rule"]

@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="any other method option")
     args = ap.parse_args(argv)
     try:
+        from interference.threads import configure_threads
         from interference.train import finetune
+        configure_threads(args.device)
         cfg = build_config(args)
         rec = finetune(cfg, args.out, progress=not args.no_progress, device=args.device, resume=args.resume)
     except (MethodError, SFTDataError, RunDirError, ModelError, WorldConfigError, ValueError) as e:

@@ -147,6 +147,47 @@ def save_model(model, cfg: ModelConfig, tokenizer, out: str | Path) -> None:
     atomic_write_json(out / MODEL_CONFIG, {"model": cfg.to_dict(), "vocab_size": len(tokenizer)})
 
 
+def clone_model(model):
+    """A deep copy of ``model`` that owns its hooks: use it instead of ``copy.deepcopy``.
+
+    Why: ``copy.deepcopy`` of a TransformerBridge shares its blocks' capture-hook closures with
+    the original (functions are copied by reference), so the copy's forward passes store their
+    pre-LayerNorm residual, autograd history included, on the *original's* attention modules;
+    the next copy of the original then fails ("Only Tensors created explicitly by the user ...
+    support the deepcopy protocol"). So: clear the original's captured tensors, copy, and
+    re-install the copy's capture hooks so that they point at the copy."""
+    import copy
+
+    for m in model.modules():
+        if getattr(m, "_captured_pre_ln_residual", None) is not None:
+            m._captured_pre_ln_residual = None
+    twin = copy.deepcopy(model)
+    for block in twin.modules():
+        handles = getattr(block, "_capture_hook_handles", None)
+        if not handles or not getattr(block, "_capture_hooks_wired", False):
+            continue
+        ids = {h.id for h in handles}
+        for m in block.modules():
+            for hooks in (m._forward_pre_hooks, m._forward_pre_hooks_with_kwargs):
+                for k in [k for k in hooks if k in ids]:
+                    del hooks[k]
+        block._capture_hook_handles = []
+        block._capture_hooks_wired = False
+        block._maybe_wire_capture_hooks()
+    return twin
+
+
+def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """sha256 (first 16 hex digits) of a state dict's values, keys in sorted order: what a set of
+    weights *is*, independent of the config that asked for it. Probes, cached teachers and
+    hypothesis cells are stamped with the fingerprint of the base they were computed from."""
+    import hashlib
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(state[k].detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def load_model(path: str | Path, device: str | torch.device | None = None):
     """Inverse of save_model. Returns (model, ModelConfig, tokenizer)."""
     from interference.tokenizer import load_tokenizer

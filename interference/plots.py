@@ -88,40 +88,53 @@ def plot_localized(v: dict, out: Path) -> list[Path]:
     return _save(fig, out, "localized")
 
 
+def _errbar(ax, xs, ests, fmt, label):
+    vals = [e["value"] if e.get("value") is not None else float("nan") for e in ests]
+    err = [[v - e["low"] if e.get("low") is not None else 0 for v, e in zip(vals, ests)],
+           [e["high"] - v if e.get("high") is not None else 0 for v, e in zip(vals, ests)]]
+    ax.errorbar(xs, vals, yerr=err, fmt=fmt, capsize=3, label=label)
+
+
 def plot_capacity(v: dict, out: Path) -> list[Path]:
-    st = v["statistics"]
+    """(a) forgetting vs new facts per size, plain SFT vs joint training vs drift control; (b) the
+    persistence of every cell and the pooled endpoint."""
+    grid, per = v["series"]["grid"]["default"], v["series"].get("facts_per_entity", 1)
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
-    per = v["series"].get("facts_per_entity", 1)
-    for size, rows in v["series"]["forgetting_by_count"].items():
-        for style, mk in (("uuid", "o--"), ("semantic", "s-")):
-            pts = sorted((int(c) * per, e) for c, e in rows[style].items())
-            ax[0].errorbar([c for c, _ in pts], [e["value"] for _, e in pts],
-                           yerr=[[e["value"] - e["low"] if e["low"] is not None else 0 for _, e in pts],
-                                 [e["high"] - e["value"] if e["high"] is not None else 0 for _, e in pts]],
-                           fmt=mk, capsize=3, label=f"{style}, {size}")
+    names, ests = [], []
+    for size, rows in grid.items():
+        counts = sorted(rows, key=int)
+        for arm, fmt in (("sft", "o-"), ("joint", "s--"), ("drift", "x:")):
+            _errbar(ax[0], [int(c) * per for c in counts], [rows[c][f"forgetting_{arm}"] for c in counts], fmt,
+                    f"{arm}, {size}")
+        for c in counts:
+            names.append(f"{size}\nx{c}")
+            ests.append(rows[c]["persistence"])
     ax[0].set_xscale("log")
-    ax[0].set_xlabel("new facts")
-    ax[0].set_ylabel("forgetting")
-    ax[0].legend(fontsize=7)
-    ax[0].set_title("forgetting vs number of new facts", fontsize=9)
-    keys = [k for k in ("drift_control_forgetting", "joint_forgetting", "joint_plasticity") if k in st]
-    _bar(ax[1], keys, [st[k] for k in keys], color="#999933")
-    ax[1].set_title("controls", fontsize=9)
+    ax[0].set_xlabel(f"new facts ({v['series'].get('steps')} steps each)")
+    ax[0].set_ylabel("forgetting of known facts")
+    ax[0].legend(fontsize=6.5)
+    ax[0].set_title("plain SFT vs joint training (replay)", fontsize=9)
+    _bar(ax[1], names + ["pooled\n(endpoint)"], ests + [v["endpoint"]], color="#999933")
+    ax[1].axhline(0.5, ls=":", color="#1b7837", lw=0.8)
+    ax[1].axhline(0.1, ls=":", color="#c51b7d", lw=0.8)
+    ax[1].set_ylabel("P: forgetting that persists\nunder joint training")
+    ax[1].set_title("persistence per (size, count) cell", fontsize=9)
     _title(fig, v)
     return _save(fig, out, "capacity")
 
 
 def plot_behavior_cloning(v: dict, out: Path) -> list[Path]:
-    st = v["statistics"]
+    """(a) confident wrong answers on base-known watched facts per arm; (b) confident answers to
+    never-seen entities' questions per arm (the cloned behaviour)."""
+    st, arms = v["statistics"], v["series"]["arms"]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
-    _bar(ax[0], ["uuid", "semantic"], [st["forgetting_uuid"], st["forgetting_semantic"]])
-    ax[0].set_ylabel("forgetting")
-    ax[0].set_title("Unknown SFT: key style at equal count and learning", fontsize=9)
-    keys = ["probe_forgotten", "probe_retained_heldout"]
-    _bar(ax[1], ["forgotten facts", "retained (held out)"], [st[k] for k in keys], color="#117733",
-         chance=v["series"].get("chance"))
-    ax[1].set_ylabel("linear probe accuracy (gold answer)")
-    ax[1].set_title("is forgotten knowledge still decodable?", fontsize=9)
+    _bar(ax[0], arms, [st[f"hallucination_{a}"] for a in arms])
+    ax[0].set_ylabel("confident wrong answers\n(share of base-known facts)")
+    ax[0].set_title("watched facts sharing nothing with the new ones", fontsize=9)
+    _bar(ax[1], arms + ["base"], [st[f"never_seen_confident_{a}"] for a in arms] + [st["never_seen_confident_base"]],
+         color="#117733")
+    ax[1].set_ylabel("share answered confidently")
+    ax[1].set_title("questions about never-seen entities", fontsize=9)
     _title(fig, v)
     return _save(fig, out, "behavior_cloning")
 

@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 
 from interference.data import Fact
 from interference.io import atomic_save, atomic_write_json
-from interference.models import model_device
+from interference.models import model_device, weights_fingerprint
 
 POSITIONS = ("subject_last", "relation", "last")
 PROBE_DIR = "probes"
@@ -179,10 +179,7 @@ def model_fingerprint(model) -> dict[str, str]:
     stamped with the *base* model's fingerprint: the fine-tuned weights move, the base does not."""
     state = model.state_dict()
     arch = hashlib.sha256(json.dumps({k: list(v.shape) for k, v in state.items()}, sort_keys=True).encode())
-    weights = hashlib.sha256()
-    for k in sorted(state):
-        weights.update(state[k].detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
-    return {"arch": arch.hexdigest()[:16], "weights": weights.hexdigest()[:16]}
+    return {"arch": arch.hexdigest()[:16], "weights": weights_fingerprint(state)}
 
 
 def _check_fingerprint(found: dict, expected: dict, where: str) -> None:

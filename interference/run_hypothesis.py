@@ -9,9 +9,10 @@ with CIs, the deciding rule, per-seed metrics), ``per_seed.json`` and PNG + PDF 
 also writes ``OUT/summary.json`` and ``OUT/summary.png|pdf``. Finished cells are stored under
 ``OUT/cells`` and reused, so a re-run (or a run with more seeds) only computes what is missing.
 
-Default seeds: localized 3 (12 short SFT runs, a few minutes on 2 CPU cores once the default base
-is cached), behavior_cloning 3, capacity 2 (its grid pre-trains a second, smaller base and runs
-up to 1,200 new facts); the README numbers use ``--seeds 5``.
+Each hypothesis runs its own pre-registered experiment (``PREREGISTERED`` in its module: endpoint,
+the three hypotheses' predictions, the rule); the registration's hash is part of every cell key
+and of the output directory's config, so results planned under another endpoint are never
+reused. Default seeds: 5 for capacity and behavior_cloning (capacity also pre-trains a d64 base).
 """
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ def parse(argv):
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
     ap.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="compute cells in this many worker processes (on a shared CPU each gets its own slice)")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
 
@@ -92,6 +95,8 @@ def _main(args) -> int:
     if args.hypothesis != "all" and args.hypothesis not in HYPOTHESES:
         raise UsageError(f"unknown hypothesis {args.hypothesis!r}; choose one of "
                          f"{', '.join(list(HYPOTHESES) + ['all'])}.")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs} must be at least 1.")
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds} leaves nothing to run; use at least 1 (2+ for a verdict).")
     try:
@@ -102,15 +107,12 @@ def _main(args) -> int:
     except (WorldConfigError, ModelError) as e:
         raise UsageError(str(e)) from None
     out = Path(args.out)
-    ctx = Context(spec, out, device=device, progress=not args.no_progress)
+    ctx = Context(spec, out, device=device, progress=not args.no_progress, jobs=args.jobs)
     cfgs = {n: _config(HYPOTHESES[n], args.quick, args.seeds) for n in names}
     for n in names:  # check every output directory before any work, so a refusal changes nothing
         _check_compatible(out / n, hypothesis_config(HYPOTHESES[n], cfgs[n], ctx), n)
-    if device == "cpu":
-        # Tiny models gain nothing from intra-op threads, and on a shared 2-core machine competing
-        # thread pools made a quick run ~40x slower than one thread.
-        import torch
-        torch.set_num_threads(1)
+    from interference.threads import configure_threads
+    configure_threads(device)  # one thread on CPU: see interference.threads
     t0 = time.time()
     verdicts = {}
     for n in names:

@@ -32,6 +32,7 @@ from interference.data import Fact
 
 UNKNOWN_SOURCES = ("unseen", "new")
 EVAL_SETS = ("task", "plasticity", "stability")
+UNKNOWN_ANSWERS = ("gold", "idk")
 
 
 class SFTDataError(ValueError):
@@ -48,6 +49,9 @@ class SFTDataConfig:
     seed: int = 0  # which facts are drawn
     unknown_source: str = "unseen"  # "unseen" entities, or "new" (caller passes new_entities)
     train_template: int = 0  # QA template used for SFT and the evaluation sets
+    # "gold": Unknown facts are taught their answers; "idk": the same Unknown questions are taught
+    # "I don't know" (world.IDK_ANSWER), the relabelling control of Gekhman et al. 2024.
+    unknown_answer: str = "gold"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.unknown_fraction <= 1.0:
@@ -59,6 +63,8 @@ class SFTDataConfig:
             raise SFTDataError(f"min_known_share={self.min_known_share} is outside [0, 1].")
         if self.unknown_source not in UNKNOWN_SOURCES:
             raise SFTDataError(f"unknown_source {self.unknown_source!r} is not one of {list(UNKNOWN_SOURCES)}.")
+        if self.unknown_answer not in UNKNOWN_ANSWERS:
+            raise SFTDataError(f"unknown_answer {self.unknown_answer!r} is not one of {list(UNKNOWN_ANSWERS)}.")
 
     @property
     def n_known(self) -> int:
@@ -115,6 +121,18 @@ def _facts_by_id(world, entities, template: int) -> dict[str, Fact]:
     return {f.fact_id: f for f in world.facts(entities, template=template)}
 
 
+def known_qa_facts(world, slick: dict[str, dict], n: int, rng: random.Random,
+                   relations: Sequence[str] | None = None, template: int = 0) -> list[Fact]:
+    """Up to ``n`` HighlyKnown QA facts of ``pretrain_qa`` entities (drawn with ``rng``): facts
+    whose QA pre-training already showed, so a format teacher trained on them touches no held-out
+    fact."""
+    qa = _facts_by_id(world, world.split("pretrain_qa"), template)
+    ids = sorted(i for i, f in qa.items() if (relations is None or f.relation in relations)
+                 and slick.get(i, {}).get("category") == "HighlyKnown")
+    rng.shuffle(ids)
+    return [qa[i] for i in ids[:n]]
+
+
 def build_sft_data(world, slick: dict[str, dict], cfg: SFTDataConfig,
                    new_entities: Sequence | None = None) -> SFTData:
     """Draw the SFT set and the evaluation sets (see the module docstring for what each is)."""
@@ -151,15 +169,23 @@ def build_sft_data(world, slick: dict[str, dict], cfg: SFTDataConfig,
         rng.shuffle(pool)
         unknown = [unseen[i] for i in pool[: cfg.n_unknown]]
 
+    if cfg.unknown_answer == "idk":  # the same questions, answered "I don't know" (learned = abstaining)
+        unknown = relabel_idk(unknown)
     train = known + unknown
     rng.shuffle(train)
     if known:
         format_facts = list(known)
     else:  # 100% Unknown: teach the format on facts whose QA pre-training already showed
-        qa = _facts_by_id(world, world.split("pretrain_qa"), t)
-        ids = sorted(i for i, f in qa.items() if rel_ok(f) and slick.get(i, {}).get("category") == "HighlyKnown")
-        rng.shuffle(ids)
-        format_facts = [qa[i] for i in ids[: max(1, cfg.n_facts)]]
+        format_facts = known_qa_facts(world, slick, max(1, cfg.n_facts), rng, relations, t)
     return SFTData(train=train, eval_sets={"task": task, "plasticity": list(unknown), "stability": stability},
                    known_ids=[f.fact_id for f in known], unknown_ids=[f.fact_id for f in unknown],
                    format_facts=format_facts, relations=relations)
+
+
+def relabel_idk(facts: Sequence[Fact]) -> list[Fact]:
+    """The same questions (same ids, prompts, subjects) answered "I don't know".
+
+    Evaluation counts that answer as an abstention (``evaluate.ABSTAIN``), never as a wrong one.
+    """
+    from interference.world import IDK_ANSWER
+    return [dataclasses.replace(f, answer=IDK_ANSWER) for f in facts]

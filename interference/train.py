@@ -1,8 +1,11 @@
-"""The one fine-tuning loop, shared by every method.
+"""Fine-tuning runs: one method on the SFT set of a base model, into a run directory.
 
-AdamW, linear warm-up + cosine decay, gradient clipping, fixed seeds, evaluation every
-``eval_every`` steps into a per-fact timeline, checkpoints every ``ckpt_every`` steps, resume.
-A method (``interference.methods``) only says which parameters train and what loss a batch gets.
+The updates go through the one loop (``interference.loop``: AdamW, linear warm-up + cosine decay,
+gradient clipping, epoch-permutation batches); this module adds what a fine-tuning *run* is:
+the SFT data, the method (``interference.methods``: which parameters train, what loss a batch
+gets), the stages it needs (``interference.teacher``: the format teacher, cached beside the base),
+evaluation every ``eval_every`` steps into a per-fact timeline, checkpoints every ``ckpt_every``
+steps, resume.
 
 Run directory (docs/CONTRACTS.md): ``config.json``, ``metrics.json``, ``timeline.jsonl`` (one row
 per fact per evaluation; step 0 is before any update), ``sft_data.json`` (which facts went where),
@@ -17,7 +20,6 @@ only for evaluations it performs itself.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -27,16 +29,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from interference.batching import pack
+from interference.callbacks import Checkpoints
 from interference.evaluate import score_facts
-from interference.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from interference.checkpoint import has_checkpoint
 from interference.io import RunDirError, atomic_write_json, check_fields, claim_run_dir
+from interference.loop import LoopConfig, steps_for_epochs, train_loop
 from interference.methods import get_method
-from interference.methods.base import Method, RunContext
-from interference.models import ModelError, load_model, model_logits, resolve_device, save_model
-from interference.pretrain import BaseSpec, base_model, load_slick
+from interference.methods.base import RunContext
+from interference.models import ModelError, clone_model, load_model, model_logits, resolve_device, save_model
+from interference.pretrain import BaseSpec, base_fingerprint, base_model, load_slick
+from interference.teacher import TeacherRecipe, provide_stages
 from interference.sft_data import EVAL_SETS, SFTDataConfig, build_sft_data
 from interference.world import World, WorldConfig
 
@@ -81,6 +85,18 @@ class FinetuneConfig:
         d = dataclasses.asdict(self)
         d["data"] = self.data.to_dict()
         return d
+
+    def loop_config(self, n_train: int) -> LoopConfig:
+        """The one loop's settings for a run on ``n_train`` facts."""
+        steps = self.steps if self.steps is not None else steps_for_epochs(n_train, self.batch_size, self.epochs)
+        return LoopConfig(lr=self.lr, batch_size=self.batch_size, steps=steps, warmup_frac=self.warmup_frac,
+                          min_lr_ratio=self.min_lr_ratio, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
+                          seed=self.seed, eval_every=self.eval_every)
+
+    def teacher_recipe(self) -> TeacherRecipe:
+        """The format teacher is trained with the run's lr, batch size and data-order seed."""
+        return TeacherRecipe(lr=self.lr, batch_size=self.batch_size, seed=self.seed, warmup_frac=self.warmup_frac,
+                             min_lr_ratio=self.min_lr_ratio, grad_clip=self.grad_clip)
 
     @classmethod
     def from_dict(cls, d: dict) -> "FinetuneConfig":
@@ -133,43 +149,7 @@ def load_run(out: str | Path) -> RunRecord:
     return RunRecord(out, cfg, json.loads((out / "metrics.json").read_text()))
 
 
-# ------------------------------------------------------------------ pieces of the loop
-def lr_multiplier(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up then cosine decay to ``min_ratio``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
-    """The batches of one epoch: a pure function of (seed, epoch), so a resumed run replays them."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return [perm[i: i + batch_size] for i in range(0, n, batch_size)]
-
-
-def batch_at(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
-    per_epoch = math.ceil(n / batch_size)
-    epoch, k = divmod(step, per_epoch)
-    return epoch_batches(n, batch_size, seed, epoch)[k]
-
-
-def sft_steps(model, tokenizer, facts, *, lr: float, batch_size: int, epochs: int, seed: int) -> None:
-    """Plain constant-lr SFT for a few epochs (used to make the format teacher)."""
-    dev = next(model.parameters()).device
-    data = pack(tokenizer, [(f.prompt, f.answer) for f in facts], int(model.cfg.n_ctx)).to(dev)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    method = Method()
-    model.train()
-    for epoch in range(epochs):
-        for idx in epoch_batches(len(data), batch_size, seed, epoch):
-            batch = data.subset(idx.to(dev))
-            loss, _ = method.loss(model, batch, model_logits(model, batch.ids), None)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-
+# ------------------------------------------------------------------ pieces of a run
 def evaluate_sets(model, tokenizer, data, step: int) -> tuple[dict[str, float], list[dict]]:
     """Accuracy per evaluation set and the timeline rows of this evaluation."""
     accs, rows = {}, []
@@ -222,7 +202,45 @@ def _call(callbacks: Sequence, hook: str, *args) -> None:
             fn(*args)
 
 
-# ------------------------------------------------------------------ the loop
+class _Timeline:
+    """Loop callback of a fine-tuning run: evaluates the three sets into the timeline and history,
+    and drives the user's callbacks (``on_start(ctx)``, ``on_eval(ctx, step)``, ``on_end(ctx)``)."""
+
+    def __init__(self, ctx: RunContext, data, path: Path, callbacks: Sequence):
+        self.ctx, self.data, self.path, self.callbacks = ctx, data, path, callbacks
+        self.history: list[dict] = []
+
+    def checkpoint_extra(self) -> dict:
+        return {"history": self.history, "timeline_offset": self.path.stat().st_size}
+
+    def restore(self, extra: dict) -> None:
+        self.history = list(extra["history"])
+        with open(self.path, "r+") as fh:  # drop rows written after the checkpoint
+            fh.truncate(int(extra["timeline_offset"]))
+
+    def on_start(self, state) -> None:
+        if not state.resumed:
+            self.history = []
+            self.path.write_text("")
+        self.ctx.step = state.step
+        _call(self.callbacks, "on_start", self.ctx)
+
+    def on_eval(self, state) -> None:
+        step = state.step
+        accs, rows = evaluate_sets(self.ctx.model, self.ctx.tokenizer, self.data, step)
+        _append_rows(self.path, rows)
+        loss = state.loss if step > 0 else None
+        self.history.append({"step": step, "loss": loss, **accs})
+        self.ctx.step, self.ctx.last_eval, self.ctx.timeline = step, accs, rows
+        state.postfix.update(loss=f"{loss if loss is not None else float('nan'):.3f}", task=f"{accs['task']:.2f}",
+                             plast=f"{accs['plasticity']:.2f}", stab=f"{accs['stability']:.2f}")
+        _call(self.callbacks, "on_eval", self.ctx, step)
+
+    def on_end(self, state) -> None:
+        self.ctx.step = state.step
+
+
+# ------------------------------------------------------------------ a run
 def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), progress: bool = True,
              device: str | None = None, resume: bool = True) -> RunRecord:
     """Fine-tune the base model with ``cfg.method`` into ``out`` and return the run record.
@@ -243,7 +261,7 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
     new_ents = world.new_entities(**cfg.new_entities) if cfg.new_entities else None
     data = build_sft_data(world, load_slick(base_dir), cfg.data, new_entities=new_ents)
     torch.manual_seed(cfg.seed)
-    base = copy.deepcopy(model).eval()
+    base = clone_model(model).eval()
     for p in base.parameters():
         p.requires_grad_(False)
     ctx = RunContext(model=model, base_model=base, tokenizer=tok, world=world, data=data, out=out, config=cfg,
@@ -252,70 +270,35 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
     params = method.trainable_parameters(model)  # validates e.g. freeze layer ranges against the model
     claim_run_dir(out, cfg_dict, what="fine-tuning run")  # after every check that can fail on input
     atomic_write_json(out / "sft_data.json", data.to_dict())
+    fingerprint = base_fingerprint(base_dir)
+    provide_stages(method, ctx, format_facts=data.format_facts, recipe=cfg.teacher_recipe(), base_dir=base_dir,
+                   fingerprint=fingerprint)
     method.setup(ctx)
     chosen = {id(p) for _, p in params}
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
 
     train = pack(tok, [(f.prompt, f.answer) for f in data.train], mcfg.n_ctx).to(dev)
-    per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total = cfg.steps if cfg.steps is not None else cfg.epochs * per_epoch
-    warmup = int(cfg.warmup_frac * total)
-    opt = torch.optim.AdamW([p for _, p in params], lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(s, total, warmup, cfg.min_lr_ratio))
+    loop_cfg = cfg.loop_config(len(train))
 
-    timeline = out / TIMELINE
-    resumed = load_checkpoint(out / CKPT, model, opt, sched) if resume else None
-    if resumed:
-        start, extra = resumed
-        history, offset = list(extra["history"]), int(extra["timeline_offset"])
-        with open(timeline, "r+") as fh:  # drop rows written after the checkpoint
-            fh.truncate(offset)
-    else:
-        start, history = 0, []
-        timeline.write_text("")
-    ctx.step = start
-    _call(callbacks, "on_start", ctx)
-
-    def do_eval(step: int, loss: float | None) -> None:
-        accs, rows = evaluate_sets(model, tok, data, step)
-        _append_rows(timeline, rows)
-        history.append({"step": step, "loss": loss, **accs})
-        ctx.step, ctx.last_eval, ctx.timeline = step, accs, rows
-        bar.set_postfix(loss=f"{loss if loss is not None else float('nan'):.3f}", task=f"{accs['task']:.2f}",
-                        plast=f"{accs['plasticity']:.2f}", stab=f"{accs['stability']:.2f}")
-        _call(callbacks, "on_eval", ctx, step)
-
-    bar = tqdm(total=total, initial=start, desc=f"finetune[{cfg.method}]", disable=not progress, dynamic_ncols=True)
-    if start == 0:
-        do_eval(0, None)
-    model.train()
-    for step in range(start, total):
-        batch = train.subset(batch_at(step, len(train), cfg.batch_size, cfg.seed).to(dev))
+    def loss_fn(m, batch, step):
         ctx.step = step
-        logits = model_logits(model, batch.ids)
-        loss, logs = method.loss(model, batch, logits, ctx)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for _, p in params], cfg.grad_clip)
-        opt.step()
-        sched.step()
-        bar.update(1)
-        done = step + 1
-        if done % cfg.eval_every == 0 or done == total:
-            do_eval(done, float(loss.detach()))
-            model.train()
-        if done % cfg.ckpt_every == 0 and done < total:
-            save_checkpoint(out / CKPT, model, opt, sched, done,
-                            {"history": history, "timeline_offset": timeline.stat().st_size})
-    bar.close()
+        loss, _ = method.loss(m, batch, model_logits(m, batch.ids), ctx)
+        return loss, {}
 
-    ctx.step = total
+    timeline = _Timeline(ctx, data, out / TIMELINE, callbacks)
+    ckpt = Checkpoints(out / CKPT, cfg.ckpt_every, extra=timeline.checkpoint_extra, restore=timeline.restore,
+                       resume=resume)
+    train_loop(model, [p for _, p in params], train, loop_cfg, loss_fn, callbacks=[ckpt, timeline],
+               progress=progress, desc=f"finetune[{cfg.method}]")
+
     final = method.finalize(model)
     save_model(final, mcfg, tok, out / "model")
+    history = timeline.history
     metrics = _metrics(history, history[0]["stability"])
-    metrics.update({"steps": total, "method": cfg.method, "n_train": len(data.train),
-                    "n_trainable": sum(p.numel() for _, p in params), "device": str(dev)})
+    metrics.update({"steps": loop_cfg.steps, "method": cfg.method, "n_train": len(data.train),
+                    "n_trainable": sum(p.numel() for _, p in params), "device": str(dev),
+                    "base_fingerprint": fingerprint})
     atomic_write_json(out / "metrics.json", metrics)
     shutil.rmtree(out / CKPT, ignore_errors=True)
     _call(callbacks, "on_end", ctx)

@@ -109,6 +109,9 @@ class _Ctx:
     def cache(self):
         return self.out / "cells"
 
+    def fingerprint(self, spec):  # toy cells depend on no base
+        return "none"
+
 
 def test_run_module_records_the_preregistration_and_refuses_another(tmp_path):
     from interference.io import RunDirError
@@ -144,3 +147,16 @@ def test_cli_refuses_an_output_dir_of_another_preregistration(tmp_path, capsys, 
     other = _toy_module(_prereg(rule="main if lo > 0.2"))
     with pytest.raises(rh.UsageError, match="pre-registration"):
         rh._check_compatible(tmp_path / "toy", hypothesis_config(other, other.Cfg(), ctx), "toy")
+
+
+def test_cells_computed_in_workers_are_reused_by_the_serial_pass(tmp_path):
+    from interference.hypotheses.parallel import WorkerError, run_in_workers
+    cells = [Cell("toy", {"i": i}, (lambda i=i: {"x": i * i})) for i in range(5)]
+    assert run_in_workers(cells, lambda part: run_grid(part, tmp_path, progress=False), jobs=2) == 2
+    rep = run_grid(cells, tmp_path, progress=False)
+    assert rep.reused == 5 and rep.computed == 0 and [r["x"] for r in rep.results] == [0, 1, 4, 9, 16]
+
+    def boom(part):
+        raise SystemExit(3)
+    with pytest.raises(WorkerError, match="exit codes"):
+        run_in_workers(cells, boom, jobs=2)

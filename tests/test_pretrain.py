@@ -71,7 +71,8 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
     spec = _micro()
     pt.pretrain(spec, tmp_path / "full", device="cpu", progress=False)
 
-    real = pt.save_checkpoint
+    from interference import checkpoint
+    real = checkpoint.save_checkpoint
     calls = []
 
     def crash_after_first(*a, **k):
@@ -79,12 +80,12 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, monkeypatch):
         calls.append(1)
         raise KeyboardInterrupt  # the run dies right after its first checkpoint (step 20)
 
-    monkeypatch.setattr(pt, "save_checkpoint", crash_after_first)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
         pt.pretrain(spec, tmp_path / "resumed", device="cpu", progress=False)
     assert (tmp_path / "resumed" / "checkpoint" / "latest.json").exists()
     assert not (tmp_path / "resumed" / "metrics.json").exists()
-    monkeypatch.setattr(pt, "save_checkpoint", real)
+    monkeypatch.setattr(checkpoint, "save_checkpoint", real)
     pt.pretrain(spec, tmp_path / "resumed", device="cpu", progress=False)
     a, _, _ = load_model(tmp_path / "full")
     b, _, _ = load_model(tmp_path / "resumed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from interference.io import RunDirError
 from interference.train import FinetuneConfig, finetune, load_run
@@ -76,6 +77,8 @@ def test_resume_after_interruption_is_identical(ft_config, tmp_path):
     again = finetune(cfg, tmp_path / "run", progress=False)
     assert again.metrics["history"] == ref.metrics["history"]
     assert again.timeline() == ref.timeline()
+    a, b = ref.load_model()[0].state_dict(), again.load_model()[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit-identical weights, not just equal scores
 
 
 def test_finished_run_is_returned_not_retrained(ft_config, tmp_path):

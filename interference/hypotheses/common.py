@@ -24,7 +24,13 @@ seeds:
 A grid is a list of ``Cell``s (one fine-tuning run or one measurement each). A cell's result is
 stored as JSON under ``<out>/cells/<kind>-<hash of its key>.json``; a re-run with the same key
 loads it instead of recomputing, so extending ``--seeds`` reuses the seeds already done and
-hypotheses that share a run (``all``) train it once.
+hypotheses that share a run (``all``) train it once. A stored cell also records the weights
+fingerprint of the base it was computed from; one whose fingerprint differs from the current
+base's is recomputed, never mixed with cells of other weights (a config hash says what a base was
+asked to be, not what it is: thread counts and machines change the weights).
+
+Every fine-tuning cell goes through ``finetune_on``, a thin call of the one loop
+(``interference.loop``) with any registered method, so every method can be an arm.
 """
 from __future__ import annotations
 
@@ -32,21 +38,27 @@ import copy
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from interference.batching import answer_token_accuracy, pack
+from interference.callbacks import Snapshots, StopWhenLearned
 from interference.data import Fact
 from interference.evaluate import score_facts
 from interference.io import atomic_write_json, config_hash
+from interference.loop import LoopConfig, train_loop
+from interference.methods import get_method
+from interference.methods.base import RunContext
 from interference.metrics.stats import Estimate, mean_ci
-from interference.models import model_device, model_logits
+from interference.models import clone_model, model_device, model_logits
+from interference.teacher import TeacherRecipe, provide_stages
 
 VERDICTS = ("main_driver", "contributes", "not_supported", "inconclusive")
 MAIN_DRIVER_AT = 0.5  # the lower CI bound must reach half of the forgetting
@@ -170,11 +182,13 @@ def estimate(values: Sequence[float]) -> dict:
 # ------------------------------------------------------------------ the grid
 @dataclass
 class Cell:
-    """One unit of work: ``fn()`` -> JSON-able dict, cached under the hash of ``key``."""
+    """One unit of work: ``fn()`` -> JSON-able dict, cached under the hash of ``key``. ``base`` is
+    the BaseSpec whose weights the result depends on (None: it depends on no model)."""
     kind: str
     key: dict
     fn: Callable[[], dict]
     label: str = ""
+    base: Any = None
 
     @property
     def file(self) -> str:
@@ -186,35 +200,51 @@ class GridReport:
     results: list[dict]
     computed: int = 0
     reused: int = 0
+    stale: int = 0  # stored cells of other base weights, recomputed
     seconds: float = 0.0
 
 
-def run_grid(cells: Sequence[Cell], cache: str | Path, progress: bool = True, desc: str = "grid") -> GridReport:
-    """Run every cell not already stored under ``cache``; one progress bar for the whole grid."""
+def run_grid(cells: Sequence[Cell], cache: str | Path, progress: bool = True, desc: str = "grid",
+             fingerprint: Callable[[Any], str] | None = None) -> GridReport:
+    """Run every cell not already stored under ``cache``; one progress bar for the whole grid.
+
+    ``fingerprint(base_spec)`` gives the current weights fingerprint of a cell's base; a stored
+    cell computed from other weights is recomputed (and said so on stderr), never reused."""
     cache = Path(cache)
     rep = GridReport(results=[])
     t0 = time.time()
+    stale: dict[tuple, int] = {}
     bar = tqdm(total=len(cells), desc=desc, disable=not progress, dynamic_ncols=True)
     for c in cells:
         path = cache / c.file
+        fp = fingerprint(c.base) if (fingerprint is not None and c.base is not None) else None
         res = None
         if path.exists():
             try:
                 stored = json.loads(path.read_text())
                 if stored.get("key") == json.loads(json.dumps(c.key)):
-                    res = stored["result"]
+                    if stored.get("fingerprint") == fp:
+                        res = stored["result"]
+                    else:
+                        k = (stored.get("fingerprint"), fp)
+                        stale[k] = stale.get(k, 0) + 1
             except (json.JSONDecodeError, KeyError):
                 res = None  # a damaged cell is recomputed, never trusted
         if res is None:
             bar.set_postfix_str(c.label or c.kind)
             res = c.fn()
-            atomic_write_json(path, {"kind": c.kind, "key": c.key, "result": res})
+            atomic_write_json(path, {"kind": c.kind, "key": c.key, "fingerprint": fp, "result": res})
             rep.computed += 1
         else:
             rep.reused += 1
         rep.results.append(res)
         bar.update(1)
     bar.close()
+    for (old, new), n in stale.items():
+        print(f"{desc}: {n} stored cell(s) came from base weights {old or 'of unknown fingerprint'}, not the "
+              f"current base's {new}; recomputed them instead of mixing results of different weights.",
+              file=sys.stderr)
+    rep.stale = sum(stale.values())
     rep.seconds = time.time() - t0
     return rep
 
@@ -252,23 +282,38 @@ class ResultSet(list):
 # ------------------------------------------------------------------ fine-tuning cell
 @dataclass(frozen=True)
 class SFTSpec:
-    """One fine-tuning run on a list of facts. Defaults follow ../shared/CALIBRATION.md: at lr 3e-4
-    a Known-only control stays clean while 100% Unknown SFT forgets ~15%."""
+    """One fine-tuning run on a list of facts, with any registered method (``method`` and its
+    ``method_options``, resolved with the method's defaults so a cell key says exactly what
+    trained it). Defaults follow the calibration runs: at lr 3e-4 a Known-only control stays
+    clean while 100% Unknown SFT forgets ~15%. Warm-up + cosine decay over ``max_steps``, as every
+    run of the one loop; training stops early once ``learned_at`` of the new facts are right."""
     max_steps: int = 600
     lr: float = 3e-4
     batch_size: int = 32
     eval_every: int = 25
     learned_at: float = 0.98  # "trained until learned": stop once this share of new facts is right
-    kl_weight: float = 0.0  # self-distillation: weight of KL(teacher || student), 0 = plain SFT
-    kl_temperature: float = 0.5  # the paper's temperature
-    # token-level KL over every position of the sequence ("all"), as in the paper; with "answer"
-    # only, on 100% Unknown data the KL opposes the CE term head-on and the default model learned
-    # 29% of its new facts in 600 steps (vs 99% in 75 steps without KL)
-    kl_positions: str = "all"
+    method: str = "sft"
+    method_options: dict = field(default_factory=dict)
+    warmup_frac: float = 0.05
+    min_lr_ratio: float = 0.1
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        opts = get_method(self.method, **self.method_options).config.to_dict()
+        object.__setattr__(self, "method_options", json.loads(json.dumps(opts)))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def loop_config(self) -> LoopConfig:
+        return LoopConfig(lr=self.lr, batch_size=self.batch_size, steps=self.max_steps, warmup_frac=self.warmup_frac,
+                          min_lr_ratio=self.min_lr_ratio, seed=self.seed, eval_every=self.eval_every)
+
+    def teacher_recipe(self) -> TeacherRecipe:
+        """The format teacher of a grid: one epoch at the grid's lr and batch size, seed 0 (one
+        teacher per base, shared by every seed)."""
+        return TeacherRecipe(lr=self.lr, batch_size=self.batch_size, warmup_frac=self.warmup_frac,
+                             min_lr_ratio=self.min_lr_ratio)
 
 
 @dataclass
@@ -280,67 +325,55 @@ class SFTResult:
 
 
 def finetune_on(base, tok, train: Sequence[Fact], spec: SFTSpec, teacher=None,
-                track: Sequence[Fact] = (), hooks: Sequence[str] = (), snap_every: int = 100) -> SFTResult:
-    """Fine-tune a copy of ``base`` on ``train`` (loss on the answer tokens) until learned.
+                track: Sequence[Fact] = (), hooks: Sequence[str] = (), snap_every: int = 100,
+                world=None, callbacks: Sequence = ()) -> SFTResult:
+    """Fine-tune a copy of ``base`` on ``train`` with ``spec.method`` until learned, through the
+    one loop: the method's ``prepare/stages/setup/trainable_parameters/loss/finalize`` are used
+    exactly as ``interference.train.finetune`` uses them.
 
-    Snapshots of ``track`` facts at ``hooks`` (subject's last token) are taken at step 0, at the
-    first evaluation after every ``snap_every`` steps and at the end, for drift curves.
-    ``teacher`` (frozen) is needed when ``spec.kl_weight > 0``.
+    ``teacher``: the frozen format teacher (``Context.teacher``) for methods whose stages need
+    one; ``world``: for methods that read pre-training data (ewc, replay). Snapshots of ``track``
+    facts at ``hooks`` (subject's last token) are taken at step 0, at the first evaluation after
+    every ``snap_every`` steps and at the end, for drift curves. ``callbacks`` are extra loop
+    callbacks (``interference.loop``).
     """
-    from interference.methods import get_method
-    from interference.probes import capture
+    from interference.sft_data import SFTData
 
     torch.manual_seed(spec.seed)
-    model = copy.deepcopy(base)
+    model = clone_model(base)
     for p in model.parameters():
         p.requires_grad_(True)
     dev = model_device(model)
-    data = pack(tok, [(f.prompt, f.answer) for f in train]).to(dev)
-    if spec.kl_weight > 0:  # the loss comes from the method objects, so it is the one fine-tuning uses
-        if teacher is None:
-            raise ValueError("self-distillation needs a frozen teacher model.")
-        method = get_method("self_distill", kl_weight=spec.kl_weight, temperature=spec.kl_temperature,
-                            positions=spec.kl_positions).use_teacher(teacher, model, tok.pad_token_id)
-    else:
-        method = get_method("sft")
-    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.0, betas=(0.9, 0.95))
-    gen = torch.Generator().manual_seed(spec.seed)
-    snaps = {}
+    method = get_method(spec.method, **spec.method_options)
+    data = SFTData(train=list(train), eval_sets={"task": [], "plasticity": list(train), "stability": []},
+                   unknown_ids=[f.fact_id for f in train])
+    ctx = RunContext(model=model, base_model=base, tokenizer=tok, world=world, data=data, out=None, config=spec,
+                     device=dev)
+    model = ctx.model = method.prepare(model, ctx)
+    params = method.trainable_parameters(model)
+    provide_stages(method, ctx, recipe=spec.teacher_recipe(), teacher=teacher)
+    method.setup(ctx)
+    chosen = {id(p) for _, p in params}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in chosen)
+    packed = pack(tok, [(f.prompt, f.answer) for f in train], int(model.cfg.n_ctx)).to(dev)
 
-    def snap(step):
-        if track and hooks:
-            snaps[step] = {h: v.half() for h, v in capture(model, tok, track, list(hooks), "subject_last").items()}
+    def loss_fn(m, batch, step):
+        ctx.step = step
+        return method.loss(m, batch, model_logits(m, batch.ids), ctx)
 
     @torch.no_grad()
-    def learned() -> float:
-        model.eval()
-        acc = float(answer_token_accuracy(model_logits(model, data.ids), data).float().mean())
-        model.train()
-        return acc
+    def learned(m) -> float:
+        return float(answer_token_accuracy(model_logits(m, packed.ids), packed).float().mean())
 
-    snap(0)
-    model.train()
-    perm, k, step, acc = torch.randperm(len(data), generator=gen), 0, 0, 0.0
-    while step < spec.max_steps:
-        if k + spec.batch_size > len(data) and k > 0:
-            perm, k = torch.randperm(len(data), generator=gen), 0
-        batch = data.subset(perm[k:k + spec.batch_size].to(dev))
-        k += spec.batch_size
-        loss, _ = method.loss(model, batch, model_logits(model, batch.ids), None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        if step % spec.eval_every == 0 or step == spec.max_steps:
-            acc = learned()
-            done = acc >= spec.learned_at or step == spec.max_steps
-            if done or step - max(snaps, default=0) >= snap_every:
-                snap(step)
-            if done:
-                break
-    model.eval()
-    return SFTResult(model, step, acc, snaps)
+    stop = StopWhenLearned(learned, spec.learned_at)
+    snaps = Snapshots(tok, track, hooks, snap_every)
+    state = train_loop(model, [p for _, p in params], packed, spec.loop_config(), loss_fn,
+                       callbacks=[stop, snaps, *callbacks])
+    final = method.finalize(model).eval()
+    for p in final.parameters():
+        p.requires_grad_(False)
+    return SFTResult(final, state.step, stop.last, snaps.snapshots)
 
 
 def outcomes(model, tok, facts: Sequence[Fact]) -> tuple[np.ndarray, list[str]]:
@@ -381,12 +414,14 @@ class Context:
     """The base model spec, output directory and device a hypothesis runs with. Bases are loaded
     (pre-trained on first use, cached by hash) lazily, so a fully reused grid trains nothing."""
 
-    def __init__(self, spec, out: str | Path, device: str | None = None, progress: bool = True):
+    def __init__(self, spec, out: str | Path, device: str | None = None, progress: bool = True, jobs: int = 1):
         from interference.world import World
-        self.spec, self.out, self.device, self.progress = spec, Path(out), device, progress
+        self.spec, self.out, self.device, self.progress, self.jobs = spec, Path(out), device, progress, jobs
         self.world = World(spec.world)
         self.n_layers = spec.model.n_layers
         self._bases: dict[str, tuple] = {}
+        self._teachers: dict[str, object] = {}
+        self._fingerprints: dict[str, str] = {}
 
     def base(self, spec=None):
         """(model, tokenizer) of the cached base for ``spec`` (default: this context's)."""
@@ -400,6 +435,37 @@ class Context:
                 p.requires_grad_(False)  # the base is a frozen reference; fine-tuning deep-copies it
             self._bases[spec.hash()] = (model, tok)
         return self._bases[spec.hash()]
+
+    def base_dir(self, spec=None) -> Path:
+        from interference.pretrain import cache_root
+        return cache_root() / f"base-{(spec or self.spec).hash()}"
+
+    def fingerprint(self, spec=None) -> str:
+        """The weights fingerprint of the cached base for ``spec`` (pre-trained first if missing)."""
+        from interference.pretrain import base_fingerprint
+        spec = spec or self.spec
+        if spec.hash() not in self._fingerprints:
+            if not (self.base_dir(spec) / "metrics.json").exists():
+                self.base(spec)
+            self._fingerprints[spec.hash()] = base_fingerprint(self.base_dir(spec))
+        return self._fingerprints[spec.hash()]
+
+    def teacher(self, recipe: TeacherRecipe, spec=None, n_facts: int = 400):
+        """The frozen format teacher of the base (one epoch of SFT on ``n_facts`` HighlyKnown QA
+        facts of pre-training entities, whose QA the base already saw, so no watched fact is
+        touched), built once through the one loop and cached beside the base."""
+        import random
+        from interference.pretrain import load_slick
+        from interference.sft_data import known_qa_facts
+        from interference.teacher import format_teacher
+        spec = spec or self.spec
+        key = config_hash({"base": spec.hash(), "recipe": recipe.to_dict(), "n": n_facts})
+        if key not in self._teachers:
+            model, tok = self.base(spec)
+            facts = known_qa_facts(self.world, load_slick(self.base_dir(spec)), n_facts, random.Random("format-teacher"))
+            self._teachers[key] = format_teacher(model, tok, facts, recipe, base_dir=self.base_dir(spec),
+                                                 fingerprint=self.fingerprint(spec))
+        return self._teachers[key]
 
     def cache(self) -> Path:
         return self.out / "cells"
@@ -421,13 +487,22 @@ def run_module(module, cfg, ctx: Context) -> dict:
     prereg = preregistration_of(module)
     d = claim_run_dir(ctx.out / module.NAME, hypothesis_config(module, cfg, ctx), what=f"{module.NAME} run")
     cells = with_prereg(module.cells(cfg, ctx), prereg.hash())
-    rep = run_grid(cells, ctx.cache(), progress=ctx.progress, desc=module.NAME)
+    if getattr(ctx, "jobs", 1) > 1:  # workers store the cells; the serial pass below only reads them
+        from interference.hypotheses.parallel import run_in_workers
+        for b in {c.base.hash(): c.base for c in cells if c.base is not None}.values():
+            ctx.fingerprint(b)  # every base pre-trained here first: two workers must never train one
+        run_in_workers(cells, lambda part: run_grid(part, ctx.cache(), progress=False, desc=module.NAME,
+                                                    fingerprint=ctx.fingerprint), ctx.jobs)
+    rep = run_grid(cells, ctx.cache(), progress=ctx.progress, desc=module.NAME, fingerprint=ctx.fingerprint)
     v = module.summarize(cfg, ResultSet(cells, rep.results), ctx)
     v["preregistered"] = prereg.record()
     v["seeds"] = cfg.seeds
-    v["cells"] = {"computed": rep.computed, "reused": rep.reused, "seconds": round(rep.seconds, 1)}
+    v["cells"] = {"computed": rep.computed, "reused": rep.reused, "recomputed_other_weights": rep.stale,
+                  "seconds": round(rep.seconds, 1)}
     v["config"] = cfg.to_dict()
     v["base_hash"] = ctx.spec.hash()
+    v["base_fingerprints"] = {b.hash(): ctx.fingerprint(b) for b in {c.base.hash(): c.base for c in cells
+                                                                      if c.base is not None}.values()}
     v = _clean(v)
     write_json(d / "per_seed.json", v["per_seed"])
     write_json(d / "verdict.json", v)

@@ -197,7 +197,8 @@ def cells(cfg: LocalizedConfig, ctx) -> list[Cell]:
     unknown = [a for a in cfg.arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown localized arm(s) {unknown}; choose from {list(ARMS)}.")
-    out = [Cell("localized-base", _key(cfg, ctx, arm="base"), lambda: _base_eval(ctx), "base")]
+    out = [Cell("localized-base", _key(cfg, ctx, arm="base"), lambda: _base_eval(ctx), "base",
+                base=ctx.spec)]
     # the arms the primary endpoint, the signature, patching and predictors need come first for
     # every seed, so a run cut short by the clock still has them on as many seeds as possible
     core = [a for a in CORE if a in cfg.arms]
@@ -205,7 +206,7 @@ def cells(cfg: LocalizedConfig, ctx) -> list[Cell]:
     order += [(s, a) for s in range(cfg.seeds) for a in cfg.arms if a not in CORE]
     for seed, arm in order:
         out.append(Cell(f"localized-{arm}", _key(cfg, ctx, arm=arm, spec=dataclasses.asdict(ARMS[arm]), seed=seed),
-                        (lambda a=arm, s=seed: _run_arm(cfg, ctx, a, s)), f"{arm} seed {seed}"))
+                        (lambda a=arm, s=seed: _run_arm(cfg, ctx, a, s)), f"{arm} seed {seed}", base=ctx.spec))
     return out
 
 

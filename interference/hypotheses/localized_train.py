@@ -25,19 +25,48 @@ def _read(model, tok, watch, step: int, plasticity: float) -> dict:
             "predictions": preds}
 
 
+class ReadWhenLearned:
+    """Loop callback: at each evaluation after step 0, score the new facts; the first time the
+    score reaches ``at``, read the watched facts (the learning-matched read)."""
+
+    def __init__(self, score, at: float, read):
+        self.score, self.at, self.read_fn = score, at, read
+        self.read = None
+
+    def on_eval(self, state) -> None:
+        if state.step == 0 or self.read is not None:
+            return
+        p = float(self.score(state.model))
+        if p >= self.at:
+            self.read = self.read_fn(state.model, state.step, p)
+
+
 def train_arm(ctx, cfg, arm, train: Sequence[Fact], watch: Sequence[Fact], seed: int) -> ArmRun:
-    """Train ``cfg.steps`` steps on ``train``; read the watched facts at the first evaluation with
-    plasticity >= ``cfg.sft.learned_at`` ("learned"; None if never) and at the last step ("final")."""
+    """Train ``cfg.steps`` steps on ``train`` with the arm's method (one run of the shared loop);
+    read the watched facts at the first evaluation with plasticity >= ``cfg.sft.learned_at``
+    ("learned"; None if never) and at the last step ("final")."""
+    import torch
+    from interference.batching import answer_token_accuracy, pack
+    from interference.models import model_logits
     model, tok = ctx.base()
-    if arm.method != "sft":
-        raise NotImplementedError(f"method {arm.method!r} needs the shared training loop")
-    spec = dataclasses.replace(cfg.sft, seed=seed, max_steps=cfg.steps)
-    first = finetune_on(model, tok, train, spec)
-    reads = {"learned": _read(first.model, tok, watch, first.steps, first.plasticity)
-             if first.plasticity >= cfg.sft.learned_at else None}
-    full = finetune_on(model, tok, train, dataclasses.replace(spec, learned_at=1.01))
-    reads["final"] = _read(full.model, tok, watch, full.steps, full.plasticity)
-    return ArmRun(full.model, reads)
+    at = cfg.sft.learned_at
+    spec = dataclasses.replace(cfg.sft, seed=seed, max_steps=cfg.steps, learned_at=1.01,  # never stop early
+                               method=arm.method, method_options=dict(arm.options))
+    packed = pack(tok, [(f.prompt, f.answer) for f in train], int(model.cfg.n_ctx))
+
+    @torch.no_grad()
+    def score(m) -> float:
+        was = m.training
+        m.eval()
+        acc = float(answer_token_accuracy(model_logits(m, packed.ids.to(next(m.parameters()).device)),
+                                          packed.to(next(m.parameters()).device)).float().mean())
+        m.train(was)
+        return acc
+
+    reader = ReadWhenLearned(score, at, lambda m, step, p: _read(m, tok, watch, step, p))
+    teacher = ctx.teacher(cfg.sft.teacher_recipe()) if arm.method == "self_distill" else None
+    res = finetune_on(model, tok, train, spec, teacher=teacher, world=ctx.world, callbacks=[reader])
+    return ArmRun(res.model, {"learned": reader.read, "final": _read(res.model, tok, watch, res.steps, res.plasticity)})
 
 
 def patch_forgotten(base, ft, tok, watch: Sequence[Fact], seed: int, n_layers: int) -> dict:

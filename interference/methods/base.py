@@ -1,8 +1,12 @@
 """What a fine-tuning method is: a typed config plus a loss (and which parameters train).
 
-Why this shape (TRL's "a method is a config plus a loss"): the training loop in
-``interference.train`` is the same for every method, so methods differ only in
+Why this shape (TRL's "a method is a config plus a loss"): the training loop
+(``interference.loop``) is the same for every method and every caller (``train.finetune`` and the
+hypothesis grids' ``finetune_on``), so methods differ only in
 
+- ``stages()``: models trained *for* the method before it starts, by name and size
+  (``{"teacher": epochs}`` for the format teacher, ``{"probe": steps}`` for a short SFT probe);
+  ``interference.teacher`` builds them and puts them on ``ctx``, so no method trains a model;
 - ``prepare(model, ctx)``: optional model surgery before training (LoRA adapters); returns the model;
 - ``setup(ctx)``: one-off state built from the base model (teacher, anchor weights, Fisher);
   must be deterministic so a resumed run rebuilds exactly the same state;
@@ -10,7 +14,7 @@ Why this shape (TRL's "a method is a config plus a loss"): the training loop in
   else gets ``requires_grad=False`` and stays bit-identical;
 - ``loss(model, batch, logits, ctx) -> (loss, logs)``: the scalar to minimise for one batch.
 
-A method never owns a loop, an optimizer, a device choice or a file.
+A method never owns a loop, an optimizer, a device choice or a file, and never trains a model.
 """
 from __future__ import annotations
 
@@ -43,12 +47,14 @@ class RunContext:
     world: Any
     data: Any  # interference.sft_data.SFTData
     out: Path | None
-    config: Any = None  # interference.train.FinetuneConfig
+    config: Any = None  # interference.train.FinetuneConfig, or hypotheses.common.SFTSpec
     base_dir: Path | None = None  # the cached pre-training run (for teacher caches, statements)
     device: torch.device = torch.device("cpu")
     step: int = 0
     last_eval: dict = field(default_factory=dict)  # set name -> accuracy at the latest evaluation
     timeline: list = field(default_factory=list)  # rows of the latest evaluation (see CONTRACTS.md)
+    teacher: Any = None  # the frozen format teacher, when the method's stages() ask for one
+    probe: Any = None  # a copy of the base after a few plain SFT steps, when asked for
 
     @property
     def n_ctx(self) -> int:
@@ -77,6 +83,10 @@ class Method:
         if config is not None and options:
             raise MethodError("pass either a config object or options, not both.")
         self.config = config if config is not None else self.Config.from_dict(options)
+
+    def stages(self) -> dict[str, int]:
+        """Models to build before training: {"teacher": epochs} and/or {"probe": SFT steps}."""
+        return {}
 
     def prepare(self, model, ctx: RunContext):
         return model

@@ -5,10 +5,10 @@ only changes of the output distribution. ``match="kl"`` sets the weight the way 
 compared them: so that, after ``calib_steps`` steps of plain SFT, the gradient norm of the L2
 term equals that of self-distillation's KL term (lambda x KL to the format teacher). At the base
 weights the L2 gradient is zero, hence the short SFT probe to get a displacement to measure at.
+The teacher and the probe are stages (``interference.teacher``), handed over on the context.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -43,26 +43,29 @@ def _grad_norm(loss: torch.Tensor, params) -> float:
 
 
 def kl_matched_weight(ctx, params_of, cfg: L2InitConfig) -> float:
-    """The L2 weight whose gradient norm equals lambda x KL's after ``calib_steps`` SFT steps."""
-    from interference.methods.self_distill import build_teacher, kl_mask, token_kl
-    from interference.train import sft_steps
+    """The L2 weight whose gradient norm equals lambda x KL's at the SFT probe (``ctx.probe``,
+    ``calib_steps`` plain SFT steps from the base), KL taken to the format teacher (``ctx.teacher``).
+    Both come from the teacher stage (``stages()``); this function trains nothing."""
+    from interference.methods.self_distill import kl_mask, token_kl
 
-    teacher = build_teacher(ctx, "format")
-    probe = copy.deepcopy(ctx.model)
+    if ctx.teacher is None or ctx.probe is None:
+        raise MethodError("l2_init with match='kl' needs the format teacher and the SFT probe, which the caller "
+                          "builds (interference.teacher.provide_stages); they were not given.")
+    probe = ctx.probe
     for p in probe.parameters():
         p.requires_grad_(True)
-    bs = ctx.config.batch_size
-    facts = ctx.data.train[: cfg.calib_steps * bs]
-    sft_steps(probe, ctx.tokenizer, facts, lr=ctx.config.lr, batch_size=bs, epochs=1, seed=ctx.config.seed)
     params = params_of(probe)
     anchor = {n: p.detach() for n, p in params_of(ctx.base_model)}
+    bs = ctx.config.batch_size
     batch = pack(ctx.tokenizer, [(f.prompt, f.answer) for f in ctx.data.train[:bs]], ctx.n_ctx).to(ctx.device)
     with torch.no_grad():
-        t_logits = model_logits(teacher, batch.ids)
+        t_logits = model_logits(ctx.teacher, batch.ids)
     kl = cfg.kl_weight * token_kl(model_logits(probe, batch.ids), t_logits, kl_mask(batch, "answer", 0),
                                   cfg.temperature, "forward")
     g_kl = _grad_norm(kl, params)
     g_l2 = _grad_norm(weighted_sq_distance(params, anchor), params)
+    for p in probe.parameters():
+        p.requires_grad_(False)
     if g_l2 == 0:
         raise MethodError("the SFT probe did not move the weights, so no L2 weight can be matched; raise calib_steps.")
     return g_kl / g_l2
@@ -71,6 +74,9 @@ def kl_matched_weight(ctx, params_of, cfg: L2InitConfig) -> float:
 class L2Init(Method):
     name = "l2_init"
     Config = L2InitConfig
+
+    def stages(self) -> dict[str, int]:
+        return {"teacher": 1, "probe": self.config.calib_steps} if self.config.match == "kl" else {}
 
     def setup(self, ctx) -> None:
         self.weight = self.config.weight

@@ -7,10 +7,10 @@ other run's.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from interference.methods.base import Method, MethodConfig, MethodError
+from interference.models import clone_model
 
 TARGETS = {"attn": "q|k|v|o", "mlp": "fc_in|fc_out", "all": "q|k|v|o|fc_in|fc_out"}
 
@@ -34,7 +34,7 @@ class LoRA(Method):
 
     def prepare(self, model, ctx):
         from peft import LoraConfig, inject_adapter_in_model
-        self.plain = copy.deepcopy(model)  # structure to merge back into
+        self.plain = clone_model(model)  # structure to merge back into
         pattern = rf".*\.({TARGETS[self.config.targets]})\._original_component$"
         lc = LoraConfig(r=self.config.rank, lora_alpha=self.config.alpha, target_modules=pattern, lora_dropout=0.0)
         return inject_adapter_in_model(lc, model)
@@ -44,11 +44,11 @@ class LoRA(Method):
 
     def finalize(self, model):
         from peft.tuners.lora import LoraLayer
-        merged = copy.deepcopy(model)
+        merged = clone_model(model)
         for mod in merged.modules():
             if isinstance(mod, LoraLayer):
                 mod.merge()
         state = {n.replace(".base_layer", ""): t for n, t in merged.state_dict().items() if ".lora_" not in n}
-        plain = copy.deepcopy(self.plain)
+        plain = clone_model(self.plain)
         plain.load_state_dict(state)
         return plain

@@ -11,15 +11,13 @@ we write the sums out instead so the direction is visible.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 
 from interference.batching import Packed, answer_loss
-from interference.io import config_hash
 from interference.methods.base import Method, MethodConfig, MethodError, RunContext
-from interference.models import load_state, model_logits, to_device
+from interference.models import model_logits
 
 TEACHERS = ("format", "base")
 DIRECTIONS = ("forward", "reverse")
@@ -98,64 +96,26 @@ class SelfDistillConfig(MethodConfig):
             raise MethodError("teacher_epochs must be at least 1.")
 
 
-def format_teacher(ctx: RunContext, epochs: int = 1):
-    """Base + ``epochs`` of SFT on the Known (format) facts; cached next to the base model."""
-    from interference.train import sft_steps  # the one loop; imported here to avoid a cycle
-
-    cfg = ctx.config
-    facts = ctx.data.format_facts
-    key = {"facts": [f.fact_id for f in facts], "lr": cfg.lr, "batch": cfg.batch_size, "seed": cfg.seed,
-           "epochs": epochs}
-    teacher = copy.deepcopy(ctx.base_model)
-    cache = (ctx.base_dir / "teachers" / f"format-{config_hash(key)}") if ctx.base_dir else None
-    if cache is not None and (cache / "model.safetensors").exists():
-        load_state(teacher, cache / "model.safetensors")
-    else:
-        for p in teacher.parameters():
-            p.requires_grad_(True)
-        sft_steps(teacher, ctx.tokenizer, facts, lr=cfg.lr, batch_size=cfg.batch_size, epochs=epochs, seed=cfg.seed)
-        if cache is not None:
-            from safetensors.torch import save_file
-            from interference.io import atomic_save, atomic_write_json
-            cache.mkdir(parents=True, exist_ok=True)
-            state = {k: v.detach().contiguous().cpu() for k, v in teacher.state_dict().items()}
-            atomic_save(cache / "model.safetensors", lambda tmp: save_file(state, tmp))
-            atomic_write_json(cache / "teacher.json", key)
-    return teacher
-
-
-def frozen(model):
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-def build_teacher(ctx: RunContext, kind: str, epochs: int = 1):
-    if kind == "base":
-        teacher = copy.deepcopy(ctx.base_model)
-    else:
-        teacher = format_teacher(ctx, epochs)
-    teacher = frozen(to_device(teacher, ctx.device))
+def teacher_of(ctx: RunContext, kind: str):
+    """The frozen teacher a run hands over: the format teacher stage, or the base itself."""
+    teacher = ctx.base_model if kind == "base" else ctx.teacher
+    if teacher is None:
+        raise MethodError("self-distillation with teacher='format' needs the format teacher, which the caller "
+                          "builds (interference.teacher.provide_stages); none was given.")
     validate_teacher(teacher, ctx.model)
-    return teacher
+    return teacher  # used under no_grad only; left untouched (it may be a shared base)
 
 
 class SelfDistill(Method):
     name = "self_distill"
     Config = SelfDistillConfig
 
-    def setup(self, ctx: RunContext) -> None:
-        self.teacher = build_teacher(ctx, self.config.teacher, self.config.teacher_epochs)
-        self.pad_id = ctx.tokenizer.pad_token_id
+    def stages(self) -> dict[str, int]:
+        return {"teacher": self.config.teacher_epochs} if self.config.teacher == "format" else {}
 
-    def use_teacher(self, teacher, student, pad_id: int) -> "SelfDistill":
-        """Give the method a ready teacher instead of building one in ``setup`` (for callers
-        with their own loop, such as the hypothesis runners)."""
-        self.teacher = frozen(teacher)
-        validate_teacher(self.teacher, student)
-        self.pad_id = pad_id
-        return self
+    def setup(self, ctx: RunContext) -> None:
+        self.teacher = teacher_of(ctx, self.config.teacher)
+        self.pad_id = ctx.tokenizer.pad_token_id
 
     def kl_term(self, model, batch: Packed, logits: torch.Tensor) -> torch.Tensor:
         validate_teacher(self.teacher, model)
