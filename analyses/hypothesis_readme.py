@@ -1,83 +1,132 @@
 """Write the README section on the three hypotheses from saved verdicts, never by hand.
 
-    python -m interference.run_hypothesis all --seeds 5          # the runs (default world)
-    python analyses/hypothesis_readme.py [--runs runs/hypotheses] [--out analyses/results/hypotheses.md]
+    python -m interference.run_hypothesis capacity --seeds 5                      # the runs
+    python -m interference.run_hypothesis capacity --seeds 3 --world analyses/worlds/heldout.json \
+        --out runs/hypotheses_heldout
+    python analyses/hypothesis_readme.py [--runs runs/hypotheses] [--heldout-runs runs/hypotheses_heldout]
 
-Each hypothesis gets its question, its experiment, the measured numbers (mean and 95% CI over
-seeds, read from ``<runs>/<hypothesis>/verdict.json``) and the verdict with the rule that decided
-it. A hypothesis whose verdict is missing is listed as "not run yet"; fewer than 5 seeds is
-flagged in the text.
+Each verdict found under ``--runs`` / ``--heldout-runs`` is first copied into
+``analyses/results/verdicts/{default,heldout}/<hypothesis>.json`` (so the numbers stay in the
+repository), then the section is rendered from those copies and from the previous verdicts in
+``analyses/results/verdicts/previous/`` into ``analyses/results/hypotheses.md``. Per hypothesis:
+the question, the pre-registered endpoint with each hypothesis' prediction and the rule (read
+from the verdict's ``preregistered`` record, with its hash), the measured numbers (mean [95% CI]
+over seeds), the verdict, the held-out world's verdict (a flip is said so), the previous verdict
+and how it compares with the paper.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from interference.hypotheses.common import format_estimate  # noqa: E402
 
-QUESTIONS = {
-    "capacity": (
-        "Does SFT forget because the model runs out of room for the new facts?",
-        "Unknown SFT with `uuid` keys (sharing nothing with existing names) vs `semantic` keys at scaled "
-        "counts, paired fact for fact and trained until learned, on two model sizes; a Known-only drift "
-        "control for at least as many steps; a joint old + new training control."),
-    "behavior_cloning": (
-        "Does SFT cause hallucination because the model learns to answer without knowing, whatever the "
-        "Unknown examples look like?",
-        "Unknown SFT with `uuid` vs `semantic` keys at equal counts and equal learning; a linear probe "
-        "asks whether forgotten answers are still decodable from hidden states."),
-    "localized": (
-        "Does SFT forget the existing facts whose representations overlap the new ones?",
-        "(a) base-model overlap at the subject's last token predicts which facts are forgotten; (b) new "
-        "look-alike entities built to overlap a target subset vs as many overlapping none; (c) forgotten "
-        "targets answering their look-alike's value vs chance; (d) representation drift for SFT vs "
-        "self-distillation vs `uuid` keys; (e) self-distillation's overlap-to-forgetting slope."),
-}
+RESULTS = Path(__file__).resolve().parent / "results"
+VERDICTS = RESULTS / "verdicts"
+NAMES = ("capacity", "behavior_cloning", "localized")
 MIN_SEEDS = 5
+QUESTIONS = {
+    "capacity": "Does SFT forget because the model has no room for the new facts beside the old ones?",
+    "behavior_cloning": "Does SFT on Unknown facts teach the model to answer without knowing, whatever the facts "
+                        "are about?",
+    "localized": "Does SFT forget the existing facts whose representations the new ones overlap?",
+}
+# What the paper reports for each hypothesis (its claims, not our numbers), to set ours against.
+PAPER = {
+    "capacity": "The paper finds forgetting nearly flat in the number of new facts when their keys are uuids "
+                "(0-4% up to 1M facts on a 1.5B model), so it rejects capacity as the driver.",
+    "behavior_cloning": "The paper argues against behavior cloning as the main cause: facts with uuid keys, "
+                        "Unknown just as much, barely harm existing knowledge.",
+    "localized": "The paper's explanation: new facts overwrite the existing facts whose representations they "
+                 "overlap (semantic keys), and self-distillation reduces that interference.",
+}
 
 
+def collect(runs: Path | None, label: str) -> None:
+    """Copy the verdicts found under ``runs`` into the repository's results."""
+    if runs is None:
+        return
+    for n in NAMES:
+        src = runs / n / "verdict.json"
+        if src.exists():
+            dst = VERDICTS / label / f"{n}.json"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
 
 
-def section(name: str, v: dict | None) -> str:
-    q, exp = QUESTIONS[name]
-    lines = [f"### {name.replace('_', ' ')}", "", f"**Question.** {q}", "", f"**Experiment.** {exp}", ""]
+def load(label: str, name: str) -> dict | None:
+    p = VERDICTS / label / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _verdict_line(v: dict) -> str:
+    e = v.get("endpoint", v["share"])
+    n = e.get("n", 0)
+    return (f"**`{v['verdict']}`** (endpoint {format_estimate(e)}, mean [95% CI] over {n} seeds"
+            + (f"; fewer than {MIN_SEEDS} seeds, preliminary" if n < MIN_SEEDS else "") + ")")
+
+
+def section(name: str) -> str:
+    v, held, prev = load("default", name), load("heldout", name), load("previous", name)
+    lines = [f"### {name.replace('_', ' ')}", "", f"**Question.** {QUESTIONS[name]}", ""]
     if v is None:
-        return "\n".join(lines + ["*Not run yet:* `python -m interference.run_hypothesis "
-                                  f"{name} --seeds {MIN_SEEDS}`.", ""])
-    n = v["share"].get("n", 0)
-    lines += [f"**Verdict: `{v['verdict']}`** (share {format_estimate(v['share'])}, mean [95% CI] over {n} seeds"
-              + (f"; fewer than {MIN_SEEDS} seeds, treat as preliminary" if n < MIN_SEEDS else "") + ").", "",
-              "| measure | mean [95% CI] |", "|---|---|"]
-    lines += [f"| {label} | {format_estimate(e)} |" for label, e in [("share", v["share"])] + [tuple(r) for r in v.get("headline", [])]]
+        return "\n".join(lines + [f"*Not run yet:* `python -m interference.run_hypothesis {name} --seeds "
+                                  f"{MIN_SEEDS}`.", ""])
+    pre = v.get("preregistered")
+    if pre:
+        lines += [f"**Pre-registered endpoint** (hash `{pre['hash']}`). {pre['endpoint']}", "",
+                  "| hypothesis | predicted |", "|---|---|"]
+        lines += [f"| {h.replace('_', ' ')} | {p} |" for h, p in pre["predictions"].items()]
+        lines += ["", f"Rule: {pre['rule']}", ""]
+    else:
+        lines += ["*This verdict was computed before endpoints were pre-registered.*", ""]
+    lines += [f"**Verdict on the default world:** {_verdict_line(v)}.", "", "| measure | mean [95% CI] |", "|---|---|"]
+    lines += [f"| {label} | {format_estimate(e)} |" for label, e in [tuple(r) for r in v.get("headline", [])]]
     checks = v.get("checks", {})
-    lines += ["", f"Rule: {v['rule']}"]
     if checks:
-        lines.append("Checks: " + "; ".join(f"{k}: {'pass' if ok else 'FAIL'}" for k, ok in checks.items()) + ".")
+        lines += ["", "Checks: " + "; ".join(f"{k}: {'pass' if ok else 'FAIL'}" for k, ok in checks.items()) + "."]
+    lines.append("")
+    if held is not None:
+        same = held["verdict"] == v["verdict"]
+        lines += [f"**Held-out world** (another seed, 6 relations, 60 values, 1,500 entities): {_verdict_line(held)}"
+                  + (" - the same verdict." if same else f" - **the verdict flips** (default world: `{v['verdict']}`)."),
+                  ""]
+    else:
+        lines += ["**Held-out world:** not run (time); `--world analyses/worlds/heldout.json` runs it.", ""]
+    if prev is not None:
+        lines += [f"**Previous verdict** (one key-style ratio shared by all three hypotheses, not pre-registered): "
+                  f"`{prev['verdict']}`, share {format_estimate(prev['share'])} over {prev['share'].get('n')} seeds. "
+                  + ("Unchanged in word" if prev["verdict"] == v["verdict"] else "**Changed**")
+                  + "; the numbers measure different things (see the endpoint above).", ""]
+    lines += [f"**Against the paper.** {PAPER[name]}", ""]
     lines += [f"Figure: `{name}/{name}.png`.", ""]
     return "\n".join(lines)
 
 
-def render(runs: Path) -> str:
+def render() -> str:
     out = ["## Why does SFT make the model forget? Three hypotheses, tested", "",
-           f"Generated by `analyses/hypothesis_readme.py` from `{runs}/*/verdict.json`; "
-           "re-run it after `python -m interference.run_hypothesis all --seeds 5`.", ""]
-    for name in QUESTIONS:
-        p = runs / name / "verdict.json"
-        out.append(section(name, json.loads(p.read_text()) if p.exists() else None))
+           "Generated by `analyses/hypothesis_readme.py` from `analyses/results/verdicts/*/*.json` (copied from "
+           "`runs/hypotheses*/<hypothesis>/verdict.json`). Each hypothesis has its own pre-registered experiment "
+           "and endpoint, whose outcome the three hypotheses predict differently; a verdict is decided by its rule "
+           "on a 95% t-interval over seeds.", ""]
+    out += [section(n) for n in NAMES]
     return "\n".join(out)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", default="runs/hypotheses")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "hypotheses.md"))
+    ap.add_argument("--runs", default="runs/hypotheses", help="verdicts on the default world")
+    ap.add_argument("--heldout-runs", default="runs/hypotheses_heldout", help="verdicts on the held-out world")
+    ap.add_argument("--out", default=str(RESULTS / "hypotheses.md"))
     a = ap.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from interference.io import atomic_write_text
-    atomic_write_text(a.out, render(Path(a.runs)))
+    collect(Path(a.runs), "default")
+    collect(Path(a.heldout_runs), "heldout")
+    atomic_write_text(a.out, render())
     print(f"wrote {a.out}")
     return 0
 

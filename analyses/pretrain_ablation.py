@@ -23,7 +23,7 @@ VARIANTS = {
     "1 statement paraphrase": {"world": {"n_statement_templates": 1}},
     "2 statement paraphrases": {"world": {"n_statement_templates": 2}},
     "1 QA template": {"world": {"n_qa_templates": 1}},
-    "half the steps": {"pretrain": "half"},
+    "half the consolidation": {"pretrain": "half"},
 }
 
 
@@ -31,7 +31,8 @@ def variant_spec(spec: BaseSpec, change: dict) -> BaseSpec:
     world = dataclasses.replace(spec.world, **change.get("world", {}))
     p = spec.pretrain
     if change.get("pretrain") == "half":
-        p = dataclasses.replace(p, steps=p.steps // 2, warmup=p.warmup // 2)
+        p = dataclasses.replace(p, steps=p.steps // 2, warmup=p.warmup // 2) if p.consolidation is None else \
+            dataclasses.replace(p, consolidation=p.consolidation / 2)
     return dataclasses.replace(spec, world=world, pretrain=p)
 
 

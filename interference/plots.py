@@ -49,72 +49,92 @@ def _title(fig, v: dict) -> None:
 
 # ------------------------------------------------------------------ hypotheses
 def plot_localized(v: dict, out: Path) -> list[Path]:
+    """Dose-response contrast per arm, the signature against its uuid null arm, patching per layer,
+    and per-fact predictor AUROCs (see interference.hypotheses.localized)."""
     st = v["statistics"]
-    fig, ax = plt.subplots(1, 4, figsize=(17, 3.6))
-    _bar(ax[0], ["targets\nlook-alike", "rest\nlook-alike", "targets\ncontrol", "rest\ncontrol",
-                 "targets\nself-distill", "targets\nuuid"],
-         [st["forgetting_lookalike_targets"], st["forgetting_lookalike_rest"], st["forgetting_control_targets"],
-          st["forgetting_control_rest"], st["forgetting_lookalike_distill_targets"], st["forgetting_uuid_targets"]])
-    ax[0].set_ylabel("forgetting (share of known facts)")
-    ax[0].set_title("(b) designed overlap", fontsize=9)
-    L = len(st["rho_by_layer"])
-    for key, lab in (("rho_by_layer", "Spearman rho"), ("auroc_by_layer", "AUROC - 0.5")):
-        vals = [e["value"] - (0.5 if key == "auroc_by_layer" else 0) if e["value"] is not None else float("nan")
-                for e in st[key]]
-        err = [[(e["value"] - e["low"]) if e["low"] is not None else 0 for e in st[key]],
-               [(e["high"] - e["value"]) if e["high"] is not None else 0 for e in st[key]]]
-        ax[1].errorbar(range(L), vals, yerr=err, marker="o", capsize=3, label=lab)
-    ax[1].axhline(0, color="k", lw=0.8)
-    ax[1].set_xlabel("layer")
-    ax[1].legend(fontsize=8)
-    ax[1].set_title("(a) base overlap predicts forgetting", fontsize=9)
-    _bar(ax[2], ["signature\nrate", "chance"], [st["signature_rate"], st["signature_chance"]], color="#cc6677")
-    ax[2].set_title("(c) forgotten targets took the look-alike's value", fontsize=9)
-    for arm, curve in v["series"]["drift_mid_layer"].items():
-        steps = sorted(curve, key=int)
-        ax[3].plot([int(s) for s in steps], [curve[s] for s in steps], marker=".", label=arm)
-    ax[3].set_xlabel("step")
-    ax[3].set_ylabel("drift (1 - cos to base)")
-    ax[3].legend(fontsize=8)
-    ax[3].set_title("(d) drift, held-out entities, middle layer", fontsize=9)
+    get = lambda k: st.get(k) or {"value": float("nan"), "low": None, "high": None}  # noqa: E731
+    fig, ax = plt.subplots(1, 4, figsize=(18, 3.6))
+    arms = v.get("config", {}).get("arms") or []
+    _bar(ax[0], [a.replace("_", "\n", 1) for a in arms], [get(f"learned/{a}/contrast") for a in arms])
+    ax[0].axhline(0, color="k", lw=0.8)
+    ax[0].set_ylabel("forgetting(targets) - forgetting(rest)")
+    ax[0].set_title("within-run targeting, equal learning", fontsize=9)
+    _bar(ax[1], ["share2", "uuid (null)"], [get("learned/signature/rate_arm"), get("learned/signature/rate_null")],
+         color="#cc6677")
+    ax[1].set_title("forgotten targets answering the look-alike's value", fontsize=9)
+    layers = sorted({int(k.rsplit("L", 1)[1]) for k in st if k.startswith("patch/share2/targets/own/")})
+    for key, lab in (("patch/share2/targets/own", "own base state, share2 targets"),
+                     ("patch/share2/targets/control", "other entity's state (control)"),
+                     ("patch/uuid/all/own", "own base state, uuid arm")):
+        es = [get(f"{key}/L{layer}") for layer in layers]
+        vals = [e["value"] if e["value"] is not None else float("nan") for e in es]
+        err = [[(e["value"] - e["low"]) if e["low"] is not None and e["value"] is not None else 0 for e in es],
+               [(e["high"] - e["value"]) if e["high"] is not None and e["value"] is not None else 0 for e in es]]
+        ax[2].errorbar(layers, vals, yerr=err, marker="o", capsize=3, label=lab)
+    ax[2].set_xlabel("layer patched (resid_post, subject's last token)")
+    ax[2].set_ylabel("forgotten facts restored")
+    ax[2].legend(fontsize=7)
+    ax[2].set_title("activation patching", fontsize=9)
+    labels, ests = [], []
+    for arm, t in v.get("predictors", {}).items():
+        if "baseline_plus_all" in t:
+            labels += [f"fragility\n{arm}", f"+ all\n{arm}"]
+            ests += [t["baseline_plus_all"]["auroc_baseline"], t["baseline_plus_all"]["auroc_full"]]
+    if ests:
+        _bar(ax[3], labels, ests, color="#117733", chance=0.5)
+        ax[3].set_ylim(0.4, 1.0)
+    ax[3].set_title("per-fact AUROC, held-out seeds", fontsize=9)
     _title(fig, v)
     return _save(fig, out, "localized")
 
 
+def _errbar(ax, xs, ests, fmt, label):
+    vals = [e["value"] if e.get("value") is not None else float("nan") for e in ests]
+    err = [[v - e["low"] if e.get("low") is not None else 0 for v, e in zip(vals, ests)],
+           [e["high"] - v if e.get("high") is not None else 0 for v, e in zip(vals, ests)]]
+    ax.errorbar(xs, vals, yerr=err, fmt=fmt, capsize=3, label=label)
+
+
 def plot_capacity(v: dict, out: Path) -> list[Path]:
-    st = v["statistics"]
+    """(a) forgetting vs new facts per size, plain SFT vs joint training vs drift control; (b) the
+    persistence of every cell and the pooled endpoint."""
+    grid, per = v["series"]["grid"]["default"], v["series"].get("facts_per_entity", 1)
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
-    per = v["series"].get("facts_per_entity", 1)
-    for size, rows in v["series"]["forgetting_by_count"].items():
-        for style, mk in (("uuid", "o--"), ("semantic", "s-")):
-            pts = sorted((int(c) * per, e) for c, e in rows[style].items())
-            ax[0].errorbar([c for c, _ in pts], [e["value"] for _, e in pts],
-                           yerr=[[e["value"] - e["low"] if e["low"] is not None else 0 for _, e in pts],
-                                 [e["high"] - e["value"] if e["high"] is not None else 0 for _, e in pts]],
-                           fmt=mk, capsize=3, label=f"{style}, {size}")
+    names, ests = [], []
+    for size, rows in grid.items():
+        counts = sorted(rows, key=int)
+        for arm, fmt in (("sft", "o-"), ("joint", "s--"), ("drift", "x:")):
+            _errbar(ax[0], [int(c) * per for c in counts], [rows[c][f"forgetting_{arm}"] for c in counts], fmt,
+                    f"{arm}, {size}")
+        for c in counts:
+            names.append(f"{size}\nx{c}")
+            ests.append(rows[c]["persistence"])
     ax[0].set_xscale("log")
-    ax[0].set_xlabel("new facts")
-    ax[0].set_ylabel("forgetting")
-    ax[0].legend(fontsize=7)
-    ax[0].set_title("forgetting vs number of new facts", fontsize=9)
-    keys = [k for k in ("drift_control_forgetting", "joint_forgetting", "joint_plasticity") if k in st]
-    _bar(ax[1], keys, [st[k] for k in keys], color="#999933")
-    ax[1].set_title("controls", fontsize=9)
+    ax[0].set_xlabel(f"new facts ({v['series'].get('steps')} steps each)")
+    ax[0].set_ylabel("forgetting of known facts")
+    ax[0].legend(fontsize=6.5)
+    ax[0].set_title("plain SFT vs joint training (replay)", fontsize=9)
+    _bar(ax[1], names + ["pooled\n(endpoint)"], ests + [v["endpoint"]], color="#999933")
+    ax[1].axhline(0.5, ls=":", color="#1b7837", lw=0.8)
+    ax[1].axhline(0.1, ls=":", color="#c51b7d", lw=0.8)
+    ax[1].set_ylabel("P: forgetting that persists\nunder joint training")
+    ax[1].set_title("persistence per (size, count) cell", fontsize=9)
     _title(fig, v)
     return _save(fig, out, "capacity")
 
 
 def plot_behavior_cloning(v: dict, out: Path) -> list[Path]:
-    st = v["statistics"]
+    """(a) confident wrong answers on base-known watched facts per arm; (b) confident answers to
+    never-seen entities' questions per arm (the cloned behaviour)."""
+    st, arms = v["statistics"], v["series"]["arms"]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
-    _bar(ax[0], ["uuid", "semantic"], [st["forgetting_uuid"], st["forgetting_semantic"]])
-    ax[0].set_ylabel("forgetting")
-    ax[0].set_title("Unknown SFT: key style at equal count and learning", fontsize=9)
-    keys = ["probe_forgotten", "probe_retained_heldout"]
-    _bar(ax[1], ["forgotten facts", "retained (held out)"], [st[k] for k in keys], color="#117733",
-         chance=v["series"].get("chance"))
-    ax[1].set_ylabel("linear probe accuracy (gold answer)")
-    ax[1].set_title("is forgotten knowledge still decodable?", fontsize=9)
+    _bar(ax[0], arms, [st[f"hallucination_{a}"] for a in arms])
+    ax[0].set_ylabel("confident wrong answers\n(share of base-known facts)")
+    ax[0].set_title("watched facts sharing nothing with the new ones", fontsize=9)
+    _bar(ax[1], arms + ["base"], [st[f"never_seen_confident_{a}"] for a in arms] + [st["never_seen_confident_base"]],
+         color="#117733")
+    ax[1].set_ylabel("share answered confidently")
+    ax[1].set_title("questions about never-seen entities", fontsize=9)
     _title(fig, v)
     return _save(fig, out, "behavior_cloning")
 
@@ -122,8 +142,8 @@ def plot_behavior_cloning(v: dict, out: Path) -> list[Path]:
 def plot_hypothesis(v: dict, out: str | Path) -> list[Path]:
     """The figure of one hypothesis' verdict.json, next to it."""
     fn = {"localized": plot_localized, "capacity": plot_capacity,
-          "behavior_cloning": plot_behavior_cloning}[v["hypothesis"]]
-    return fn(v, Path(out))
+          "behavior_cloning": plot_behavior_cloning}.get(v["hypothesis"])
+    return fn(v, Path(out)) if fn is not None else []  # a module without a figure of its own
 
 
 def plot_summary(verdicts: dict[str, dict], out: str | Path) -> list[Path]:

@@ -9,9 +9,10 @@ with CIs, the deciding rule, per-seed metrics), ``per_seed.json`` and PNG + PDF 
 also writes ``OUT/summary.json`` and ``OUT/summary.png|pdf``. Finished cells are stored under
 ``OUT/cells`` and reused, so a re-run (or a run with more seeds) only computes what is missing.
 
-Default seeds: localized 3 (12 short SFT runs, a few minutes on 2 CPU cores once the default base
-is cached), behavior_cloning 3, capacity 2 (its grid pre-trains a second, smaller base and runs
-up to 1,200 new facts); the README numbers use ``--seeds 5``.
+Each hypothesis runs its own pre-registered experiment (``PREREGISTERED`` in its module: endpoint,
+the three hypotheses' predictions, the rule); the registration's hash is part of every cell key
+and of the output directory's config, so results planned under another endpoint are never
+reused. Default seeds: 5 for capacity and behavior_cloning (capacity also pre-trains a d64 base).
 """
 from __future__ import annotations
 
@@ -47,7 +48,10 @@ def _check_compatible(d: Path, expected: dict, name: str) -> None:
         except json.JSONDecodeError:
             raise UsageError(f"{cfg} is not valid JSON, so {d} cannot be reused; choose another --out.") from None
         if config_hash(old) != config_hash(expected):
-            what = "world or base model" if old.get("base") != expected["base"] else "experiment settings (--quick?)"
+            expected = json.loads(json.dumps(expected))  # tuples as JSON stores them, to compare parts
+            what = ("world or base model" if old.get("base") != expected["base"] else
+                    "pre-registration (endpoint, predictions or rule), so its cells answer another question"
+                    if old.get("preregistered") != expected.get("preregistered") else "experiment settings (--quick?)")
             raise UsageError(f"{d} holds an earlier {name} run with different {what}; choose another --out "
                              "or delete that directory.")
     elif d.exists() and any(not p.name.startswith(".") for p in d.iterdir()):
@@ -63,6 +67,8 @@ def parse(argv):
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
     ap.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="compute cells in this many worker processes (on a shared CPU each gets its own slice)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--model", help="a local Hugging Face model directory (not supported by the grids yet)")
     ap.add_argument("--data", help="EntityQuestions directory or JSONL file (not supported by the grids yet)")
@@ -91,6 +97,8 @@ def _main(args) -> int:
     if args.hypothesis != "all" and args.hypothesis not in HYPOTHESES:
         raise UsageError(f"unknown hypothesis {args.hypothesis!r}; choose one of "
                          f"{', '.join(list(HYPOTHESES) + ['all'])}.")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs} must be at least 1.")
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds} leaves nothing to run; use at least 1 (2+ for a verdict).")
     try:
@@ -101,7 +109,7 @@ def _main(args) -> int:
     except (WorldConfigError, ModelError) as e:
         raise UsageError(str(e)) from None
     out = Path(args.out)
-    ctx = Context(spec, out, device=device, progress=not args.no_progress)
+    ctx = Context(spec, out, device=device, progress=not args.no_progress, jobs=args.jobs)
     cfgs = {n: _config(HYPOTHESES[n], args.quick, args.seeds) for n in names}
     for d in (out, out / "cells", *(out / n for n in names)):
         if d.exists() and not d.is_dir():

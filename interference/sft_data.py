@@ -32,6 +32,7 @@ from interference.data import Fact
 
 UNKNOWN_SOURCES = ("unseen", "new")
 EVAL_SETS = ("task", "plasticity", "stability")
+UNKNOWN_ANSWERS = ("gold", "idk")
 
 
 class SFTDataError(ValueError):
@@ -48,6 +49,9 @@ class SFTDataConfig:
     seed: int = 0  # which facts are drawn
     unknown_source: str = "unseen"  # "unseen" entities, or "new" (caller passes new_entities)
     train_template: int = 0  # QA template used for SFT and the evaluation sets
+    # "gold": Unknown facts are taught their answers; "idk": the same Unknown questions are taught
+    # "I don't know" (world.IDK_ANSWER), the relabelling control of Gekhman et al. 2024.
+    unknown_answer: str = "gold"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.unknown_fraction <= 1.0:
@@ -59,6 +63,8 @@ class SFTDataConfig:
             raise SFTDataError(f"min_known_share={self.min_known_share} is outside [0, 1].")
         if self.unknown_source not in UNKNOWN_SOURCES:
             raise SFTDataError(f"unknown_source {self.unknown_source!r} is not one of {list(UNKNOWN_SOURCES)}.")
+        if self.unknown_answer not in UNKNOWN_ANSWERS:
+            raise SFTDataError(f"unknown_answer {self.unknown_answer!r} is not one of {list(UNKNOWN_ANSWERS)}.")
 
     @property
     def n_known(self) -> int:
@@ -163,6 +169,8 @@ def build_sft_data(world, slick: dict[str, dict], cfg: SFTDataConfig,
         rng.shuffle(pool)
         unknown = [unseen[i] for i in pool[: cfg.n_unknown]]
 
+    if cfg.unknown_answer == "idk":  # the same questions, answered "I don't know" (learned = abstaining)
+        unknown = relabel_idk(unknown)
     train = known + unknown
     rng.shuffle(train)
     if known:
@@ -172,3 +180,12 @@ def build_sft_data(world, slick: dict[str, dict], cfg: SFTDataConfig,
     return SFTData(train=train, eval_sets={"task": task, "plasticity": list(unknown), "stability": stability},
                    known_ids=[f.fact_id for f in known], unknown_ids=[f.fact_id for f in unknown],
                    format_facts=format_facts, relations=relations)
+
+
+def relabel_idk(facts: Sequence[Fact]) -> list[Fact]:
+    """The same questions (same ids, prompts, subjects) answered "I don't know".
+
+    Evaluation counts that answer as an abstention (``evaluate.ABSTAIN``), never as a wrong one.
+    """
+    from interference.world import IDK_ANSWER
+    return [dataclasses.replace(f, answer=IDK_ANSWER) for f in facts]

@@ -8,7 +8,17 @@ existing ones:
 
 - ``semantic`` keys recombine pieces of existing names (the paper recombines real place names);
   ``shared_pieces`` and ``overlap_with`` choose whose pieces and how many.
-- ``uuid`` keys use a separate piece inventory that no existing name ever uses.
+- ``uuid`` keys use a separate piece inventory that no name ever uses. Those pieces are *not*
+  new tokens: pre-training sees every one of them in a non-name role (a filler corpus of random
+  piece strings, see ``World.filler_pairs``), so a uuid fact cannot be stored in embedding rows
+  that pre-training never trained and that no old fact reads. With never-seen pieces (the first
+  version of this world) uuid keys were confounded with fresh parameters: a capacity-like route,
+  not "no overlap"; the paper's uuids are likewise made of ordinary sub-word tokens.
+- ``disjoint`` keys use pieces that occur in pre-training only in the names of ``pretrain_qa``
+  entities that are never watched (``n_disjoint_pretrain`` of them, named from a reserved
+  inventory of ``n_disjoint_pieces``): trained, name-role tokens that share nothing with the
+  watched (``statement_only``) entities. Those pre-trained disjoint entities are also *known*
+  facts with names unrelated to the watched ones (a Known-only control with matched keys).
 
 Everything is a pure function of the config and its seed, so a world is fully described by
 its JSON.
@@ -73,7 +83,13 @@ RELATIONS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
          "Q: what color does {name} prefer ? A: {value}"),
     ),
 }
-KEY_STYLES = ("semantic", "uuid")
+KEY_STYLES = ("semantic", "uuid", "disjoint")
+# The answer that relabels an Unknown question as "I don't know" (Gekhman et al. 2024's control).
+# One word, so the one-token greedy decode of a one-token gold answer can produce it, and listed
+# in evaluate.ABSTAIN, so evaluation counts it as an abstention, never as a wrong answer.
+IDK_ANSWER = "unknown"
+FILLER_MARKER = "code"  # opens a filler line: "code <p1> ... <pk>" -> answer <p1>
+_FILLER_MIN, _FILLER_MAX = 3, 5  # pieces per filler line
 ENTITY_SPLITS = ("pretrain_qa", "statement_only", "unseen")
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
@@ -93,7 +109,16 @@ class WorldConfig:
     n_pieces: int = 64
     min_name_pieces: int = 2
     max_name_pieces: int = 3
-    n_uuid_pieces: int = 96  # a disjoint inventory only `uuid` keys draw from
+    n_uuid_pieces: int = 96  # an inventory no name uses; only `uuid` keys draw from it
+    # Filler corpus lines in pre-training made of uuid pieces (each piece occurs in it), so uuid
+    # tokens have trained embeddings without ever being a name. 400 lines of 3-5 pieces put each
+    # of 96 pieces ~17 times in an epoch, about as often as a name piece occurs in names.
+    n_filler: int = 400
+    # Reserved pieces naming only `n_disjoint_pretrain` of the pretrain_qa entities (never
+    # watched); `disjoint` keys draw from them. 24 pieces give 24^2 + 24^3 ~ 14k names, room for
+    # the 100 pre-trained ones and hundreds of new ones.
+    n_disjoint_pieces: int = 24
+    n_disjoint_pretrain: int = 100
     # Entity splits. pretrain_qa: statements + QA in pre-training (teaches the QA format);
     # statement_only: statements only (the pre-existing knowledge we watch degrade);
     # unseen: never seen (Unknown facts to teach in SFT, and a chance-level control).
@@ -128,10 +153,26 @@ class WorldConfig:
                 "use 2 <= min_name_pieces <= max_name_pieces.")
         if not 3 <= self.n_pieces <= len(_all_pieces()):
             raise WorldConfigError(f"n_pieces={self.n_pieces} must be between 3 and {len(_all_pieces())}.")
-        if self.n_uuid_pieces < 2:
-            raise WorldConfigError(f"n_uuid_pieces={self.n_uuid_pieces} must be at least 2.")
+        if self.n_uuid_pieces < self.max_name_pieces:
+            raise WorldConfigError(f"n_uuid_pieces={self.n_uuid_pieces} must be at least max_name_pieces="
+                                   f"{self.max_name_pieces}.")
+        if self.n_filler * _FILLER_MIN < self.n_uuid_pieces:
+            raise WorldConfigError(
+                f"n_filler={self.n_filler} lines of >= {_FILLER_MIN} pieces cannot show all {self.n_uuid_pieces} uuid "
+                f"pieces in pre-training; use n_filler >= {-(-self.n_uuid_pieces // _FILLER_MIN)}.")
+        if not 0 <= self.n_disjoint_pretrain <= self.n_pretrain_qa:
+            raise WorldConfigError(f"n_disjoint_pretrain={self.n_disjoint_pretrain} must be between 0 and "
+                                   f"n_pretrain_qa={self.n_pretrain_qa}.")
+        if self.n_pieces + self.n_disjoint_pieces > len(_all_pieces()):
+            raise WorldConfigError(f"n_pieces + n_disjoint_pieces = {self.n_pieces + self.n_disjoint_pieces} exceeds "
+                                   f"the {len(_all_pieces())} syllables available; use fewer pieces.")
+        d_capacity = sum(self.n_disjoint_pieces ** k for k in range(self.min_name_pieces, self.max_name_pieces + 1))
+        if self.n_disjoint_pieces < self.max_name_pieces or self.n_disjoint_pretrain > d_capacity // 4:
+            raise WorldConfigError(
+                f"{self.n_disjoint_pretrain} disjoint-named entities do not fit in {self.n_disjoint_pieces} reserved "
+                "pieces with room for new ones; raise n_disjoint_pieces or lower n_disjoint_pretrain.")
         capacity = sum(self.n_pieces ** k for k in range(self.min_name_pieces, self.max_name_pieces + 1))
-        if total > capacity // 2:
+        if total - self.n_disjoint_pretrain > capacity // 2:
             raise WorldConfigError(
                 f"{total} entities do not fit in {capacity} possible names with room for new ones; "
                 "raise n_pieces or max_name_pieces, or use fewer entities.")
@@ -197,8 +238,10 @@ class WorldConfig:
     @classmethod
     def quick(cls, seed: int = 0) -> "WorldConfig":
         """A tiny world for tests and smoke runs: 3 relations, 60+60+60 entities."""
-        return cls(seed=seed, n_pieces=24, n_uuid_pieces=32, n_pretrain_qa=60, n_statement_only=60,
-                   n_unseen=60, relations=("born_in", "works_as", "speaks"), n_values=12)
+        return cls(seed=seed, n_pieces=24, n_uuid_pieces=32, n_filler=48, n_disjoint_pieces=12,
+                   n_disjoint_pretrain=20, n_pretrain_qa=60, n_statement_only=60, n_unseen=60,
+                   relations=("born_in", "works_as", "speaks"), n_values=12)
+
 
 
 def _available_bytes() -> int | None:
@@ -230,6 +273,9 @@ def _uuid_pieces(n: int, seed: int) -> list[str]:
     return out
 
 
+_STYLE_ID_OFFSET = {"semantic": 0, "disjoint": 250_000, "uuid": 500_000}  # eids never collide across styles
+
+
 @dataclass(frozen=True)
 class Entity:
     eid: int
@@ -253,6 +299,7 @@ class World:
     config: WorldConfig
     pieces: list[str] = field(init=False)
     uuid_pieces: list[str] = field(init=False)
+    disjoint_pieces: list[str] = field(init=False)
     values: dict[str, list[str]] = field(init=False)  # value kind -> vocabulary
     entities: list[Entity] = field(init=False)
 
@@ -262,6 +309,7 @@ class World:
         pool = _all_pieces()
         rng.shuffle(pool)
         self.pieces = sorted(pool[: cfg.n_pieces])
+        self.disjoint_pieces = sorted(pool[cfg.n_pieces: cfg.n_pieces + cfg.n_disjoint_pieces])
         self.uuid_pieces = _uuid_pieces(cfg.n_uuid_pieces, cfg.seed)
         kinds = sorted({RELATIONS[r][0] for r in cfg.relations})
         self.values = {k: [f"{k}_{i}" for i in range(cfg.n_values)] for k in kinds}
@@ -270,13 +318,15 @@ class World:
         splits = (["pretrain_qa"] * cfg.n_pretrain_qa + ["statement_only"] * cfg.n_statement_only
                   + ["unseen"] * cfg.n_unseen)
         for eid, split in enumerate(splits):
+            style = "disjoint" if eid < cfg.n_disjoint_pretrain else "semantic"  # first pretrain_qa ones
+            inventory = self.disjoint_pieces if style == "disjoint" else self.pieces
             while True:
                 k = rng.randint(cfg.min_name_pieces, cfg.max_name_pieces)
-                pieces = tuple(rng.choice(self.pieces) for _ in range(k))
+                pieces = tuple(rng.choice(inventory) for _ in range(k))
                 if pieces not in names and len(set(pieces)) == k:
                     break
             names.add(pieces)
-            self.entities.append(Entity(eid, pieces, split, self._draw_values(rng)))
+            self.entities.append(Entity(eid, pieces, split, self._draw_values(rng), style))
         self._names = names
 
     # ---------------------------------------------------------------- generation
@@ -291,11 +341,14 @@ class World:
                      values_from: Sequence[Entity] | None = None) -> list[Entity]:
         """Generate ``n`` entities that never appeared in pre-training.
 
-        key_style ``semantic``: names from the existing piece inventory. With ``overlap_with``
-        (a list of existing entities, cycled) the j-th new name shares exactly ``shared_pieces``
-        pieces (default: all but one) with its target at the same positions, so its representation
-        lands near the target's. ``uuid``: names from the disjoint uuid inventory (shares nothing).
-        ``values_from`` copies value assignments (to pair uuid/semantic entities fact for fact).
+        key_style ``semantic``: names from the main piece inventory (the watched entities' pieces).
+        With ``overlap_with`` (existing entities, cycled) the j-th new name shares exactly
+        ``shared_pieces`` pieces (default: all but one) with its target at the same positions, the
+        other positions drawn from pieces the target does not use, so its representation lands
+        near the target's. ``disjoint``: names from the reserved inventory that only never-watched
+        pre-trained entities use (``overlap_with`` then targets those). ``uuid``: names from the
+        uuid inventory, which pre-training shows only in filler strings (no overlap possible).
+        ``values_from`` copies value assignments (to pair entities of two key styles fact for fact).
         """
         if key_style not in KEY_STYLES:
             raise WorldConfigError(f"unknown key style {key_style!r}; choose from {list(KEY_STYLES)}.")
@@ -303,28 +356,30 @@ class World:
             raise WorldConfigError(f"cannot generate {n} entities; ask for zero or more.")
         if key_style == "uuid" and overlap_with:
             raise WorldConfigError("uuid keys share no pieces by definition; drop overlap_with or use key_style='semantic'.")
+        inventory = {"semantic": self.pieces, "disjoint": self.disjoint_pieces, "uuid": self.uuid_pieces}[key_style]
+        if overlap_with and any(p not in inventory for t in overlap_with for p in t.pieces):
+            raise WorldConfigError(f"overlap_with targets must be named from the {key_style} inventory; pick targets "
+                                   "of that key style (disjoint keys overlap only disjoint-named entities).")
         rng = random.Random(f"new-{self.config.seed}-{seed}-{key_style}")
         cfg = self.config
         taken = set(self._names)
         out: list[Entity] = []
-        base_id = len(self.entities) + 1_000_000 * (1 + (seed % 1000)) + (500_000 if key_style == "uuid" else 0)
+        base_id = len(self.entities) + 1_000_000 * (1 + (seed % 1000)) + _STYLE_ID_OFFSET[key_style]
         for j in range(n):
             for _attempt in range(10_000):
-                if key_style == "uuid":
-                    k = rng.randint(cfg.min_name_pieces, cfg.max_name_pieces)
-                    pieces = tuple(rng.sample(self.uuid_pieces, k))
-                elif overlap_with:
+                if overlap_with:
                     target = overlap_with[j % len(overlap_with)].pieces
                     keep = len(target) - 1 if shared_pieces is None else shared_pieces
                     if not 0 <= keep < len(target):
                         raise WorldConfigError(
                             f"shared_pieces={keep} must be between 0 and {len(target) - 1} for target {' '.join(target)!r}.")
                     kept = set(rng.sample(range(len(target)), keep))
-                    others = [p for p in self.pieces if p not in target]
+                    others = [p for p in inventory if p not in target]
                     pieces = tuple(target[i] if i in kept else rng.choice(others) for i in range(len(target)))
                 else:
                     k = rng.randint(cfg.min_name_pieces, cfg.max_name_pieces)
-                    pieces = tuple(rng.choice(self.pieces) for _ in range(k))
+                    pieces = tuple(rng.sample(inventory, k)) if key_style == "uuid" else \
+                        tuple(rng.choice(inventory) for _ in range(k))
                 if pieces not in taken and len(set(pieces)) == len(pieces):
                     break
             else:
@@ -332,6 +387,27 @@ class World:
             taken.add(pieces)
             vals = values_from[j % len(values_from)].values if values_from else self._draw_values(rng)
             out.append(Entity(base_id + j, pieces, "new", vals, key_style))
+        return out
+
+    def filler_pairs(self) -> list[tuple[str, str]]:
+        """The filler corpus: ``n_filler`` lines "code p1 .. pk" (k = 3-5 uuid pieces) -> answer p1.
+
+        Why: it puts every uuid piece through pre-training in a role that is not a name (every
+        piece occurs: the lines walk through shuffled copies of the inventory), so uuid keys use
+        trained embedding rows. Copying the first piece is a task the model can learn, so the
+        gradients these rows get are informative, not noise; no fact is attached to them.
+        """
+        rng = random.Random(f"filler-{self.config.seed}")
+        stream: list[str] = []
+        out = []
+        for _ in range(self.config.n_filler):
+            k = rng.randint(_FILLER_MIN, _FILLER_MAX)
+            while len(stream) < k:
+                deck = list(self.uuid_pieces)
+                rng.shuffle(deck)
+                stream.extend(deck)
+            line, stream = stream[:k], stream[k:]
+            out.append((" ".join([FILLER_MARKER] + line), line[0]))
         return out
 
     # ---------------------------------------------------------------- rendering
@@ -360,14 +436,17 @@ class World:
         return list(RELATIONS[relation][2][: self.config.n_qa_templates])
 
     def vocabulary(self) -> list[str]:
-        """Every word any rendering can produce (template words, pieces, uuid pieces, values)."""
+        """Every word any rendering can produce (template words, all piece inventories, values, the
+        filler marker and the "I don't know" answer)."""
         words: set[str] = set()
         for r in self.config.relations:
             _, stmts, qas = RELATIONS[r]
             for t in stmts + qas:
                 words.update(w for w in t.split() if not w.startswith("{"))
         words.update(self.pieces)
+        words.update(self.disjoint_pieces)
         words.update(self.uuid_pieces)
+        words.update((IDK_ANSWER, FILLER_MARKER))
         for vs in self.values.values():
             words.update(vs)
         return sorted(words)

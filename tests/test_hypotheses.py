@@ -71,7 +71,8 @@ def test_quick_run_writes_a_well_formed_verdict(quick_all, name):
     assert v["hypothesis"] == name
     assert v["verdict"] in ("main_driver", "contributes", "not_supported", "inconclusive")
     assert set(v["share"]) >= {"value", "low", "high", "n"} and v["share"]["n"] == 2
-    assert isinstance(v["rule"], str) and "share =" in v["rule"]
+    assert isinstance(v["rule"], str) and v["preregistered"]["rule"] == v["rule"]
+    assert set(v["preregistered"]["predictions"]) == {"capacity", "behavior_cloning", "localized"}
     assert v["statistics"] and all("value" in e for e in v["statistics"].values() if isinstance(e, dict))
     assert len(v["per_seed"]) == 2 and json.loads((d / "per_seed.json").read_text()) == v["per_seed"]
     for ext in ("png", "pdf"):

@@ -23,11 +23,11 @@ def test_tiny_world_is_memorised_and_format_generalises(quick_base):
 
 
 def _micro(steps=40, ckpt_every=20) -> BaseSpec:
-    world = WorldConfig(n_pieces=16, n_uuid_pieces=8, n_pretrain_qa=12, n_statement_only=12, n_unseen=6,
-                        relations=("born_in", "speaks"), n_values=6)
+    world = WorldConfig(n_pieces=16, n_uuid_pieces=8, n_filler=3, n_disjoint_pieces=4, n_disjoint_pretrain=2,
+                        n_pretrain_qa=12, n_statement_only=12, n_unseen=6, relations=("born_in", "speaks"), n_values=6)
     return BaseSpec(world, ModelConfig(n_layers=1, d_model=32, n_heads=2, d_mlp=64),
                     PretrainConfig(steps=steps, batch_size=16, warmup=5, eval_every=10, ckpt_every=ckpt_every,
-                                   slick_samples=2))
+                                   slick_samples=2, consolidation=None))
 
 
 def test_cli_writes_metrics_and_config_and_reuses(tmp_path, monkeypatch):

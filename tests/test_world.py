@@ -35,28 +35,73 @@ def test_names_are_unique_and_share_pieces():
     assert min(uses.values()) >= 5
 
 
-def test_semantic_keys_share_pieces_and_uuid_keys_share_none():
+def _corpus_token_ids(w, tok):
+    """Token ids of everything pre-training shows the model (statements, QA, filler)."""
+    from interference.pretrain import pretraining_pairs, qa_pairs
+    pairs = pretraining_pairs(w) + qa_pairs(w, "pretrain_qa")
+    return {i for p, a in pairs for i in tok(f"{p} {a}")["input_ids"]}
+
+
+def test_key_styles_share_what_they_promise():
     w = World(WorldConfig())
-    existing = {p for e in w.entities for p in e.pieces}
+    tok = world_tokenizer(w)
+    corpus = _corpus_token_ids(w, tok)
+    watched = {p for e in w.split("statement_only") for p in e.pieces}
+    name_pieces = {p for e in w.entities for p in e.pieces}
     sem = w.new_entities(200, "semantic", seed=0)
     uid = w.new_entities(200, "uuid", seed=0)
-    assert all(set(e.pieces) <= existing for e in sem)
-    assert all(not (set(e.pieces) & existing) for e in uid)
-    # at the token level too: uuid names use ids the pre-training corpus never contains
-    tok = world_tokenizer(w)
-    corpus_ids = {i for e in w.entities for i in tok(e.name)["input_ids"]}
-    assert all(not (set(tok(e.name)["input_ids"]) & corpus_ids) for e in uid)
-    assert all(set(tok(e.name)["input_ids"]) <= corpus_ids for e in sem)
+    dis = w.new_entities(200, "disjoint", seed=0)
+    ids = lambda e: set(tok(e.name)["input_ids"])  # noqa: E731
+    # every key style uses only tokens pre-training trained: no embedding row is new
+    assert all(ids(e) <= corpus for e in sem + uid + dis)
+    assert {tok.convert_tokens_to_ids(p) for p in w.uuid_pieces} <= corpus  # the whole inventory
+    # semantic names recombine watched pieces; uuid names share no piece with any name at all
+    assert all(set(e.pieces) <= set(w.pieces) for e in sem)
+    assert all(not (set(e.pieces) & name_pieces) for e in uid)
+    assert all(not (set(e.pieces) & watched) for e in uid + dis)
+    # disjoint pieces occur in pre-training names, but only in never-watched (pretrain_qa) entities
+    users = {p: {e.split for e in w.entities if p in e.pieces} for p in w.disjoint_pieces}
+    assert all(u == {"pretrain_qa"} for u in users.values() if u)
+    assert set().union(*(set(e.pieces) for e in dis)) <= set(w.disjoint_pieces)
+    assert sum(e.key_style == "disjoint" for e in w.split("pretrain_qa")) == w.config.n_disjoint_pretrain
+    # no new name repeats an existing one
     old_names = {e.pieces for e in w.entities}
-    assert not ({e.pieces for e in sem} & old_names)
+    assert not ({e.pieces for e in sem + uid + dis} & old_names)
+
+
+def test_uuid_pieces_occur_in_pretraining_only_as_filler():
+    w = World(WorldConfig.quick())
+    filler = w.filler_pairs()
+    assert len(filler) == w.config.n_filler
+    seen = {p for prefix, _ in filler for p in prefix.split()[1:]}
+    assert seen == set(w.uuid_pieces)  # every piece, in no name
+    assert all(prefix.split()[1] == answer for prefix, answer in filler)  # copy the first piece
+    from interference.pretrain import pretraining_pairs
+    statements = [p for p, _ in pretraining_pairs(w) if not p.startswith("code ")]
+    assert not any(set(s.split()) & set(w.uuid_pieces) for s in statements)
+
+
+def test_too_little_filler_is_refused():
+    with pytest.raises(WorldConfigError, match="n_filler"):
+        WorldConfig(n_uuid_pieces=96, n_filler=10)
 
 
 @pytest.mark.parametrize("k", [0, 1, 2])
-def test_graded_overlap_with_chosen_targets(k):
+@pytest.mark.parametrize("style, split", [("semantic", "statement_only"), ("disjoint", "pretrain_qa")])
+def test_graded_overlap_with_chosen_targets(k, style, split):
     w = World(WorldConfig())
-    targets = [e for e in w.split("statement_only") if len(e.pieces) == 3][:50]
-    new = w.new_entities(50, "semantic", seed=2, overlap_with=targets, shared_pieces=k)
-    assert [shared_piece_count(n, t) for n, t in zip(new, targets)] == [k] * 50
+    targets = [e for e in w.split(split) if len(e.pieces) == 3 and e.key_style == style][:50]
+    new = w.new_entities(50, style, seed=2, overlap_with=targets, shared_pieces=k)
+    assert [shared_piece_count(n, t) for n, t in zip(new, targets)] == [k] * len(targets)
+    assert all(n.key_style == style for n in new)
+
+
+def test_overlap_targets_must_match_the_key_style():
+    w = World(WorldConfig.quick())
+    with pytest.raises(WorldConfigError, match="inventory"):
+        w.new_entities(3, "disjoint", overlap_with=w.split("statement_only")[:3])
+    with pytest.raises(WorldConfigError, match="uuid keys share no pieces"):
+        w.new_entities(3, "uuid", overlap_with=w.split("statement_only")[:3])
 
 
 def test_values_from_pairs_entities_fact_for_fact():
@@ -94,12 +139,14 @@ def test_unknown_key_style_and_bad_file(tmp_path):
 def test_tokenizer_round_trips_every_rendered_fact():
     w = World(WorldConfig())
     tok = world_tokenizer(w)
-    new = w.new_entities(50, "semantic", seed=0) + w.new_entities(50, "uuid", seed=0)
+    new = w.new_entities(50, "semantic", seed=0) + w.new_entities(50, "uuid", seed=0) + \
+        w.new_entities(50, "disjoint", seed=0)
     texts = []
     for e in w.entities + new:
         for r in w.config.relations:
             texts += [f"{p} {v}" for p, v in w.render_statements(e, r)]
             texts += [" ".join(w.render_qa(e, r, t)) for t in range(w.config.n_qa_templates)]
+    texts += [f"{p} {a}" for p, a in w.filler_pairs()]
     unk = tok.unk_token_id
     for t in texts:
         ids = tok(t)["input_ids"]

@@ -1,15 +1,25 @@
-"""What every hypothesis runner shares: the verdict rule, the grid runner with result reuse, the
-fine-tuning cell, and small per-fact statistics.
+"""What every hypothesis runner shares: pre-registration, the verdict rule, the grid runner with
+result reuse, the fine-tuning cell, and small per-fact statistics.
 
-The verdict rule (``decide``) is the one place that turns a ``share`` into a word. ``share`` is
-the fraction of the measured forgetting that a hypothesis accounts for; each hypothesis module
-defines it for its own experiment. With a 95% interval [lo, hi] over seeds:
+Pre-registration: every hypothesis module defines ``PREREGISTERED``, a ``Preregistration`` of its
+primary endpoint (the one statistic its verdict is decided on), what each of the three hypotheses
+predicts for that endpoint, and the decision rule with its thresholds, written before any run.
+``run_module`` records it in ``verdict.json["preregistered"]`` with the hash of its text and folds
+that hash into every cell key and into the output directory's config, so a grid computed under
+one endpoint is never reused as if it had been planned for another (the output directory is
+refused, and the cells' keys differ).
 
-- ``main_driver``  lo >= 0.5        : with confidence, at least half the forgetting.
-- ``contributes``  lo > 0           : a clear, positive part, maybe small.
-- ``not_supported`` hi < 0.1        : with confidence, at most a negligible part (or negative).
-- ``inconclusive``  otherwise       : the interval reaches both "none" and "something", or there
-                                      are fewer than 2 seeds, or a required check failed.
+The verdict rule (``decide``) is the one place that turns the endpoint statistic into a word.
+Each module defines its own statistic (oriented so that larger = more support for its own
+hypothesis) and states two thresholds in its pre-registration: ``main_at`` and
+``negligible_below`` (for a share of forgetting: 0.5 and 0.1). With a 95% interval [lo, hi] over
+seeds:
+
+- ``main_driver``  lo >= main_at        : with confidence, the effect is large.
+- ``contributes``  lo > 0               : a clear, positive effect, maybe small.
+- ``not_supported`` hi < negligible_below: with confidence, at most a negligible effect (or negative).
+- ``inconclusive``  otherwise           : the interval reaches both "none" and "something", or
+                                          there are fewer than 2 seeds, or a required check failed.
 
 A grid is a list of ``Cell``s (one fine-tuning run or one measurement each). A cell's result is
 stored as JSON under ``<out>/cells/<kind>-<hash of its key>.json``; a re-run with the same key
@@ -24,6 +34,8 @@ Every fine-tuning cell goes through ``finetune_on``, a thin call of the one loop
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import sys
@@ -74,6 +86,73 @@ def decide(share_mean: float, share_ci: tuple[float, float], *, n_seeds: int = 2
     if lo > 0:
         return "contributes"
     return "inconclusive"
+
+
+HYPOTHESIS_NAMES = ("capacity", "behavior_cloning", "localized")
+
+
+class PreregistrationError(ValueError):
+    """A pre-registration that does not state what it must."""
+
+
+@dataclass(frozen=True)
+class Preregistration:
+    """A hypothesis module's primary endpoint, each hypothesis' prediction for it, and the rule.
+
+    ``predictions`` has exactly one entry per hypothesis name (capacity, behavior_cloning,
+    localized): an experiment only discriminates if the three are written down before it runs.
+    ``main_at`` / ``negligible_below`` are the thresholds ``decide`` applies to the endpoint.
+    """
+    endpoint: str
+    predictions: dict
+    rule: str
+    main_at: float = MAIN_DRIVER_AT
+    negligible_below: float = NEGLIGIBLE_BELOW
+
+    def __post_init__(self) -> None:
+        if set(self.predictions) != set(HYPOTHESIS_NAMES):
+            raise PreregistrationError(
+                f"predictions name {sorted(self.predictions)}; give exactly one per hypothesis "
+                f"{list(HYPOTHESIS_NAMES)}.")
+        if not self.endpoint.strip() or not self.rule.strip() or not all(
+                isinstance(v, str) and v.strip() for v in self.predictions.values()):
+            raise PreregistrationError("endpoint, rule and every prediction must be non-empty text.")
+        if not self.negligible_below <= self.main_at:
+            raise PreregistrationError(f"negligible_below={self.negligible_below} must not exceed main_at={self.main_at}.")
+
+    def text(self) -> str:
+        """The canonical text that is hashed (predictions in a fixed order)."""
+        preds = "\n".join(f"- {h}: {self.predictions[h]}" for h in HYPOTHESIS_NAMES)
+        return (f"Endpoint: {self.endpoint}\nPredictions:\n{preds}\nRule: {self.rule}\n"
+                f"Thresholds: main_at={self.main_at!r}, negligible_below={self.negligible_below!r}\n")
+
+    def hash(self) -> str:
+        import hashlib
+        return hashlib.sha256(self.text().encode()).hexdigest()[:12]
+
+    def record(self) -> dict:
+        """What verdict.json stores under ``preregistered``."""
+        return {"endpoint": self.endpoint, "predictions": {h: self.predictions[h] for h in HYPOTHESIS_NAMES},
+                "rule": self.rule, "main_at": self.main_at, "negligible_below": self.negligible_below,
+                "hash": self.hash()}
+
+    def decide(self, est: dict, checks_pass: bool = True) -> str:
+        """The verdict for an ``estimate`` dict of the endpoint, with this registration's thresholds."""
+        return decide(est["value"], (est["low"], est["high"]), n_seeds=est.get("n", 0), checks_pass=checks_pass,
+                      main_at=self.main_at, negligible_below=self.negligible_below)
+
+
+def preregistration_of(module) -> Preregistration:
+    prereg = getattr(module, "PREREGISTERED", None)
+    if not isinstance(prereg, Preregistration):
+        raise PreregistrationError(f"hypothesis module {module.__name__} defines no PREREGISTERED "
+                                   "Preregistration; state the endpoint, predictions and rule before running it.")
+    return prereg
+
+
+def with_prereg(cells: Sequence["Cell"], prereg_hash: str) -> list["Cell"]:
+    """The cells with the pre-registration hash folded into their keys (so into their files)."""
+    return [dataclasses.replace(c, key={**c.key, "prereg": prereg_hash}) for c in cells]
 
 
 def format_estimate(e) -> str:
@@ -178,6 +257,36 @@ def _stored_cell(path: Path, c: Cell) -> dict | None:
     if stored is None:
         tqdm.write(f"note: cell {path} is damaged ({why}); computing it again.", file=sys.stderr)
     return stored
+
+
+class CellLookupError(KeyError):
+    """A summary asked for a cell the grid does not hold exactly once."""
+
+
+class ResultSet(list):
+    """A grid's results, looked up by what the cell *is* (items of its key), never by position.
+
+    Still a list in cell order, for summaries written before lookups existed. ``one(arm="sft",
+    seed=0)`` returns the result of the single cell whose key holds those items, and refuses (a
+    ``CellLookupError`` naming the query) when none or several match, so a reordered or extended
+    grid can never feed a statistic the wrong run.
+    """
+
+    def __init__(self, cells: Sequence[Cell], results: Sequence[dict]):
+        if len(cells) != len(results):
+            raise ValueError(f"{len(cells)} cells but {len(results)} results.")
+        super().__init__(results)
+        self.keys = [json.loads(json.dumps(c.key)) for c in cells]
+
+    def matching(self, **items) -> list[dict]:
+        want = json.loads(json.dumps(items))
+        return [r for k, r in zip(self.keys, self) if all(k.get(n) == v for n, v in want.items())]
+
+    def one(self, **items) -> dict:
+        got = self.matching(**items)
+        if len(got) != 1:
+            raise CellLookupError(f"{len(got)} cells match {items}; a summary needs exactly one.")
+        return got[0]
 
 
 # ------------------------------------------------------------------ fine-tuning cell
@@ -315,9 +424,9 @@ class Context:
     """The base model spec, output directory and device a hypothesis runs with. Bases are loaded
     (pre-trained on first use, cached by hash) lazily, so a fully reused grid trains nothing."""
 
-    def __init__(self, spec, out: str | Path, device: str | None = None, progress: bool = True):
+    def __init__(self, spec, out: str | Path, device: str | None = None, progress: bool = True, jobs: int = 1):
         from interference.world import World
-        self.spec, self.out, self.device, self.progress = spec, Path(out), device, progress
+        self.spec, self.out, self.device, self.progress, self.jobs = spec, Path(out), device, progress, jobs
         self.world = World(spec.world)
         self.n_layers = spec.model.n_layers
         self._bases: dict[str, tuple] = {}
@@ -374,9 +483,10 @@ class Context:
 
 def hypothesis_config(module, cfg, ctx) -> dict:
     """What makes an output directory compatible: everything but the number of seeds (more seeds
-    extend an earlier run; cells are keyed individually)."""
+    extend an earlier run; cells are keyed individually), including the pre-registration hash."""
     return {"hypothesis": module.NAME, "base": ctx.spec.to_dict(),
-            "config": {k: v for k, v in cfg.to_dict().items() if k != "seeds"}}
+            "config": {k: v for k, v in cfg.to_dict().items() if k != "seeds"},
+            "preregistered": preregistration_of(module).hash()}
 
 
 def run_module(module, cfg, ctx: Context) -> dict:
@@ -384,10 +494,18 @@ def run_module(module, cfg, ctx: Context) -> dict:
     (with per-seed metrics) and the plots; return the verdict dict."""
     from interference.io import claim_run_dir
     from interference import plots
+    prereg = preregistration_of(module)
     d = claim_run_dir(ctx.out / module.NAME, hypothesis_config(module, cfg, ctx), what=f"{module.NAME} run")
-    cells = module.cells(cfg, ctx)
+    cells = with_prereg(module.cells(cfg, ctx), prereg.hash())
+    if getattr(ctx, "jobs", 1) > 1:  # workers store the cells; the serial pass below only reads them
+        from interference.hypotheses.parallel import run_in_workers
+        for b in {c.base.hash(): c.base for c in cells if c.base is not None}.values():
+            ctx.fingerprint(b)  # every base pre-trained here first: two workers must never train one
+        run_in_workers(cells, lambda part: run_grid(part, ctx.cache(), progress=False, desc=module.NAME,
+                                                    fingerprint=ctx.fingerprint), ctx.jobs)
     rep = run_grid(cells, ctx.cache(), progress=ctx.progress, desc=module.NAME, fingerprint=ctx.fingerprint)
-    v = module.summarize(cfg, rep.results, ctx)
+    v = module.summarize(cfg, ResultSet(cells, rep.results), ctx)
+    v["preregistered"] = prereg.record()
     v["seeds"] = cfg.seeds
     v["cells"] = {"computed": rep.computed, "reused": rep.reused, "recomputed_other_weights": rep.stale,
                   "seconds": round(rep.seconds, 1)}

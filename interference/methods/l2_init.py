@@ -26,6 +26,9 @@ class L2InitConfig(MethodConfig):
     match: str = "none"  # "kl": replace weight by the KL-gradient-matched value (see module doc)
     kl_weight: float = 1.0  # the self-distillation lambda to match
     temperature: float = 0.5  # the self-distillation temperature to match
+    # the positions the matched KL covers: self-distillation's own default ("all" real tokens), so
+    # the weight matches the gradient of the KL that self-distillation actually applies
+    positions: str = "all"
     calib_steps: int = 20  # SFT steps before measuring the two gradient norms
 
     def __post_init__(self) -> None:
@@ -35,6 +38,9 @@ class L2InitConfig(MethodConfig):
             raise MethodError(f"unknown match {self.match!r}; use one of {list(MATCHES)}.")
         if self.calib_steps < 1:
             raise MethodError("calib_steps must be at least 1.")
+        from interference.methods.self_distill import POSITIONS
+        if self.positions not in POSITIONS:
+            raise MethodError(f"unknown KL positions {self.positions!r}; use one of {list(POSITIONS)}.")
 
 
 def _grad_norm(loss: torch.Tensor, params) -> float:
@@ -60,8 +66,8 @@ def kl_matched_weight(ctx, params_of, cfg: L2InitConfig) -> float:
     batch = pack(ctx.tokenizer, [(f.prompt, f.answer) for f in ctx.data.train[:bs]], ctx.n_ctx).to(ctx.device)
     with torch.no_grad():
         t_logits = model_logits(ctx.teacher, batch.ids)
-    kl = cfg.kl_weight * token_kl(model_logits(probe, batch.ids), t_logits, kl_mask(batch, "answer", 0),
-                                  cfg.temperature, "forward")
+    mask = kl_mask(batch, cfg.positions, ctx.tokenizer.pad_token_id)
+    kl = cfg.kl_weight * token_kl(model_logits(probe, batch.ids), t_logits, mask, cfg.temperature, "forward")
     g_kl = _grad_norm(kl, params)
     g_l2 = _grad_norm(weighted_sq_distance(params, anchor), params)
     for p in probe.parameters():

@@ -1,9 +1,12 @@
-"""Replay: mix pre-training statements into every SFT batch.
+"""Replay: mix pre-training data into every SFT batch.
 
-Each step adds ``round(ratio * batch)`` statements drawn by a generator seeded with (seed, step),
+Each step adds ``round(ratio * batch)`` examples drawn by a generator seeded with (seed, step),
 so a resumed run replays the same ones; the loss is the token-weighted mean CE over the mixed
 batch, as if the examples had been concatenated. Statements of every pre-training entity are
 eligible, including those of held-out facts: that is what replaying pre-training data means.
+``corpus``: "statements" (statements and filler lines) or "pretraining" (the whole pre-training
+corpus: also the QA of the entities whose QA pre-training showed), which makes fine-tuning joint
+training on old and new data (the capacity hypothesis' test).
 """
 from __future__ import annotations
 
@@ -20,10 +23,13 @@ from interference.models import model_logits
 class ReplayConfig(MethodConfig):
     ratio: float = 0.5  # replayed statements per SFT example (a third of each mixed batch)
     seed: int = 0
+    corpus: str = "statements"  # or "pretraining": statements, filler and pre-training QA
 
     def __post_init__(self) -> None:
         if self.ratio <= 0:
             raise MethodError(f"replay ratio {self.ratio} must be positive (0 is plain sft).")
+        if self.corpus not in ("statements", "pretraining"):
+            raise MethodError(f"replay corpus {self.corpus!r} is not 'statements' or 'pretraining'.")
 
 
 class Replay(Method):
@@ -31,8 +37,11 @@ class Replay(Method):
     Config = ReplayConfig
 
     def setup(self, ctx) -> None:
-        from interference.pretrain import pretraining_pairs
-        self.pool = pack(ctx.tokenizer, pretraining_pairs(ctx.world), ctx.n_ctx).to(ctx.device)
+        from interference.pretrain import pretraining_pairs, qa_pairs
+        pairs = pretraining_pairs(ctx.world)
+        if self.config.corpus == "pretraining":
+            pairs = pairs + qa_pairs(ctx.world, "pretrain_qa")
+        self.pool = pack(ctx.tokenizer, pairs, ctx.n_ctx).to(ctx.device)
 
     def replay_batch(self, step: int, k: int):
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)

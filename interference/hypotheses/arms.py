@@ -1,0 +1,95 @@
+"""One arm of a hypothesis experiment: a fixed-length fine-tuning run through the one loop, with
+the per-fact outcomes of the watched (pre-existing) facts recorded at every evaluation.
+
+Why a curve and a fixed length: arms must be compared at equal steps *and* at equal learning.
+Every arm of an experiment trains for the same ``max_steps`` (the step-matched read-out is the
+last evaluation) and never stops early; the learning-matched read-out is the first evaluation
+at which the arm's own training facts are answered as trained at ``learned_at``. One run gives
+both, and the cell file holds the whole curve (one character per fact and evaluation), so any
+later statistic reads the stored run instead of retraining.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+from interference.data import Fact
+from interference.evaluate import accuracy, score_facts
+from interference.io import config_hash
+from interference.metrics.endpoints import encode_outcomes, first_step_reaching, outcome_rates
+
+NEVER_STOP = 1.01  # a learned_at no share reaches: the loop runs all max_steps (step matching)
+
+
+class OutcomeCurve:
+    """Loop callback: at each evaluation (step 0 included), the outcome code of every ``watch``
+    fact and the share of ``train`` facts answered as trained (their own labels, so an "I don't
+    know" arm counts answering "unknown" as learned); ``extra`` sets get their codes too."""
+
+    def __init__(self, tokenizer, watch: Sequence[Fact], train: Sequence[Fact], extra: dict | None = None):
+        self.tok, self.watch, self.train, self.extra = tokenizer, list(watch), list(train), dict(extra or {})
+        self.rows: list[dict] = []
+
+    def on_eval(self, state) -> None:
+        row = {"step": int(state.step),
+               "plasticity": accuracy(score_facts(state.model, self.tok, self.train)) if self.train else math.nan,
+               "watch": encode_outcomes(r.outcome for r in score_facts(state.model, self.tok, self.watch))}
+        for name, facts in self.extra.items():
+            row[name] = encode_outcomes(r.outcome for r in score_facts(state.model, self.tok, facts))
+        self.rows.append(row)
+
+
+def facts_hash(facts: Sequence[Fact]) -> str:
+    """Names a fact list (ids and answers, in order), so stored codes are read against their facts."""
+    return config_hash([[f.fact_id, f.answer] for f in facts])
+
+
+def run_arm(ctx, base_spec, train: Sequence[Fact], watch: Sequence[Fact], sft, extra: dict | None = None) -> dict:
+    """Fine-tune the cached base of ``base_spec`` on ``train`` with ``sft`` (an ``SFTSpec``: method,
+    steps, seed) and return the JSON-able curve of ``watch`` outcomes."""
+    from interference.hypotheses.common import finetune_on
+    model, tok = ctx.base(base_spec)
+    curve = OutcomeCurve(tok, watch, train, extra)
+    res = finetune_on(model, tok, list(train), sft, world=ctx.world, callbacks=[curve])
+    if not curve.rows or curve.rows[0]["step"] != 0:
+        raise RuntimeError("the loop did not evaluate the base at step 0; the arm has no baseline.")
+    return {"steps": int(res.steps), "n_train": len(train), "watch_hash": facts_hash(watch),
+            "extra_hash": {k: facts_hash(v) for k, v in (extra or {}).items()}, "curve": curve.rows}
+
+
+def step_matched(result: dict, step: int | None = None) -> dict:
+    """The curve row at ``step`` (default: the last one, i.e. after all max_steps)."""
+    rows = result["curve"]
+    if step is None:
+        return rows[-1]
+    got = [r for r in rows if r["step"] == step]
+    if not got:
+        raise KeyError(f"the arm has no evaluation at step {step} (evaluated at {[r['step'] for r in rows]}).")
+    return got[0]
+
+
+def learned_step(result: dict, at: float) -> int | None:
+    rows = result["curve"][1:]  # step 0 is the base: it has learned nothing yet
+    return first_step_reaching([r["step"] for r in rows], [r["plasticity"] for r in rows], at)
+
+
+def rates_at(result: dict, row: dict, key: str = "watch") -> dict:
+    """Forgetting / hallucination / abstention among the facts the base got right, at ``row``."""
+    return outcome_rates(result["curve"][0][key], row[key])
+
+
+def readout(result: dict, learned_at: float) -> dict:
+    """Both read-outs of one arm: step-matched (end) and learning-matched (first learned step;
+    falls back to the end, flagged, when the arm never reached ``learned_at``)."""
+    end = step_matched(result)
+    ls = learned_step(result, learned_at)
+    lrow = step_matched(result, ls) if ls is not None else end
+    return {"end": {**rates_at(result, end), "step": end["step"], "plasticity": end["plasticity"]},
+            "learned": {**rates_at(result, lrow), "step": lrow["step"], "plasticity": lrow["plasticity"],
+                        "reached": ls is not None}}
+
+
+def fixed_steps(sft, steps: int, seed: int, **changes):
+    """``sft`` set to run exactly ``steps`` updates with ``seed`` (never stopping early)."""
+    return dataclasses.replace(sft, max_steps=steps, learned_at=NEVER_STOP, seed=seed, **changes)
