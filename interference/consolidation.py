@@ -152,4 +152,4 @@ def memorised_state(memo) -> dict:
     import torch
     ck = memo / "checkpoint"
     latest = json.loads((ck / "latest.json").read_text())["dir"]
-    return torch.load(ck / latest / "train_state.pt", map_location="cpu", weights_only=False)["extra"]["rule"]
+    return torch.load(ck / latest / "train_state.pt", map_location="cpu", weights_only=True)["extra"]["rule"]

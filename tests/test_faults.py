@@ -175,7 +175,7 @@ def _world_file(tmp_path, **changes) -> Path:
     return p
 
 
-HUGE = dict(n_pieces=350, max_name_pieces=3, n_pretrain_qa=5_000_000, n_statement_only=5_000_000,
+HUGE = dict(n_pieces=320, max_name_pieces=3, n_pretrain_qa=5_000_000, n_statement_only=5_000_000,
             n_unseen=5_000_000)
 
 

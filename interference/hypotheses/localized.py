@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from interference.hypotheses.common import Cell, Preregistration, SFTSpec, subject_states
+from interference.hypotheses.localized_summary import DOSE, MAIN_EXCESS, NEGLIGIBLE_SLOPE, PREDICT_ARMS
 from interference.metrics.overlap import overlap_with_new
 
 NAME = "localized"
@@ -71,8 +72,6 @@ PREDICTIONS = {
     "behavior_cloning": "dose_slope = 0: learning to answer Unknown questions damages known facts whatever "
                         "entity the new examples imitate; no value capture beyond the uuid null arm.",
 }
-NEGLIGIBLE_SLOPE = 0.01  # one point of extra target forgetting per shared piece: too small to matter
-MAIN_EXCESS = 0.5  # main driver: at least half of an overlapped target's forgetting is targeted
 RULE = (f"With [lo, hi] the 95% t-interval of dose_slope over seeds: not_supported if hi < {NEGLIGIBLE_SLOPE}; "
         "inconclusive if fewer than 2 seeds, a non-finite interval, or a required check fails (every SFT "
         "arm of the dose series reaches >= 95% of its new facts within the step budget); main_driver if "
@@ -105,10 +104,8 @@ ARMS: dict[str, Arm] = {
     "disjoint_frozen": Arm("disjoint", None, "freeze", FROZEN_EMBED),
     "share2_distill": Arm("semantic", (0, 1), "self_distill", (("teacher", "format"),)),
 }
-DOSE = {"share0": 0, "share1_first": 1, "share2": 2}
 CORE = ("share0", "share1_first", "share2", "uuid")  # dose series + the signature's null arm
 PATCH_ARMS = ("share2", "uuid")  # arms whose forgotten facts are patched
-PREDICT_ARMS = ("share0", "share2")  # arms whose per-fact labels the predictors are scored on
 
 
 @dataclass(frozen=True)
@@ -272,7 +269,7 @@ def prereg_hash() -> str:
 
 def summarize(cfg: LocalizedConfig, results: list[dict], ctx) -> dict:
     from interference.hypotheses.localized_summary import summarize as _s
-    return _s(cfg, results, ctx)
+    return {**_s(cfg, results, ctx), "rule": RULE}
 
 
 def run(cfg: LocalizedConfig | None = None, ctx=None) -> dict:
