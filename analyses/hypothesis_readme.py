@@ -3,7 +3,10 @@
     python -m interference.run_hypothesis capacity --seeds 5                      # the runs
     python -m interference.run_hypothesis capacity --seeds 3 --world analyses/worlds/heldout.json \
         --out runs/hypotheses_heldout
-    python analyses/hypothesis_readme.py [--runs runs/hypotheses] [--heldout-runs runs/hypotheses_heldout]
+    python -m interference.run_hypothesis behavior_cloning --seeds 3 --consolidations 0.5,2 \
+        --out runs/hypotheses_consolidation
+    python analyses/hypothesis_readme.py [--runs runs/hypotheses] [--heldout-runs runs/hypotheses_heldout] \
+        [--consolidation-runs runs/hypotheses_consolidation]
 
 Each verdict found under ``--runs`` / ``--heldout-runs`` is first copied into
 ``analyses/results/verdicts/{default,heldout}/<hypothesis>.json`` (so the numbers stay in the
@@ -98,6 +101,14 @@ def section(name: str) -> str:
                   ""]
     else:
         lines += ["**Held-out world:** not run (time); `--world analyses/worlds/heldout.json` runs it.", ""]
+    cons = load("consolidation", name)
+    if cons is not None:
+        rows = [(lab, e) for lab, e in [tuple(r) for r in cons.get("headline", [])] if "at consolidation" in lab]
+        e = cons.get("endpoint", cons["share"])
+        lines += [f"**Consolidation axis** (the same experiment on bases trained 0.5x and 2x as many steps past "
+                  f"memorising as the default's 1x; {e.get('n', 0)} seeds; not a verdict, a trend): "
+                  f"endpoint at the default level {format_estimate(e)}; "
+                  + "; ".join(f"{lab.split('at consolidation ')[1]}: {format_estimate(v)}" for lab, v in rows) + ".", ""]
     if prev is not None:
         lines += [f"**Previous verdict** (one key-style ratio shared by all three hypotheses, not pre-registered): "
                   f"`{prev['verdict']}`, share {format_estimate(prev['share'])} over {prev['share'].get('n')} seeds. "
@@ -142,11 +153,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", default="runs/hypotheses", help="verdicts on the default world")
     ap.add_argument("--heldout-runs", default="runs/hypotheses_heldout", help="verdicts on the held-out world")
+    ap.add_argument("--consolidation-runs", default="runs/hypotheses_consolidation",
+                    help="verdicts of `run_hypothesis NAME --consolidations 0.5,2` on the default world")
     ap.add_argument("--out", default=str(RESULTS / "hypotheses.md"))
     a = ap.parse_args(argv)
     from interference.io import atomic_write_text
     collect(Path(a.runs), "default")
     collect(Path(a.heldout_runs), "heldout")
+    collect(Path(a.consolidation_runs), "consolidation")
     atomic_write_text(a.out, render())
     print(f"wrote {a.out}")
     return 0
