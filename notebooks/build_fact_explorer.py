@@ -3,10 +3,9 @@
 The notebook is a thin layer: every number comes from ``interference.report.fact_report`` and
 every picture from ``interference.figures.plot_fact``; run this script after changing a cell.
 """
-import sys
 from pathlib import Path
 
-import nbformat as nbf
+from _cells import write_notebook  # this folder's shared writer (the script's folder is on sys.path)
 
 cells = [
     ("md", """# Fact explorer: what happened to *this* fact?
@@ -49,9 +48,4 @@ print("forecast:", rep.forecast)"""),
     ("code", """by_name = fact_report(rep.fact.subject, runs, relation=rep.fact.relation, revert=False)
 print(by_name.fact.fact_id == rep.fact.fact_id, by_name.fact)"""),
 ]
-nb = nbf.v4.new_notebook()
-nb.cells = [nbf.v4.new_markdown_cell(s) if k == "md" else nbf.v4.new_code_cell(s) for k, s in cells]
-for i, c in enumerate(nb.cells):
-    c.id = f"cell-{i}"  # fixed ids (nbformat draws random ones), so a rebuild changes nothing in git
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nbf.write(nb, sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("fact_explorer.ipynb"))  # argv[1]: elsewhere (tests)
+write_notebook(cells, Path(__file__).with_name("fact_explorer.ipynb"))
