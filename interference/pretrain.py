@@ -354,6 +354,14 @@ def base_model(spec: BaseSpec, device: str | None = None, progress: bool = True)
     return model, tok, World(spec.world), out
 
 
+def consolidation_help() -> str:
+    """The --consolidation help, its default read from the specs main() starts from (so the two
+    cannot disagree, as a hand-typed "default 2" once did)."""
+    full, quick = (BaseSpec.default(quick=q).pretrain.consolidation for q in (False, True))
+    default = f"{full:g}" if full == quick else f"{full:g}; with --quick {quick:g}"
+    return f"steps after memorisation, as a multiple of the memorisation step (default {default})"
+
+
 def main(argv: list[str] | None = None) -> int:
     from interference.cli import Parser, device_name, run_main
     ap = Parser(prog="python -m interference.pretrain", description=__doc__.split("\n\n")[0])
@@ -361,8 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny world and model (seconds)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
     ap.add_argument("--steps", type=int, help="train a fixed number of steps instead of to the consolidation criterion")
-    ap.add_argument("--consolidation", type=float,
-                    help="steps after memorisation, as a multiple of the memorisation step (default 2)")
+    ap.add_argument("--consolidation", type=float, help=consolidation_help())
     ap.add_argument("--seed", type=int, help="seed for model init and data order")
     ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--no-progress", action="store_true")

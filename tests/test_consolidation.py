@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 
@@ -80,3 +81,12 @@ def test_bases_at_two_levels_share_the_memorised_phase(tmp_path, monkeypatch):
 def test_cli_refuses_steps_with_consolidation(tmp_path, capsys):
     assert pt.main(["--steps", "10", "--consolidation", "1", "--out", str(tmp_path / "x")]) == 2
     assert "exclude each other" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_help_states_the_default_the_spec_uses(capsys):
+    with pytest.raises(SystemExit):
+        pt.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    m = re.search(r"memorisation step \(default ([0-9.]+)[;)]", text)
+    assert m, text
+    assert float(m.group(1)) == BaseSpec.default().pretrain.consolidation
