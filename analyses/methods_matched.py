@@ -184,23 +184,13 @@ def main(argv=None) -> int:
     out = Path(args.out)
 
     def save(res):
-        atomic_write_json(out / "results.json", _clean(res))
+        atomic_write_json(out / "results.json", res)  # nan -> null, with each estimate's n
         atomic_write_text(out / "table.md", table(res))
     import torch
     torch.set_num_threads(1)
     save(run(args, save))
     print(f"wrote {out / 'results.json'} and {out / 'table.md'}")
     return 0
-
-
-def _clean(o):
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, list):
-        return [_clean(v) for v in o]
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return o
 
 
 if __name__ == "__main__":

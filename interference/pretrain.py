@@ -36,7 +36,7 @@ from interference.checkpoint import has_checkpoint
 from interference.consolidation import ConsolidationRule, FromMemorised, UntilMemorised, memorised_state
 from interference.evaluate import SLICK_CATEGORIES, accuracy, category_counts, score_facts, slick_categorize
 from interference.io import (atomic_write_json, atomic_write_text, check_finite, claim_run_dir, config_hash,
-                             finished_run, release_run_dir, seal_run_dir)
+                             finished_run, json_line, release_run_dir, seal_run_dir)
 from interference.loop import LoopConfig, train_loop
 from interference.models import (ModelConfig, ModelError, build_model, load_model, model_logits, resolve_device,
                                  save_model, weights_fingerprint)
@@ -305,7 +305,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
     save_model(model, spec.model, tok, out)
     write_fingerprint(out, model)
     metrics, slick_rows = evaluate_base(model, tok, world, cfg)
-    atomic_write_text(out / SLICK_FILE, "".join(json.dumps(r) + "\n" for r in slick_rows))
+    atomic_write_text(out / SLICK_FILE, "".join(json_line(r) for r in slick_rows))
     if rule is not None:
         metrics["consolidation"] = {"memorised_step": rule.memorised_step, "memorised": rule.memorised,
                                     "consolidation": cfg.consolidation, "steps_after": rule.decay_steps,
