@@ -127,32 +127,39 @@ def _f(e: dict) -> str:
     return f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]"
 
 
+# The two tables: (part, heading, [(column header, summary key)]); part A reads each method where it
+# first reaches MATCH_AT, part B at the last step (equal steps).
+TABLES = (
+    ("A", "## A. Matched learning (read where each method first answers >= {match_at:.0%} of its new facts)",
+     [("method", None), ("runs reaching the match", "matched_share"), ("steps to match", "steps_to_match"),
+      ("held-out known at match", "stability_at_match"), ("forgetting at match", "forgetting_at_match"),
+      ("confident-wrong at match", "hallucination_at_match"), ("task at match", "task_at_match"),
+      ("held-out known, final (equal steps)", "stability_final")]),
+    ("B", "## B. Freezing where new knowledge is not needed (equal steps, last step)",
+     [("trained groups", None), ("task (held-out Known QA)", "task_final"), ("new facts learned", "plasticity_final"),
+      ("held-out known", "stability_final"), ("confident-wrong on base-known", "hallucination_final")]),
+)
+
+
+def part_table(arms: dict, part: str, columns) -> list[str]:
+    """Markdown rows of one part: the arms whose ``part`` includes it, one column per summary key
+    (``None``: the arm's label)."""
+    lines = ["| " + " | ".join(h for h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for label, a in arms.items():
+        if part in a["part"]:
+            lines.append("| " + " | ".join(label if k is None else _f(a["summary"][k]) for _, k in columns) + " |")
+    return lines
+
+
 def table(res: dict) -> str:
     s = res["settings"]
     arms = res["arms"]
     n = min((len(a["seeds"]) for a in arms.values()), default=0)
     lines = [f"Base {s['base']}, {s['steps']} steps, lr {s['lr']}, evaluation every {s['eval_every']} steps, "
              f"{s['unknown_fraction']:.0%} Unknown SFT set, {s['n_stability']} held-out known facts, {n} seeds "
-             f"(of {s['seeds']} asked); mean [95% t-interval over seeds].", "",
-             f"## A. Matched learning (read where each method first answers >= {s['match_at']:.0%} of its new facts)",
-             "", "| method | runs reaching the match | steps to match | held-out known at match | forgetting at match "
-             "| confident-wrong at match | task at match | held-out known, final (equal steps) |", "|---|---|---|---|---|---|---|---|"]
-    for label, a in arms.items():
-        if "A" not in a["part"]:
-            continue
-        m = a["summary"]
-        lines.append(f"| {label} | {_f(m['matched_share'])} | {_f(m['steps_to_match'])} | {_f(m['stability_at_match'])} "
-                     f"| {_f(m['forgetting_at_match'])} | {_f(m['hallucination_at_match'])} | {_f(m['task_at_match'])} "
-                     f"| {_f(m['stability_final'])} |")
-    lines += ["", "## B. Freezing where new knowledge is not needed (equal steps, last step)", "",
-              "| trained groups | task (held-out Known QA) | new facts learned | held-out known | confident-wrong "
-              "on base-known |", "|---|---|---|---|---|"]
-    for label, a in arms.items():
-        if "B" not in a["part"]:
-            continue
-        m = a["summary"]
-        lines.append(f"| {label} | {_f(m['task_final'])} | {_f(m['plasticity_final'])} | {_f(m['stability_final'])} "
-                     f"| {_f(m['hallucination_final'])} |")
+             f"(of {s['seeds']} asked); mean [95% t-interval over seeds]."]
+    for part, heading, columns in TABLES:
+        lines += ["", heading.format(**s), "", *part_table(arms, part, columns)]
     return "\n".join(lines) + "\n"
 
 
@@ -177,23 +184,13 @@ def main(argv=None) -> int:
     out = Path(args.out)
 
     def save(res):
-        atomic_write_json(out / "results.json", _clean(res))
+        atomic_write_json(out / "results.json", res)  # nan -> null, with each estimate's n
         atomic_write_text(out / "table.md", table(res))
     import torch
     torch.set_num_threads(1)
     save(run(args, save))
     print(f"wrote {out / 'results.json'} and {out / 'table.md'}")
     return 0
-
-
-def _clean(o):
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, list):
-        return [_clean(v) for v in o]
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return o
 
 
 if __name__ == "__main__":

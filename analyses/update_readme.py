@@ -9,14 +9,21 @@ cached default base model's metrics.json.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
-from interference.io import atomic_write_text
+from interference.io import atomic_write_text, number
 from interference.pretrain import BaseSpec, cache_root
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "analyses" / "results"
+
+
+def _acc(x) -> str:
+    """An accuracy from metrics.json; an empty split's (null) is shown as missing, not as a number."""
+    v = number(x)
+    return f"{v:.3f}" if math.isfinite(v) else "n/a"
 
 
 def pretrain_section() -> str | None:
@@ -34,7 +41,7 @@ def pretrain_section() -> str | None:
     for split, key in (("pretrain_qa", "pretrain_qa_accuracy"), ("statement_only", "known_qa_accuracy"),
                        ("unseen", "unseen_qa_accuracy")):
         c = s[split]
-        rows.append(f"| {split} | {m[key]:.3f} | {c['HighlyKnown']} | {c['MaybeKnown']} | {c['WeaklyKnown']} | {c['Unknown']} |")
+        rows.append(f"| {split} | {_acc(m.get(key))} | {c['HighlyKnown']} | {c['MaybeKnown']} | {c['WeaklyKnown']} | {c['Unknown']} |")
     rows.append(f"\nChance is {m['chance']:.3f}.")
     return "\n".join(rows)
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from interference.io import atomic_write_json, atomic_write_text  # noqa: E402
+from interference.io import atomic_write_json, atomic_write_text, json_line  # noqa: E402
 from interference.metrics.overlap import cosine_overlap, knn_overlap, linear_cka  # noqa: E402
 from interference.probes import DEFAULT_EVERY, ProbeCallback  # noqa: E402
 
@@ -56,7 +56,7 @@ def make_timing_base(out: Path, seed: int = 0) -> Path:
         known = f.split != "unseen"
         rows.append({"fact_id": f.fact_id, "split": f.split, "category": "HighlyKnown" if known else "Unknown",
                      "p_greedy": float(known), "p_sample": float(known)})
-    atomic_write_text(out / SLICK_FILE, "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(out / SLICK_FILE, "".join(json_line(r) for r in rows))
     atomic_write_json(out / "config.json", {**spec.to_dict(), "hash": spec.hash(), "timing_base": True})
     return out
 

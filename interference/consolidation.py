@@ -10,27 +10,13 @@ with a cosine decay (warm-up / stable / decay). The same ``consolidation`` then 
 amount of training past memorisation on any world, and several levels of it are bases of their
 own (an axis of the hypothesis grids: fragile vs well consolidated knowledge).
 
-The rule is a small stop rule the training loop consults; the multiplier function is pure.
+The rule is a small stop rule the training loop consults. The learning-rate schedule itself is the
+loop's one warm-up + cosine, cut into two phases (``pretrain.phase_loop_config``).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-
-def lr_multiplier(step: int, warmup: int, min_ratio: float, decay_start: int | None, decay_steps: int) -> float:
-    """Multiplier on the peak learning rate at ``step`` (0-based, before the update).
-
-    Linear warm-up over ``warmup`` steps, then 1 until ``decay_start`` (None: not known yet, stay
-    at 1), then cosine from 1 to ``min_ratio`` over ``decay_steps``. A fixed-length cosine
-    schedule is the case ``decay_start = warmup``.
-    """
-    if step < warmup:
-        return (step + 1) / warmup
-    if decay_start is None or step < decay_start:
-        return 1.0
-    progress = min(1.0, (step - decay_start) / max(1, decay_steps))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @dataclass

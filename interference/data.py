@@ -194,8 +194,8 @@ def load_entity_questions(path: str | Path, prompt_template: str = "Q: {question
 
 
 def save_facts(path: str | Path, facts: Iterable[Fact]) -> None:
-    from interference.io import atomic_write_text
-    atomic_write_text(path, "".join(json.dumps(f.to_dict()) + "\n" for f in facts))
+    from interference.io import atomic_write_text, json_line
+    atomic_write_text(path, "".join(json_line(f.to_dict()) for f in facts))
 
 
 def load_facts(path: str | Path) -> list[Fact]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import signal
 import sys
@@ -79,8 +80,53 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     _atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
+# ------------------------------------------------------------------ missing numbers in JSON
+# One policy for every JSON file the package writes (run metrics, timelines, cells, verdicts,
+# figure data). A metric over an empty set (a forgetting rate with no watched facts, a plasticity
+# with no new facts) is nan in memory, where the pure metric functions skip it. On disk it is
+# `null`: Python's json would write the token NaN, which is not JSON (jq, JavaScript and strict
+# parsers refuse the file) and reads back as a number that silently poisons means. So the writers
+# below turn nan/inf into null and then refuse (allow_nan=False) anything non-finite that got past;
+# where a rate can be empty its writer also records the count it is over (``n``: 0) or a reason.
+# Readers take a saved metric through ``number`` (null -> nan), so it stays missing, never 0.
+def json_ready(o: Any) -> Any:
+    """``o`` as it reads back from its JSON: nan/inf floats as None, numpy scalars as Python
+    numbers, tuples as lists, dict keys as the strings JSON makes of them (1 -> "1")."""
+    import numpy as np
+    if isinstance(o, dict):
+        return {k if isinstance(k, str) or not isinstance(k, (int, float, type(None))) else json.dumps(json_ready(k)):
+                json_ready(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [json_ready(v) for v in o]
+    if isinstance(o, (bool, np.bool_)):
+        return bool(o)
+    if isinstance(o, (int, np.integer)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    return o
+
+
+def number(x: Any) -> float:
+    """A saved metric as a float: null (missing) and non-numbers are nan, never 0."""
+    try:
+        return float(x) if x is not None and not isinstance(x, (str, bool)) else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def json_text(obj: Any, **kw) -> str:
+    """Standard JSON of ``obj`` under the policy above (``kw``: indent, sort_keys)."""
+    return json.dumps(json_ready(obj), default=_default, allow_nan=False, **kw)
+
+
+def json_line(obj: Any) -> str:
+    """One JSONL line (timelines, SliCK tables), under the same policy."""
+    return json_text(obj) + "\n"
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_default) + "\n")
+    atomic_write_text(path, json_text(obj, indent=2, sort_keys=True) + "\n")
 
 
 def atomic_save(path: str | Path, save: Callable[[str], None]) -> None:
@@ -90,11 +136,11 @@ def atomic_save(path: str | Path, save: Callable[[str], None]) -> None:
 
 def _default(o: Any) -> Any:
     if hasattr(o, "to_dict"):
-        return o.to_dict()
+        return json_ready(o.to_dict())
     if isinstance(o, (set, frozenset)):
         return sorted(o)
     if hasattr(o, "item"):
-        return o.item()
+        return json_ready(o.item())
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"cannot serialise {type(o).__name__}")
@@ -134,7 +180,7 @@ def _digest(obj: Any) -> str:
 
 def write_checked_json(path: str | Path, obj: dict) -> None:
     """Write ``obj`` (a dict) with a ``sha256`` field over its canonical JSON, atomically."""
-    obj = json.loads(json.dumps(obj, default=_default))
+    obj = json.loads(json_text(obj))  # the digest is over what is written: nan already null
     atomic_write_json(path, {**obj, "sha256": _digest(obj)})
 
 

@@ -40,7 +40,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 @dataclass(frozen=True)
 class ModelConfig:
     # 4 layers x d128 (0.8M params) is what 2 CPU cores pre-train in minutes and still shows
-    # format generalisation to statement-only facts (../shared/CALIBRATION.md).
+    # format generalisation to statement-only facts (calibration runs: QA on statement-only
+    # entities rose from 30% at step 500 to 81% at step 3000 (315 s on 2 cores); d256 reached 0.898).
     n_layers: int = 4
     d_model: int = 128
     n_heads: int = 4

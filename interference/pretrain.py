@@ -36,7 +36,7 @@ from interference.checkpoint import has_checkpoint
 from interference.consolidation import ConsolidationRule, FromMemorised, UntilMemorised, memorised_state
 from interference.evaluate import SLICK_CATEGORIES, accuracy, category_counts, score_facts, slick_categorize
 from interference.io import (atomic_write_json, atomic_write_text, check_finite, claim_run_dir, config_hash,
-                             finished_run, release_run_dir, seal_run_dir)
+                             finished_run, json_line, release_run_dir, seal_run_dir)
 from interference.loop import LoopConfig, train_loop
 from interference.models import (ModelConfig, ModelError, build_model, load_model, model_logits, resolve_device,
                                  save_model, weights_fingerprint)
@@ -208,6 +208,25 @@ def _probe_acc(model, data: Packed, n: int = 512) -> float:
     return float(answer_token_accuracy(model_logits(model, sub.ids), sub).float().mean())
 
 
+def phase_loop_config(cfg: PretrainConfig, phase: str, rule: ConsolidationRule | None = None) -> LoopConfig:
+    """Loop settings of one pre-training phase. The schedule is the loop's own warm-up + cosine
+    (``loop.lr_multiplier``, the package's one schedule), cut in two so that its decay can start at
+    a step known only at run time: "memorise" warms up and then holds the peak (a cosine down to a
+    floor of 1) until the rule finds m; "consolidate" resumes at m and decays from the peak to
+    ``min_lr_ratio`` over the ``consolidation * m`` steps after it (its "warm-up" of m steps was
+    already run by phase 1). "fixed" is the old fixed-length recipe (``consolidation`` None)."""
+    if phase == "fixed":
+        steps, warmup, floor = cfg.steps, cfg.warmup, cfg.min_lr_ratio
+    elif phase == "memorise":
+        steps, warmup, floor = cfg.memorise_cap, cfg.warmup, 1.0
+    elif phase == "consolidate" and rule is not None and rule.total_steps is not None:
+        steps, warmup, floor = rule.total_steps, rule.memorised_step, cfg.min_lr_ratio
+    else:
+        raise ValueError(f"phase {phase!r} is not fixed, memorise, or consolidate with a rule that has found m.")
+    return LoopConfig(lr=cfg.lr, batch_size=cfg.batch_size, steps=steps, warmup_steps=warmup, min_lr_ratio=floor,
+                      weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, seed=cfg.seed, eval_every=cfg.eval_every)
+
+
 def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progress: bool = True) -> dict:
     """Train (or resume, or reuse) the base model described by ``spec`` into ``out``; return metrics."""
     out = Path(out)
@@ -252,11 +271,6 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
             state.postfix.update(loss=f"{row['loss']:.3f}", stmt=f"{row['statement_acc']:.2f}",
                                  known_qa=f"{row.get('known_qa_acc', float('nan')):.2f}")
 
-    def loop_cfg(steps: int, warmup: int, floor: float) -> LoopConfig:
-        return LoopConfig(lr=cfg.lr, batch_size=cfg.batch_size, steps=steps, warmup_steps=warmup, min_lr_ratio=floor,
-                          weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, seed=cfg.seed,
-                          eval_every=cfg.eval_every)
-
     def checkpoints(root: Path) -> Checkpoints:
         return Checkpoints(root, cfg.ckpt_every, extra=lambda: {"history": history},
                            restore=lambda extra: history.extend(extra["history"]))
@@ -264,14 +278,14 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
     t0 = time.time()
     rule, resumed_from_memorised = None, False
     if cfg.consolidation is None:  # the fixed-length recipe: warm-up, cosine over cfg.steps
-        train_loop(model, model.parameters(), corpus, loop_cfg(cfg.steps, cfg.warmup, cfg.min_lr_ratio),
+        train_loop(model, model.parameters(), corpus, phase_loop_config(cfg, "fixed"),
                    callbacks=[checkpoints(out / "checkpoint"), Probe()], progress=progress, desc="pretrain")
     else:
         rule = ConsolidationRule(cfg.consolidation, cfg.memorised_at, cfg.memorise_cap)
         memo = cache_root() / f"memorised-{spec.phase1_hash()}"
         if not has_checkpoint(memo / "checkpoint"):
             # phase 1: warm-up, then the peak rate (a cosine to a floor of 1) until memorised
-            train_loop(model, model.parameters(), corpus, loop_cfg(cfg.memorise_cap, cfg.warmup, 1.0),
+            train_loop(model, model.parameters(), corpus, phase_loop_config(cfg, "memorise"),
                        callbacks=[checkpoints(out / "checkpoint_memorise"), Probe(),
                                   UntilMemorised(rule, lambda: _probe_acc(model, probe_sets["statement"]),
                                                  cfg.check_every, memo, lambda: {"history": history})],
@@ -282,7 +296,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
         # phase 2: consolidation * m more steps, cosine from the peak rate down to the floor
         del history[:]
         train_loop(model, model.parameters(), corpus,
-                   loop_cfg(rule.total_steps, rule.memorised_step, cfg.min_lr_ratio),
+                   phase_loop_config(cfg, "consolidate", rule),
                    callbacks=[checkpoints(out / "checkpoint"), FromMemorised(memo / "checkpoint", history), Probe()],
                    progress=progress, desc="pretrain (consolidate)")
         shutil.rmtree(out / "checkpoint_memorise", ignore_errors=True)
@@ -291,7 +305,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
     save_model(model, spec.model, tok, out)
     write_fingerprint(out, model)
     metrics, slick_rows = evaluate_base(model, tok, world, cfg)
-    atomic_write_text(out / SLICK_FILE, "".join(json.dumps(r) + "\n" for r in slick_rows))
+    atomic_write_text(out / SLICK_FILE, "".join(json_line(r) for r in slick_rows))
     if rule is not None:
         metrics["consolidation"] = {"memorised_step": rule.memorised_step, "memorised": rule.memorised,
                                     "consolidation": cfg.consolidation, "steps_after": rule.decay_steps,
@@ -340,6 +354,14 @@ def base_model(spec: BaseSpec, device: str | None = None, progress: bool = True)
     return model, tok, World(spec.world), out
 
 
+def consolidation_help() -> str:
+    """The --consolidation help, its default read from the specs main() starts from (so the two
+    cannot disagree, as a hand-typed "default 2" once did)."""
+    full, quick = (BaseSpec.default(quick=q).pretrain.consolidation for q in (False, True))
+    default = f"{full:g}" if full == quick else f"{full:g}; with --quick {quick:g}"
+    return f"steps after memorisation, as a multiple of the memorisation step (default {default})"
+
+
 def main(argv: list[str] | None = None) -> int:
     from interference.cli import Parser, device_name, run_main
     ap = Parser(prog="python -m interference.pretrain", description=__doc__.split("\n\n")[0])
@@ -347,8 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny world and model (seconds)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
     ap.add_argument("--steps", type=int, help="train a fixed number of steps instead of to the consolidation criterion")
-    ap.add_argument("--consolidation", type=float,
-                    help="steps after memorisation, as a multiple of the memorisation step (default 2)")
+    ap.add_argument("--consolidation", type=float, help=consolidation_help())
     ap.add_argument("--seed", type=int, help="seed for model init and data order")
     ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--no-progress", action="store_true")

@@ -11,7 +11,8 @@ script call the same function, so nothing lives only in a notebook.
 A report holds: the answer timeline under each method, the base's SliCK category, the nearest
 new facts in representation space with their values (is the wrong answer one of theirs?), drift
 per layer, which parameter group's revert restores the fact, a logit-lens view of the answer
-across layers, and the forecast's risk for it when ``interference.forecast`` and its results exist.
+across layers, and the forecast's risk for it when ``interference.forecast`` and its results exist,
+next to what the SFT run did to it (``forecast_vs_outcome``: hit, miss, false alarm).
 """
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ from interference.data import Fact
 from interference.evaluate import normalize_answer
 
 SET_ORDER = ("stability", "task", "plasticity")  # where a name lookup looks first: the watched facts
+# A fact counts as "at risk" when the forecast ranks it in the top decile of the watched facts:
+# forgetting is rare (a few % of known facts), so a calibrated P(forgotten) seldom passes 0.5 and
+# the rank is the usable signal; the forecast figure reads the same deciles.
+AT_RISK_PERCENTILE = 90.0
 
 
 class FactNotFound(LookupError):
@@ -46,6 +51,7 @@ class FactReport:
     lens: dict[str, list[dict]]  # "base" / method -> per layer {gold_logprob, gold_rank, top, top_logprob}
     layer: int = 0  # the layer the neighbours are read at
     forecast: dict | None = None  # {"risk", "percentile", ...} or {"missing": why}
+    forecast_check: dict | None = None  # the forecast next to what happened (``forecast_vs_outcome``)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -70,6 +76,8 @@ class FactReport:
                          f"{self.forecast.get('percentile')})" + (f"; driven by {drivers}" if drivers else ""))
         elif self.forecast:
             lines.append(f"  forecast: {self.forecast.get('missing')}")
+        if self.forecast_check and "forgotten" in self.forecast_check:
+            lines.append(f"  forecast vs outcome: {self.forecast_check['text']}")
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
 
@@ -151,6 +159,44 @@ def forecast_risk(fact_id: str, run, forecast_dir: str | Path | None = None, met
         return {"missing": f"the forecast could not score this fact ({e})"}
 
 
+def forecast_vs_outcome(row: dict | None, forgotten: bool | None, run_rate: float, n_known: int,
+                        method: str = "sft") -> dict:
+    """The forecast's call on one fact beside what the run did to it. ``row``: the fact's forecast
+    (``risk``, ``percentile`` among the watched facts) or ``{"missing": why}``; ``forgotten``: right
+    in the base and wrong at the end of the ``method`` run (None: the run does not evaluate it, or
+    the base got it wrong, so it cannot be forgotten); ``run_rate``: the share of the run's
+    ``n_known`` base-known watched facts it forgot, the rate a forecast has to beat."""
+    if not row or "risk" not in row:
+        return {"method": method, "missing": (row or {}).get("missing", "no forecast for this fact")}
+    at_risk = float(row.get("percentile", 0.0)) >= AT_RISK_PERCENTILE
+    out = {"method": method, "risk": float(row["risk"]), "percentile": row.get("percentile"), "at_risk": at_risk,
+           "forgotten": forgotten, "run_forgetting_rate": run_rate, "n_known": n_known}
+    if forgotten is None:
+        out["outcome"] = "not scored: the base did not know it or the run does not evaluate it"
+    else:
+        out["outcome"] = {(True, True): "hit", (True, False): "false alarm", (False, True): "miss",
+                          (False, False): "correct rejection"}[(at_risk, bool(forgotten))]
+    rate = f"{run_rate:.3f} of {n_known}" if n_known else "n/a (no base-known watched facts)"
+    out["text"] = (f"{method}: risk {out['risk']:.3f} (percentile {out['percentile']}, "
+                   f"{'at risk' if at_risk else 'not at risk'}); "
+                   f"{'forgotten' if forgotten else 'kept' if forgotten is not None else 'not scored'} -> "
+                   f"{out['outcome']}; the run forgot {rate} known watched facts")
+    return out
+
+
+def _check_forecast(rep: "FactReport", runs: Mapping[str, object], method: str = "sft") -> dict:
+    """``forecast_vs_outcome`` for the run of ``method`` among ``runs`` (the forecast is per method)."""
+    from interference.metrics.forgetting import forgetting_events
+    rec = next((r for r in runs.values() if r.config.method == method), None)
+    if rec is None:
+        return {"method": method, "missing": f"no {method} run among {sorted(runs)} to compare the forecast with"}
+    events = forgetting_events(rec.timeline(), "stability")
+    n = len(events)
+    rate = sum(e.forgotten for e in events.values()) / n if n else float("nan")
+    ev = events.get(rep.fact.fact_id)
+    return forecast_vs_outcome(rep.forecast, ev.forgotten if ev is not None else None, rate, n, method)
+
+
 # ------------------------------------------------------------------ the report
 def fact_report(query: str, runs: Mapping[str, object], *, relation: str | None = None, k: int = 5,
                 layer: int | None = None, forecast_dir: str | Path | None = None, forecast: bool = True,
@@ -194,6 +240,8 @@ def fact_report(query: str, runs: Mapping[str, object], *, relation: str | None 
             rep.notes.append(f"{label}: the fact is not evaluated in this run (it was a training fact).")
         rep.drift[label] = layer_drift(base, tuned, tok, fact)
         rep.lens[label] = logit_lens(tuned, tok, [fact]).row()
+    if forecast:
+        rep.forecast_check = _check_forecast(rep, runs)
     return rep
 
 

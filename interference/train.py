@@ -35,7 +35,7 @@ from interference.callbacks import Checkpoints
 from interference.evaluate import score_facts
 from interference.checkpoint import has_checkpoint, mark_jsonl, restore_jsonl
 from interference.io import (RunDirError, atomic_write_json, check_fields, check_finite, check_not_busy, claim_run_dir,
-                             finished_run, release_run_dir, seal_run_dir, verify_run_dir)
+                             finished_run, json_line, number, release_run_dir, seal_run_dir, verify_run_dir)
 from interference.loop import LoopConfig, steps_for_epochs, train_loop
 from interference.methods import get_method
 from interference.methods.base import RunContext
@@ -166,7 +166,25 @@ def load_run(out: str | Path) -> RunRecord:
         raise RunDirError(f"the fine-tuning run in {out} is damaged ({why}); re-run the command that made it "
                           "to compute it again.")
     cfg = FinetuneConfig.from_dict(json.loads((out / "config.json").read_text()))
-    return RunRecord(out, cfg, json.loads((out / "metrics.json").read_text()))
+    return RunRecord(out, cfg, saved_metrics(json.loads((out / "metrics.json").read_text())))
+
+
+def history_row(h: dict) -> dict:
+    """A saved history row with its accuracies as numbers: null (an empty set) -> nan, missing."""
+    return {**h, **{s: number(h[s]) for s in EVAL_SETS if s in h}}
+
+
+def saved_metrics(m: dict) -> dict:
+    """metrics.json as the run returned it in memory: the accuracies of empty sets, written as
+    null (``n``: 0 beside them), are nan again, so every reader treats them as missing."""
+    m = dict(m)
+    for s in EVAL_SETS:
+        acc = m.get(f"{s}_accuracy")
+        if isinstance(acc, dict):
+            m[f"{s}_accuracy"] = {**acc, "final": number(acc.get("final")), "peak": number(acc.get("peak"))}
+    if "history" in m:
+        m["history"] = [history_row(h) for h in m["history"]]
+    return m
 
 
 # ------------------------------------------------------------------ pieces of a run
@@ -190,7 +208,7 @@ def evaluate_sets(model, tokenizer, data, step: int, dist=None) -> tuple[dict[st
 
 def _append_rows(path: Path, rows: list[dict]) -> None:
     with open(path, "a") as fh:
-        fh.write("".join(json.dumps(r) + "\n" for r in rows))
+        fh.write("".join(json_line(r) for r in rows))
         fh.flush()
 
 
@@ -210,14 +228,17 @@ def resolve_base(cfg: FinetuneConfig, device=None, progress: bool = False):
     return model, spec.model, tok, world, Path(base_dir)
 
 
-def _metrics(history: list[dict], base_stability: float) -> dict:
-    """final and peak per set; peak is over evaluations after step 0 (step 0 is the base itself,
-    which would make the peak of stability trivially the base's accuracy)."""
+def _metrics(history: list[dict], base_stability: float, counts: dict[str, int]) -> dict:
+    """final and peak per set, with ``n``, the set's size: an empty set (no new facts in a
+    Known-only run) has no accuracy, nan here and null on disk, and ``n: 0`` says why. Peak is
+    over evaluations after step 0 (step 0 is the base itself, which would make the peak of
+    stability trivially the base's accuracy)."""
     m: dict[str, Any] = {}
     trained = [h for h in history if h["step"] > 0] or history
     for name in EVAL_SETS:
         vals = [h[name] for h in trained if not math.isnan(h[name])]
-        m[f"{name}_accuracy"] = {"final": history[-1][name], "peak": max(vals) if vals else float("nan")}
+        m[f"{name}_accuracy"] = {"final": history[-1][name], "peak": max(vals) if vals else float("nan"),
+                                 "n": counts[name]}
     m["stability_accuracy_base"] = {"final": base_stability, "peak": base_stability}
     m["history"] = history
     return m
@@ -242,7 +263,7 @@ class _Timeline:
         return {"history": self.history, "timeline": mark_jsonl(self.path)}
 
     def restore(self, extra: dict) -> None:
-        self.history = list(extra["history"])  # rows written after the checkpoint are dropped:
+        self.history = [history_row(h) for h in extra["history"]]  # rows written after the checkpoint are dropped:
         restore_jsonl(self.path, extra.get("timeline", extra.get("timeline_offset")), str(self.path.parent))
 
     def on_start(self, state) -> None:
@@ -350,7 +371,7 @@ def _finetune(cfg: FinetuneConfig, cfg_dict: dict, out: Path, callbacks: Sequenc
     else:
         save_model(final, mcfg, tok, out / "model")
     history = timeline.history
-    metrics = _metrics(history, history[0]["stability"])
+    metrics = _metrics(history, history[0]["stability"], {s: len(data.eval_sets[s]) for s in EVAL_SETS})
     metrics.update({"steps": loop_cfg.steps, "method": cfg.method, "n_train": len(data.train),
                     "n_trainable": sum(p.numel() for _, p in params), "device": str(dev),
                     "base_fingerprint": fingerprint, "world_size": dist.world_size,

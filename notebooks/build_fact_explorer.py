@@ -3,10 +3,9 @@
 The notebook is a thin layer: every number comes from ``interference.report.fact_report`` and
 every picture from ``interference.figures.plot_fact``; run this script after changing a cell.
 """
-import sys
 from pathlib import Path
 
-import nbformat as nbf
+from _cells import write_notebook  # this folder's shared writer (the script's folder is on sys.path)
 
 cells = [
     ("md", """# Fact explorer: what happened to *this* fact?
@@ -15,7 +14,7 @@ Pick a fact by entity name or fact id and see, under each fine-tuning method:
 its answer over training, its SliCK category in the base model, the new facts nearest to it in
 representation space (and whether its wrong answer is one of their values), how far its hidden
 state drifted per layer, which parameter group's revert alone restores it, a logit-lens view of
-its answer across layers, and the forecast's risk for it (when `interference.forecast` has run).
+its answer across layers, and the forecast's risk for it next to what happened (hit, miss, false alarm).
 
 The runs are those of `python -m interference.figures` (same configs, same cache); missing ones
 are trained once. `QUICK = True` uses the tiny world (seconds); `False` the default world."""),
@@ -43,15 +42,19 @@ for n in rep.neighbours:
     print(f"  {n['cosine']:.3f}  {n['subject']:>16} -> {n['answer']}")
 print("wrong answer taken from a neighbour:", rep.wrong_from_neighbour)
 print("units whose revert alone restores it:", rep.restores or "(not forgotten by any method)")
-print("logit lens under SFT:", [(r['layer'], r['top'], round(r['gold_logprob'], 2)) for r in rep.lens['sft']])
-print("forecast:", rep.forecast)"""),
-    ("md", "## 4. The same entity by name\nA name finds the entity's first held-out fact (pass `relation=` for another)."),
+print("logit lens under SFT:", [(r['layer'], r['top'], round(r['gold_logprob'], 2)) for r in rep.lens['sft']])"""),
+    ("md", """## 4. The forecast next to what happened
+Before any training, `interference.forecast` scores every watched fact's risk of being forgotten
+from the base model and the SFT set alone. Here is its call on this fact (at risk = top decile of
+the watched facts) beside what the SFT run did, and the run's own forgetting rate, the rate a
+forecast has to beat."""),
+    ("code", """chk = rep.forecast_check
+print("forecast vs outcome:", chk.get("text") or chk.get("missing"))
+if "risk" in chk:
+    print(f"  risk {chk['risk']:.3f}, percentile {chk['percentile']}, at risk: {chk['at_risk']}, "
+          f"forgotten: {chk['forgotten']} -> {chk['outcome']}")"""),
+    ("md", "## 5. The same entity by name\nA name finds the entity's first held-out fact (pass `relation=` for another)."),
     ("code", """by_name = fact_report(rep.fact.subject, runs, relation=rep.fact.relation, revert=False)
 print(by_name.fact.fact_id == rep.fact.fact_id, by_name.fact)"""),
 ]
-nb = nbf.v4.new_notebook()
-nb.cells = [nbf.v4.new_markdown_cell(s) if k == "md" else nbf.v4.new_code_cell(s) for k, s in cells]
-for i, c in enumerate(nb.cells):
-    c.id = f"cell-{i}"  # fixed ids (nbformat draws random ones), so a rebuild changes nothing in git
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nbf.write(nb, sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("fact_explorer.ipynb"))  # argv[1]: elsewhere (tests)
+write_notebook(cells, Path(__file__).with_name("fact_explorer.ipynb"))

@@ -3,10 +3,9 @@
 A walk through one hypothesis from its saved results (verdict.json, per_seed.json, its plots);
 all reading and drawing is done by ``interference.figures.inputs`` and ``plot_results``.
 """
-import sys
 from pathlib import Path
 
-import nbformat as nbf
+from _cells import write_notebook  # this folder's shared writer (the script's folder is on sys.path)
 
 cells = [
     ("md", """# One hypothesis, from its saved results
@@ -44,9 +43,4 @@ for p in res["plots"]:
     display(Image(filename=p))
 print(len(res["plots"]), "saved plot(s)")"""),
 ]
-nb = nbf.v4.new_notebook()
-nb.cells = [nbf.v4.new_markdown_cell(s) if k == "md" else nbf.v4.new_code_cell(s) for k, s in cells]
-for i, c in enumerate(nb.cells):
-    c.id = f"cell-{i}"  # fixed ids (nbformat draws random ones), so a rebuild changes nothing in git
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nbf.write(nb, sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("hypothesis_walkthrough.ipynb"))  # argv[1]: elsewhere (tests)
+write_notebook(cells, Path(__file__).with_name("hypothesis_walkthrough.ipynb"))

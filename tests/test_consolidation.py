@@ -2,28 +2,37 @@
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 
 from interference import pretrain as pt
-from interference.consolidation import ConsolidationRule, lr_multiplier
+from interference.consolidation import ConsolidationRule
+from interference.loop import lr_multiplier
 from interference.models import ModelConfig
 from interference.pretrain import BaseSpec, PretrainConfig
 from interference.world import WorldConfig
 
 
-def test_lr_multiplier_warms_up_holds_then_decays():
-    assert lr_multiplier(0, 10, 0.1, None, 0) == pytest.approx(0.1)
-    assert lr_multiplier(9, 10, 0.1, None, 0) == pytest.approx(1.0)
-    assert lr_multiplier(5000, 10, 0.1, None, 0) == 1.0  # m unknown: stay at the peak
-    assert lr_multiplier(100, 10, 0.1, 100, 50) == pytest.approx(1.0)  # decay starts at m
-    assert lr_multiplier(125, 10, 0.1, 100, 50) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: cos(pi/2) = 0
-    assert lr_multiplier(150, 10, 0.1, 100, 50) == pytest.approx(0.1)
-    assert lr_multiplier(400, 10, 0.1, 100, 50) == pytest.approx(0.1)  # floor after the decay
-    # the fixed-length cosine is the case decay_start = warmup
-    total, w = 3000, 200
-    mid = w + (total - w) // 2
-    assert lr_multiplier(mid, w, 0.1, w, total - w) == pytest.approx(0.55)
+def test_pretraining_schedule_warms_up_holds_until_m_then_decays_to_the_floor():
+    """The two phases' loop settings make the documented schedule out of the loop's one schedule."""
+    cfg = PretrainConfig(warmup=10, min_lr_ratio=0.1, memorise_cap=5000)
+    one = pt.phase_loop_config(cfg, "memorise")
+
+    def mult(c, step):
+        return lr_multiplier(step, c.steps, c.warmup, c.min_lr_ratio)
+    assert mult(one, 0) == pytest.approx(0.1) and mult(one, 9) == pytest.approx(1.0)
+    assert mult(one, 100) == pytest.approx(1.0) and mult(one, 4999) == pytest.approx(1.0)  # m unknown: the peak
+    rule = ConsolidationRule(consolidation=0.5, cap=5000)
+    with pytest.raises(ValueError, match="has found m"):
+        pt.phase_loop_config(cfg, "consolidate", rule)
+    rule.observe(100, 0.99)
+    two = pt.phase_loop_config(cfg, "consolidate", rule)
+    assert two.steps == 150 and mult(two, 100) == pytest.approx(1.0)  # decay starts at m, from the peak
+    assert mult(two, 125) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: cos(pi/2) = 0
+    assert mult(two, 150) == pytest.approx(0.1)
+    fixed = pt.phase_loop_config(dataclasses.replace(cfg, consolidation=None, steps=3000, warmup=200), "fixed")
+    assert mult(fixed, 200 + 2800 // 2) == pytest.approx(0.55)
 
 
 def test_rule_finds_memorisation_and_scales_the_run():
@@ -72,3 +81,12 @@ def test_bases_at_two_levels_share_the_memorised_phase(tmp_path, monkeypatch):
 def test_cli_refuses_steps_with_consolidation(tmp_path, capsys):
     assert pt.main(["--steps", "10", "--consolidation", "1", "--out", str(tmp_path / "x")]) == 2
     assert "exclude each other" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_help_states_the_default_the_spec_uses(capsys):
+    with pytest.raises(SystemExit):
+        pt.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    m = re.search(r"memorisation step \(default ([0-9.]+)[;)]", text)
+    assert m, text
+    assert float(m.group(1)) == BaseSpec.default().pretrain.consolidation

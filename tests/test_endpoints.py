@@ -82,17 +82,29 @@ def _shuffled(pairs, seed=0):
     return ResultSet(cells, [r for _, r in pairs])
 
 
-def test_capacity_endpoint_pools_every_cell_whatever_the_order():
-    cfg = cap.CapacityConfig(seeds=3, counts=(5, 15), sizes=(("d32", 32), ("d64", 64)))
-    # per seed: sft forgets 4 + s/10 (cells at count 5) or 6 (count 15) of 10; joint 2 or 1; drift 1
+CAPACITY_CFG = cap.CapacityConfig(seeds=3, counts=(5, 15), sizes=(("d32", 32), ("d64", 64)))
+
+
+def _capacity_pairs(sft_wrong, joint_wrong) -> list:
+    """Constructed capacity cells (key, run) for every seed, size, arm and count of CAPACITY_CFG:
+    the drift arm gets 1 of 10 wrong, ``sft_wrong(seed, count)`` and ``joint_wrong(seed, count)``
+    say how many of the 10 watched facts the other two arms get wrong."""
     pairs = []
-    for seed in range(3):
-        for size in ("d32", "d64"):
+    for seed in range(CAPACITY_CFG.seeds):
+        for size, _ in CAPACITY_CFG.sizes:
             base = {"level": "default", "size": size, "seed": seed}
-            pairs.append(({**base, "arm": "drift", "count": 15}, _run(_codes(1))))
-            for count, (ns, nj) in ((5, (4, 2)), (15, (6, 1))):
-                pairs.append(({**base, "arm": "sft", "count": count}, _run(_codes(ns + (seed == 2 and count == 5)))))
-                pairs.append(({**base, "arm": "joint", "count": count}, _run(_codes(nj))))
+            pairs.append(({**base, "arm": "drift", "count": max(CAPACITY_CFG.counts)}, _run(_codes(1))))
+            for count in CAPACITY_CFG.counts:
+                pairs.append(({**base, "arm": "sft", "count": count}, _run(_codes(sft_wrong(seed, count)))))
+                pairs.append(({**base, "arm": "joint", "count": count}, _run(_codes(joint_wrong(seed, count)))))
+    return pairs
+
+
+def test_capacity_endpoint_pools_every_cell_whatever_the_order():
+    cfg = CAPACITY_CFG
+    # per seed: sft forgets 4 + s/10 (cells at count 5) or 6 (count 15) of 10; joint 2 or 1; drift 1
+    pairs = _capacity_pairs(lambda seed, count: (4 + (seed == 2)) if count == 5 else 6,
+                            lambda seed, count: 2 if count == 5 else 1)
     v1 = cap.summarize(cfg, _shuffled(pairs, 1), _Ctx())
     v2 = cap.summarize(cfg, _shuffled(pairs, 2), _Ctx())
     assert v1["per_seed"] == v2["per_seed"]
@@ -177,16 +189,8 @@ def test_idk_relabelling_is_scored_as_abstention():
 
 
 def _capacity_verdict():
-    cfg = cap.CapacityConfig(seeds=3, counts=(5, 15), sizes=(("d32", 32), ("d64", 64)))
-    pairs = []
-    for seed in range(3):
-        for size in ("d32", "d64"):
-            base = {"level": "default", "size": size, "seed": seed}
-            pairs.append(({**base, "arm": "drift", "count": 15}, _run(_codes(1))))
-            for count in (5, 15):
-                pairs.append(({**base, "arm": "sft", "count": count}, _run(_codes(4 + seed))))
-                pairs.append(({**base, "arm": "joint", "count": count}, _run(_codes(2))))
-    return cap.summarize(cfg, _shuffled(pairs), _Ctx())
+    pairs = _capacity_pairs(lambda seed, count: 4 + seed, lambda seed, count: 2)
+    return cap.summarize(CAPACITY_CFG, _shuffled(pairs), _Ctx())
 
 
 def test_figures_and_readme_render_from_constructed_verdicts(tmp_path, monkeypatch):

@@ -44,6 +44,7 @@ def test_fact_explorer_executes(tmp_path, cache_dir, monkeypatch):
     text = _text(out)
     assert "held-out known facts are wrong after SFT" in text
     assert "nearest new facts" in text and "logit lens under SFT" in text
+    assert "forecast vs outcome: sft: risk" in text  # the forecast's call beside what the SFT run did
     assert _images(out) >= 1  # the four-panel fact page
     assert len(list((tmp_path / "runs").glob("*/metrics.json"))) == 2  # sft and self_distill, trained once
 

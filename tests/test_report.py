@@ -72,6 +72,11 @@ def test_fact_report_by_id_and_by_name(cached_runs):
     assert all(n["relation"] == fact.relation for n in rep.neighbours)
     assert [n["cosine"] for n in rep.neighbours] == sorted((n["cosine"] for n in rep.neighbours), reverse=True)
     assert rep.forecast is not None  # a reason when no forecast ran, never an exception
+    chk = rep.forecast_check
+    assert chk["method"] == "sft" and ("missing" in chk) != ("risk" in chk)
+    if "risk" in chk:  # the outcome beside the forecast is the sft run's own
+        assert chk["risk"] == rep.forecast["risk"]
+        assert chk["forgotten"] == (rep.final["sft"]["forgotten"] if rep.timeline["sft"][0]["correct"] else None)
     by_name = fact_report(fact.subject.upper(), runs, relation=fact.relation, revert=False, forecast_dir=None)
     assert by_name.fact == fact
     with pytest.raises(FactNotFound, match="no fact with id or entity name"):
@@ -108,3 +113,16 @@ def test_cli_builds_a_figure_and_reuses_everything_on_a_rerun(quick_base, tmp_pa
     assert "runs: 0 trained, 0 reused" in capsys.readouterr().out
     assert main(argv + ["--recompute"]) == 0  # recomputing reads the cached runs, trains nothing
     assert "runs: 0 trained, 2 reused" in capsys.readouterr().out
+
+
+def test_forecast_vs_outcome_names_hits_misses_and_false_alarms():
+    from interference.report import AT_RISK_PERCENTILE, forecast_vs_outcome
+    top, low = {"risk": 0.4, "percentile": AT_RISK_PERCENTILE}, {"risk": 0.01, "percentile": 12.0}
+    assert forecast_vs_outcome(top, True, 0.05, 40)["outcome"] == "hit"
+    assert forecast_vs_outcome(top, False, 0.05, 40)["outcome"] == "false alarm"
+    assert forecast_vs_outcome(low, True, 0.05, 40)["outcome"] == "miss"
+    c = forecast_vs_outcome(low, False, 0.05, 40)
+    assert c["outcome"] == "correct rejection" and not c["at_risk"] and "0.050 of 40" in c["text"]
+    assert "not scored" in forecast_vs_outcome(top, None, 0.05, 40)["outcome"]  # the base never knew it
+    assert forecast_vs_outcome({"missing": "no combiner"}, True, 0.05, 40) == {"method": "sft", "missing": "no combiner"}
+    assert "n/a" in forecast_vs_outcome(top, None, float("nan"), 0)["text"]  # no known watched facts: no rate

@@ -46,8 +46,9 @@ def test_timeline_and_metrics(ft_config, tmp_path):
         assert len({(r["fact_id"], r["set"]) for r in at}) == len(at)  # one row per fact per eval
     assert set(rows[0]) == {"step", "fact_id", "set", "outcome", "correct", "gold_logprob", "prediction"}
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    for k in ("task_accuracy", "plasticity_accuracy", "stability_accuracy", "stability_accuracy_base"):
-        assert set(m[k]) == {"final", "peak"}
+    for k in ("task_accuracy", "plasticity_accuracy", "stability_accuracy"):
+        assert set(m[k]) == {"final", "peak", "n"} and m[k]["n"] == n_facts[k.split("_")[0]]
+    assert set(m["stability_accuracy_base"]) == {"final", "peak"}
     assert [e[0] for e in cb.events] == ["start", "eval", "eval", "eval", "end"]
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert load_run(tmp_path / "run").metrics == rec.metrics

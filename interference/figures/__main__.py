@@ -70,16 +70,15 @@ def _cached_data(path: Path, key: dict):
 
 def build(fig, cfg, ctx, out: Path, recompute: bool = False) -> list[Path]:
     """Compute (or reuse) the data of one figure, save it, and draw it."""
-    from interference.figures.runs import clean_json
-    from interference.io import atomic_write_json
+    from interference.io import atomic_write_json, json_ready
     data_file = out / "data" / f"{fig.name}.json"
     key = {"figure": fig.name, "config": cfg.to_dict(), "quick": ctx.quick, "version": DATA_VERSION}
     data = None if (recompute or fig.reads_results) else _cached_data(data_file, key)
     if data is None:
-        data = clean_json(fig.compute(cfg, ctx))
+        data = json_ready(fig.compute(cfg, ctx))
         atomic_write_json(data_file, {"key": key, "data": data})
     elif fig.refresh is not None:
-        data = clean_json(fig.refresh(cfg, ctx, data))
+        data = json_ready(fig.refresh(cfg, ctx, data))
     return fig.plot(data, out)
 
 

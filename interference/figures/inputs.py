@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from interference.figures.runs import MissingInput
+from interference.io import number
 
 HYP_COMMAND = "python -m interference.run_hypothesis {name}{quick} --out {out}"
 # the forecast CLI reads the world (quick or default) from the run whose SFT set it is given
@@ -252,11 +253,11 @@ def load_hypothesis(name: str, hyp_dir: str | Path = "runs/hypotheses", quick: b
 
 def fmt(e) -> str:
     """'mean [low, high]' of an estimate dict, 'n/a' without a value."""
-    if not is_estimate(e) or e.get("value") is None:
-        return "n/a"
-    lo, hi = e.get("low"), e.get("high")
-    ci = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else ""
-    return f"{e['value']:.3f}{ci}"
+    if not is_estimate(e) or not math.isfinite(number(e.get("value"))):
+        return "n/a"  # missing (null on disk, nan in memory), never a number
+    lo, hi = number(e.get("low")), number(e.get("high"))
+    ci = f" [{lo:.3f}, {hi:.3f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{number(e['value']):.3f}{ci}"
 
 
 def describe_verdict(v: dict) -> str:

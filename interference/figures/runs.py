@@ -205,19 +205,3 @@ def train_missing(runs, cache: "RunCache", jobs: int, progress: bool = False) ->
             bar.update(1)
             cache.trained += 1
     bar.close()
-
-
-def clean_json(o):
-    """nan/inf -> None and numpy scalars -> Python, so saved figure data is standard JSON."""
-    import numpy as np
-    if isinstance(o, dict):
-        return {str(k): clean_json(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [clean_json(v) for v in o]
-    if isinstance(o, (bool, np.bool_)):
-        return bool(o)
-    if isinstance(o, (int, np.integer)):
-        return int(o)
-    if isinstance(o, (float, np.floating)):
-        return float(o) if math.isfinite(float(o)) else None
-    return o

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from interference.io import number
+
 import matplotlib
 
 if "ipykernel" not in sys.modules:  # files only, no display; a notebook keeps its inline backend
@@ -62,7 +64,9 @@ def figure(ncols: int = 1, nrows: int = 1, width: float = 4.2, height: float = 3
 
 
 def finite(x) -> float:
-    return float(x) if x is not None and math.isfinite(float(x)) else float("nan")
+    """A saved value to plot: missing (null, nan) and infinite values are nan, which matplotlib skips."""
+    v = number(x)
+    return v if math.isfinite(v) else float("nan")
 
 
 MARKERS = "os^DvP<>X*"

@@ -52,7 +52,7 @@ from interference.batching import answer_token_accuracy, pack
 from interference.callbacks import Snapshots, StopWhenLearned
 from interference.data import Fact
 from interference.evaluate import score_facts
-from interference.io import atomic_write_json, config_hash, read_checked_json, write_checked_json
+from interference.io import atomic_write_json, config_hash, json_ready, number, read_checked_json, write_checked_json
 from interference.loop import LoopConfig, train_loop
 from interference.methods import get_method
 from interference.methods.base import RunContext
@@ -157,11 +157,11 @@ def with_prereg(cells: Sequence["Cell"], prereg_hash: str) -> list["Cell"]:
 
 def format_estimate(e) -> str:
     """'mean [low, high]' of an ``estimate`` dict, for tables printed or written in markdown."""
-    if not isinstance(e, dict) or e.get("value") is None:
-        return "n/a"
-    lo, hi = e.get("low"), e.get("high")
-    ci = f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None and math.isfinite(lo) else "[n/a]"
-    return f"{e['value']:.3f} {ci}"
+    if not isinstance(e, dict) or not math.isfinite(number(e.get("value"))):
+        return "n/a"  # missing (null on disk, nan in memory: e.g. n = 0 seeds), never a number
+    lo, hi = number(e.get("low")), number(e.get("high"))
+    ci = f"[{lo:.3f}, {hi:.3f}]" if math.isfinite(lo) and math.isfinite(hi) else "[n/a]"
+    return f"{number(e['value']):.3f} {ci}"
 
 
 def rule_text(share_definition: str) -> str:
@@ -228,7 +228,7 @@ def run_grid(cells: Sequence[Cell], cache: str | Path, progress: bool = True, de
                 stale[k] = stale.get(k, 0) + 1
         if res is None:
             bar.set_postfix_str(c.label or c.kind)
-            res = c.fn()
+            res = json_ready(c.fn())  # as a later run will read it back: a missing number is None
             write_checked_json(path, {"kind": c.kind, "key": c.key, "fingerprint": fp, "result": res})
             rep.computed += 1
         else:
@@ -401,22 +401,8 @@ def subject_states(model, tok, facts: Sequence[Fact], layers: Sequence[int]) -> 
 
 
 def write_json(path: str | Path, obj) -> None:
-    atomic_write_json(path, _clean(obj))
-
-
-def _clean(o):
-    """nan/inf -> None so the JSON is standard."""
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (float, np.floating)):
-        return float(o) if math.isfinite(o) else None
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    return o
+    """Kept for callers outside this package's core: ``atomic_write_json`` (nan -> null) is the policy."""
+    atomic_write_json(path, obj)
 
 
 # ------------------------------------------------------------------ running one hypothesis
@@ -513,7 +499,7 @@ def run_module(module, cfg, ctx: Context) -> dict:
     v["base_hash"] = ctx.spec.hash()
     v["base_fingerprints"] = {b.hash(): ctx.fingerprint(b) for b in {c.base.hash(): c.base for c in cells
                                                                       if c.base is not None}.values()}
-    v = _clean(v)
+    v = json_ready(v)  # as verdict.json will read back: a missing statistic is None, also in memory
     write_json(d / "per_seed.json", v["per_seed"])
     write_json(d / "verdict.json", v)
     v["plots"] = [str(p) for p in plots.plot_hypothesis(v, d)]

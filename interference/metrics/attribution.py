@@ -199,7 +199,7 @@ class GradientAlignmentCallback:
         self.rows: list[dict] = []
 
     def on_eval(self, ctx, step: int) -> None:
-        import json
+        from interference.io import json_line
         import random
 
         if step % self.every:
@@ -211,4 +211,4 @@ class GradientAlignmentCallback:
         self.rows.append(row)
         if ctx.out is not None:
             with open(ctx.out / "gradient_alignment.jsonl", "a") as fh:
-                fh.write(json.dumps(row) + "\n")
+                fh.write(json_line(row))
