@@ -52,11 +52,17 @@ class EvalConfig:
     top: float = 0.05  # "precision at the top 5%"
     C: float = C.C_DEFAULT
     interactions: bool = False  # fragility x feature products: no gain on the default world
+    exclude_groups: tuple[str, ...] = ()  # feature groups the combined forecast leaves out
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["methods"] = list(self.methods)
+        d["exclude_groups"] = list(self.exclude_groups)
         return d
+
+    def forecast_features(self, names: Sequence[str]) -> list[str]:
+        """The columns the combined forecast uses: every feature of a group not excluded."""
+        return [n for n in names if group_of(n) not in self.exclude_groups]
 
 
 def _data_cfg(cfg: EvalConfig):
@@ -86,7 +92,7 @@ def seed_tables(cfg: EvalConfig, seed: int, root: Path, progress: bool = False) 
     out = {}
     cfgs = {m: run_config(m, seed, base_dir=cfg.base_dir, quick=cfg.quick, data=_data_cfg(cfg)) for m in cfg.methods}
     recs = {m: finetune(c, run_dir(root, m, seed), progress=progress) for m, c in cfgs.items()}
-    key = {"runs": {m: c.to_dict() for m, c in cfgs.items()}, "version": 2}  # bump when a feature changes
+    key = {"runs": {m: c.to_dict() for m, c in cfgs.items()}, "version": 3}  # bump when a feature changes (3: lookahead)
     cache = root / "features" / f"seed{seed}-{config_hash(key)}.json"
     if cache.exists():
         tables = {m: FeatureTable.from_dict(d) for m, d in json.loads(cache.read_text()).items()}
@@ -123,7 +129,7 @@ def predictor_scores(tables: Sequence[FeatureTable], labels: Sequence[np.ndarray
     cols = [t.columns for t in tables]
     names = tables[0].names
     groups = feature_sets(names)
-    out = {"forecast": C.leave_one_seed_out(cols, labels, names, cfg.interactions, cfg.C),
+    out = {"forecast": C.leave_one_seed_out(cols, labels, cfg.forecast_features(names), cfg.interactions, cfg.C),
            "fragility": [c["neg_gold_logprob"] for c in cols],
            "random": [np.random.default_rng(1000 + seed_offset + k).random(len(t.fact_ids)) for k, t in enumerate(tables)]}
     for pred, group in GROUP_PREDICTORS.items():
@@ -174,7 +180,7 @@ def evaluate(cfg: EvalConfig, root: str | Path, out: str | Path, progress: bool 
         s.update({"calibration": C.calibration(pooled_p[ok], pooled_y[ok]), "n_facts": [len(y) for y in labels],
                   "n_forgotten": [int(y.sum()) for y in labels], "single_feature_auroc": single_feature_auroc(tables, labels)})
         try:
-            comb = C.fit_all([t.columns for t in tables], labels, tables[0].names, cfg.interactions, cfg.C,
+            comb = C.fit_all([t.columns for t in tables], labels, cfg.forecast_features(tables[0].names), cfg.interactions, cfg.C,
                              fitted_on={"method": m, "seeds": cfg.seeds, "quick": cfg.quick, "base_dir": cfg.base_dir})
             s["weights"] = dict(list(comb.weights().items())[:15])
             comb.save(out / f"combiner_{m}.json")
