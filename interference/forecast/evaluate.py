@@ -163,16 +163,18 @@ def single_feature_auroc(tables: Sequence[FeatureTable], labels: Sequence[np.nda
 
 def evaluate(cfg: EvalConfig, root: str | Path, out: str | Path, progress: bool = False,
              heldout: dict | None = None) -> dict:
-    """Run the evaluation and write ``out/forecast.json`` (+ per_seed.json, calibration.png,
+    """Run the evaluation and write ``out/forecast.json`` (+ ``per_fact.jsonl``, calibration.png,
     combiner.json). ``heldout``: {"base_dir": ..., "seeds": n} to score the default-world combiner
     on another world."""
     root, out = Path(root), Path(out)
     per = [seed_tables(cfg, s, root, progress) for s in range(cfg.seeds)]
     result = {"config": cfg.to_dict(), "target": "forgotten = base right, wrong at the end of SFT (stability set)",
               "methods": {}}
+    fact_rows = []
     for m in cfg.methods:
         tables, labels = [p[m][0] for p in per], [p[m][1] for p in per]
         scores = predictor_scores(tables, labels, cfg)
+        fact_rows += per_fact_rows(m, tables, labels, scores)
         s = summarise(scores, labels, cfg.top)
         pooled_p = np.concatenate(scores["forecast"])
         pooled_y = np.concatenate(labels)
@@ -201,8 +203,27 @@ def evaluate(cfg: EvalConfig, root: str | Path, out: str | Path, progress: bool 
     result["goal_met"] = bool(result["auroc"]["forecast"]["mean"] >= 0.9 and first["forecast_minus_fragility"]["mean"] >= 0.05
                               and first["forecast_minus_fragility"]["lo"] > 0)
     from interference.hypotheses.common import write_json
+    from interference.io import atomic_write_text
+    atomic_write_text(out / "per_fact.jsonl", "".join(json.dumps(r) + "\n" for r in fact_rows))
     write_json(out / "forecast.json", result)
     return result
+
+
+def per_fact_rows(method: str, tables: Sequence[FeatureTable], labels: Sequence[np.ndarray],
+                  scores: dict[str, list[np.ndarray]]) -> list[dict]:
+    """One row per (held-out seed, watched fact): its id, whether it was forgotten, and every
+    predictor's score on that seed (the forecast's from the combiner fitted on the other seeds), so
+    ROC curves and risk deciles can be drawn later without training anything. Seed k is the k-th
+    evaluation seed (``FinetuneConfig.seed`` = k)."""
+    rows = []
+    for k, (t, y) in enumerate(zip(tables, labels)):
+        for i, fid in enumerate(t.fact_ids):
+            r = {"method": method, "seed": k, "fact_id": fid, "forgotten": bool(y[i])}
+            for p, ss in scores.items():
+                v = float(ss[k][i])
+                r[p] = v if math.isfinite(v) else None
+            rows.append(r)
+    return rows
 
 
 def cross_method(per: list[dict], cfg: EvalConfig) -> dict:
