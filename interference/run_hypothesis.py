@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -33,9 +34,24 @@ class UsageError(ValueError):
     """Bad command-line input; the message is one sentence for stderr."""
 
 
-def _config(module, quick: bool, seeds: int | None):
+def _config(module, quick: bool, seeds: int | None, consolidations: tuple[float, ...] | None = None):
     cfg = module.config(quick)
-    return dataclasses.replace(cfg, seeds=seeds) if seeds is not None else cfg
+    cfg = dataclasses.replace(cfg, seeds=seeds) if seeds is not None else cfg
+    if consolidations is not None and hasattr(cfg, "consolidations"):
+        cfg = dataclasses.replace(cfg, consolidations=consolidations)
+    return cfg
+
+
+def _levels(text: str) -> tuple[float, ...]:
+    """``--consolidations 0.5,2``: extra base consolidation levels, each a positive finite number."""
+    try:
+        levels = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        levels = ()
+    if not levels or any(not math.isfinite(c) or c <= 0 for c in levels):
+        raise UsageError(f"--consolidations {text!r} must be a comma-separated list of positive numbers, e.g. 0.5,2 "
+                         "(steps after memorisation, as multiples of the memorisation step).")
+    return levels
 
 
 def _check_compatible(d: Path, expected: dict, name: str) -> None:
@@ -70,6 +86,10 @@ def parse(argv):
     ap.add_argument("--jobs", type=int, default=1,
                     help="compute cells in this many worker processes (on a shared CPU each gets its own slice)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--consolidations",
+                    help="extra base consolidation levels, e.g. 0.5,2 (capacity and behavior_cloning repeat their "
+                         "experiment on a base trained that many memorisation-steps past memorising; the "
+                         "consolidation axis of issue 9). Changes the run's settings: use its own --out")
     ap.add_argument("--model", help="a local Hugging Face model directory (not supported by the grids yet)")
     ap.add_argument("--data", help="EntityQuestions directory or JSONL file (not supported by the grids yet)")
     return ap.parse_args(argv)
@@ -110,7 +130,8 @@ def _main(args) -> int:
         raise UsageError(str(e)) from None
     out = Path(args.out)
     ctx = Context(spec, out, device=device, progress=not args.no_progress, jobs=args.jobs)
-    cfgs = {n: _config(HYPOTHESES[n], args.quick, args.seeds) for n in names}
+    levels = _levels(args.consolidations) if args.consolidations is not None else None
+    cfgs = {n: _config(HYPOTHESES[n], args.quick, args.seeds, levels) for n in names}
     for d in (out, out / "cells", *(out / n for n in names)):
         if d.exists() and not d.is_dir():
             raise UsageError(f"{d} is a file where a directory belongs; choose another --out or move that file.")

@@ -119,3 +119,17 @@ def test_incompatible_output_dir_is_refused_untouched(quick_all, capsys):
     err = capsys.readouterr().err
     assert "different" in err and err.strip().count("\n") == 0
     assert (cfg.read_bytes(), cfg.stat().st_mtime_ns) == before
+
+
+def test_consolidations_flag_sets_the_axis_where_a_hypothesis_has_one_and_rejects_nonsense():
+    from interference import run_hypothesis as rh
+    from interference.hypotheses import behavior_cloning, capacity, localized
+    UsageError = rh.UsageError
+    assert rh._levels("0.5, 2") == (0.5, 2.0)
+    for bad in ("0", "-1", "x", "nan", ","):
+        with pytest.raises(UsageError, match="--consolidations"):
+            rh._levels(bad)
+    assert rh._config(capacity, True, 2, (0.5,)).consolidations == (0.5,)
+    assert rh._config(behavior_cloning, True, None, (0.5, 2.0)).consolidations == (0.5, 2.0)
+    assert not hasattr(rh._config(localized, True, None, (0.5,)), "consolidations")  # no axis: unchanged
+    assert rh._config(capacity, True, None).consolidations == ()
