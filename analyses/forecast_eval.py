@@ -11,7 +11,9 @@ Writes ``analyses/results/forecast/``:
   set with another training order (the ceiling any a-priori forecast faces); the held-out world.
 - ``methods/forecast.json``: SFT vs self-distillation vs freezing (attention only), 3 seeds each:
   each method's own forecast, and each method's forecast scored on the others' forgetting.
-- ``calibration.png``, ``forecast.md`` (the table), ``combiner_sft.json``.
+- ``per_fact.jsonl``: per held-out seed and fact, the outcome and every predictor's score (ROC curves).
+- ``calibration.png``, ``forecast.md`` (the table, and the pre-registered variants of
+  ``variants.json`` when ``analyses/forecast_variants.py`` wrote it), ``combiner_sft.json``.
 The fitted default-world combiner is copied to ``interference/forecast/default_combiner.json``
 (``quick_combiner.json`` with --quick), which the CLI uses.
 """
@@ -94,6 +96,14 @@ def markdown(res: dict) -> str:
                      f"{fmt(h['auroc']['forecast'])}, fragility {fmt(h['auroc']['fragility'])}.")
     elif h:
         lines.append(f"Held-out world: {h}")
+    v = res.get("variants")
+    if v:  # analyses/forecast_variants.py: every pre-registered variant, not only the primary
+        lines += ["", f"Pre-registered variants (docs/forecast_preregistration.md), seeds {v['seeds']}, leave-one-seed-out; "
+                      f"fragility {fmt(v['fragility']['auroc'])}:", "",
+                  "| variant | features | combiner | AUROC | minus fragility |", "|---|---|---|---|---|"]
+        for name, r in v["variants"].items():
+            comb = r["combiner"] + (f", C = {r['C']:g}" if r.get("C") is not None else "")
+            lines.append(f"| {name} | {r['n_features']} | {comb} | {fmt(r['auroc'])} | {fmt(r['minus_fragility'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -122,6 +132,8 @@ def main(argv=None) -> int:
                                 "when this evaluation ran")
     if not quick:
         res["noise_ceiling"] = noise_ceiling(root, root.parent / "ceiling")
+    if (out / "variants.json").exists():  # written by analyses/forecast_variants.py on the same seeds
+        res["variants"] = json.loads((out / "variants.json").read_text())
     write_json(out / "forecast.json", res)
     (out / "forecast.md").write_text(markdown(res))
     if not quick:  # the README's <!-- FORECAST --> section (analyses/update_readme.py)

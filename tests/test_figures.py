@@ -205,6 +205,29 @@ def test_forecast_reads_the_evaluate_layout_and_per_fact_rows(tmp_path):
     assert (0.0, 1.0) in zip(r["fpr"], r["tpr"])  # the forecast column separates perfectly: (fpr 0, tpr 1) is on its curve
 
 
+def test_forecast_draws_roc_and_deciles_from_per_fact_jsonl_beside_it(tmp_path):
+    """The evaluate layout: forecast.json without per-fact rows, per_fact.jsonl beside it with
+    rows of two methods and two seeds; only the first method's rows draw its curves."""
+    from interference.figures.inputs import forecast
+    from interference.metrics.stats import auroc
+    au = {p: {"mean": .8, "lo": .7, "hi": .9, "n": 2} for p in ("forecast", "fragility", "random")}
+    (tmp_path / "forecast.json").write_text(json.dumps({"auroc": au, "config": {"seeds": 2},
+                                                        "methods": {"sft": {"n_facts": [20, 20]}, "freeze": {}}}))
+    rows = [{"method": m, "seed": k, "fact_id": f"f{i}", "forgotten": i < 5, "forecast": -i if m == "sft" else i,
+             "fragility": (i * 7) % 20, "random": None if i == 0 else i % 3}
+            for m in ("sft", "freeze") for k in range(2) for i in range(20)]
+    (tmp_path / "per_fact.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    d = forecast(tmp_path)
+    sft = [r for r in rows if r["method"] == "sft"]
+    r = d["roc"]["forecast"]
+    assert (0.0, 1.0) in zip(r["fpr"], r["tpr"])  # sft's forecast separates perfectly; freeze's rows would invert it
+    f = d["roc"]["fragility"]
+    assert np.trapezoid(f["tpr"], f["fpr"]) == pytest.approx(auroc([x["fragility"] for x in sft], [x["forgotten"] for x in sft]))
+    assert len(d["deciles"]) == 10 and d["deciles"][-1]["forgotten"] == 1.0 and d["deciles"][0]["forgotten"] == 0.0
+    assert d["base_rate"] == .25
+    assert FIGURES["forecast"].plot(d, tmp_path / "out")[0].exists()
+
+
 # ------------------------------------------------------------------ helpers with known answers
 def test_roc_curve_area_equals_auroc_with_ties():
     from interference.figures.inputs import roc_curve

@@ -219,3 +219,7 @@ def test_cli_evaluate_writes_forecast_json_with_every_predictor(quick_run, tmp_p
         assert set(v) == {"mean", "lo", "hi", "n"}
     assert (out / "calibration.png").stat().st_size > 0
     assert len(res["methods"]["sft"]["n_facts"]) == 2
+    rows = [json.loads(x) for x in (out / "per_fact.jsonl").read_text().splitlines()]
+    assert len(rows) == sum(res["methods"]["sft"]["n_facts"])  # one row per held-out seed and fact
+    assert {r["seed"] for r in rows} == {0, 1} and all(set(res["auroc"]) <= set(r) for r in rows)
+    assert sum(r["forgotten"] for r in rows) == sum(res["methods"]["sft"]["n_forgotten"])

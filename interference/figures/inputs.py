@@ -157,6 +157,24 @@ def roc_curve(scores, labels) -> tuple[list[float], list[float]]:
 LABEL_KEYS = ("forgotten", "label", "y")
 
 
+PER_FACT_FILE = "per_fact.jsonl"  # written beside forecast.json by forecast.evaluate
+
+
+def _per_fact_file(path: Path, method: str | None) -> list[dict]:
+    """Rows of ``per_fact.jsonl`` (one JSON object per line: method, seed, fact_id, forgotten, one
+    score per predictor), those of ``method`` only when rows name their method; [] if absent."""
+    if not path.exists():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise MissingInput(f"{path} line {n} is not JSON; re-run the forecast evaluation that wrote it.") from None
+    return [r for r in rows if method is None or r.get("method", method) == method]
+
+
 def _per_fact(fc: dict) -> list[dict]:
     for key in ("per_fact", "facts", "scores"):
         rows = fc.get(key)
@@ -171,8 +189,9 @@ def forecast(forecast_dir: str | Path, quick: bool = False) -> dict:
     ``forecast.json`` (``python -m interference.forecast --evaluate``) holds ``auroc`` per
     predictor ({mean, lo, hi, n} over held-out seeds) and, per method, a ``calibration`` table
     (equal-count risk bins: predicted vs observed forgetting). ROC curves come from a ``roc``
-    table ({predictor: {fpr, tpr}}) or from per-fact rows (``per_fact``: fact_id, forgotten and one
-    score per predictor) when the file has them."""
+    table ({predictor: {fpr, tpr}}) or from per-fact rows (fact_id, forgotten and one score per
+    predictor: ``per_fact.jsonl`` beside it, else a ``per_fact`` list inside it), pooled over the
+    held-out seeds; the risk deciles then come from the same rows."""
     path = Path(forecast_dir) / "forecast.json"
     cmd = FORECAST_COMMAND.format(out=forecast_dir)
     fc = _read(path, cmd, f" (RUN_DIR: a fine-tuning run, e.g. one under runs/figures{'_quick' if quick else ''})")
@@ -188,7 +207,7 @@ def forecast(forecast_dir: str | Path, quick: bool = False) -> dict:
     for p, r in (fc.get("roc") or first.get("roc") or {}).items():
         if isinstance(r, dict) and "fpr" in r and "tpr" in r:
             rocs[p] = {"fpr": list(r["fpr"]), "tpr": list(r["tpr"])}
-    rows = _per_fact(fc) or _per_fact(first)
+    rows = _per_fact_file(path.parent / PER_FACT_FILE, method) or _per_fact(fc) or _per_fact(first)
     label = next((k for k in LABEL_KEYS if rows and k in rows[0]), None)
     deciles = [{"bin": k, "risk": c.get("predicted"), "forgotten": c.get("observed"), "n": c.get("n")}
                for k, c in enumerate(first.get("calibration") or [])]

@@ -13,21 +13,16 @@ Bad input prints ``error: <one sentence>`` and exits 2 before anything is writte
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+from interference.cli import Parser, run_main
 
 METHODS = ("sft", "self_distill", "freeze")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        print(f"error: {message}.", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = _Parser(prog="python -m interference.forecast", description=__doc__.split("\n\n")[0])
+    ap = Parser(prog="python -m interference.forecast", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sft-data", required=True, help="sft_data.json of a fine-tuning run (or the run directory)")
     ap.add_argument("--base", help="pre-trained base directory (default: the run's base, else the cached default base)")
     ap.add_argument("--out", default="runs/forecast", help="output directory")
@@ -39,24 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", help="where --evaluate keeps its fine-tuning runs (default OUT/runs)")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args(argv)
+    return run_main(lambda: _main(ap, args))
+
+
+def _main(ap: Parser, args) -> int:
+    """The command's body; the shared ``run_main`` turns a known error (a bad file, an unusable
+    model, a full disk) into one sentence and exit 2."""
     methods = tuple(dict.fromkeys(args.method or ["sft"]))
     if args.seeds < 2 and args.evaluate:
         ap.error("--evaluate needs at least 2 seeds (the combiner is fitted on some seeds and scored on others)")
     if args.top is not None and args.top < 1:
         ap.error("--top must be a positive number of facts")
-    from interference.forecast.api import ForecastInputError, forecast_run, read_sft_data
-    from interference.forecast.combine import CombinerError
-    from interference.io import RunDirError
-    from interference.models import ModelError
-    from interference.sft_data import SFTDataError
+    from interference.forecast.api import forecast_run, read_sft_data
     out = Path(args.out)
-    try:
-        if args.evaluate:
-            return _evaluate(args, methods, out, read_sft_data(args.sft_data))
-        fcs = forecast_run(args.sft_data, args.base, methods, args.combiner)
-    except (ForecastInputError, CombinerError, ModelError, RunDirError, SFTDataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # ForecastInputError, CombinerError and SFTDataError are ValueErrors: run_main reports them
+    if args.evaluate:
+        return _evaluate(args, methods, out, read_sft_data(args.sft_data))
+    fcs = forecast_run(args.sft_data, args.base, methods, args.combiner)
     out.mkdir(parents=True, exist_ok=True)
     for m, fc in fcs.items():
         fc.to_json(out / f"at_risk_{m}.json", args.top)

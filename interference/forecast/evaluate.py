@@ -52,11 +52,17 @@ class EvalConfig:
     top: float = 0.05  # "precision at the top 5%"
     C: float = C.C_DEFAULT
     interactions: bool = False  # fragility x feature products: no gain on the default world
+    exclude_groups: tuple[str, ...] = ()  # feature groups the combined forecast leaves out
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["methods"] = list(self.methods)
+        d["exclude_groups"] = list(self.exclude_groups)
         return d
+
+    def forecast_features(self, names: Sequence[str]) -> list[str]:
+        """The columns the combined forecast uses: every feature of a group not excluded."""
+        return [n for n in names if group_of(n) not in self.exclude_groups]
 
 
 def _data_cfg(cfg: EvalConfig):
@@ -86,7 +92,7 @@ def seed_tables(cfg: EvalConfig, seed: int, root: Path, progress: bool = False) 
     out = {}
     cfgs = {m: run_config(m, seed, base_dir=cfg.base_dir, quick=cfg.quick, data=_data_cfg(cfg)) for m in cfg.methods}
     recs = {m: finetune(c, run_dir(root, m, seed), progress=progress) for m, c in cfgs.items()}
-    key = {"runs": {m: c.to_dict() for m, c in cfgs.items()}, "version": 2}  # bump when a feature changes
+    key = {"runs": {m: c.to_dict() for m, c in cfgs.items()}, "version": 3}  # bump when a feature changes (3: lookahead)
     cache = root / "features" / f"seed{seed}-{config_hash(key)}.json"
     if cache.exists():
         tables = {m: FeatureTable.from_dict(d) for m, d in json.loads(cache.read_text()).items()}
@@ -123,7 +129,7 @@ def predictor_scores(tables: Sequence[FeatureTable], labels: Sequence[np.ndarray
     cols = [t.columns for t in tables]
     names = tables[0].names
     groups = feature_sets(names)
-    out = {"forecast": C.leave_one_seed_out(cols, labels, names, cfg.interactions, cfg.C),
+    out = {"forecast": C.leave_one_seed_out(cols, labels, cfg.forecast_features(names), cfg.interactions, cfg.C),
            "fragility": [c["neg_gold_logprob"] for c in cols],
            "random": [np.random.default_rng(1000 + seed_offset + k).random(len(t.fact_ids)) for k, t in enumerate(tables)]}
     for pred, group in GROUP_PREDICTORS.items():
@@ -157,16 +163,18 @@ def single_feature_auroc(tables: Sequence[FeatureTable], labels: Sequence[np.nda
 
 def evaluate(cfg: EvalConfig, root: str | Path, out: str | Path, progress: bool = False,
              heldout: dict | None = None) -> dict:
-    """Run the evaluation and write ``out/forecast.json`` (+ per_seed.json, calibration.png,
+    """Run the evaluation and write ``out/forecast.json`` (+ ``per_fact.jsonl``, calibration.png,
     combiner.json). ``heldout``: {"base_dir": ..., "seeds": n} to score the default-world combiner
     on another world."""
     root, out = Path(root), Path(out)
     per = [seed_tables(cfg, s, root, progress) for s in range(cfg.seeds)]
     result = {"config": cfg.to_dict(), "target": "forgotten = base right, wrong at the end of SFT (stability set)",
               "methods": {}}
+    fact_rows = []
     for m in cfg.methods:
         tables, labels = [p[m][0] for p in per], [p[m][1] for p in per]
         scores = predictor_scores(tables, labels, cfg)
+        fact_rows += per_fact_rows(m, tables, labels, scores)
         s = summarise(scores, labels, cfg.top)
         pooled_p = np.concatenate(scores["forecast"])
         pooled_y = np.concatenate(labels)
@@ -174,7 +182,7 @@ def evaluate(cfg: EvalConfig, root: str | Path, out: str | Path, progress: bool 
         s.update({"calibration": C.calibration(pooled_p[ok], pooled_y[ok]), "n_facts": [len(y) for y in labels],
                   "n_forgotten": [int(y.sum()) for y in labels], "single_feature_auroc": single_feature_auroc(tables, labels)})
         try:
-            comb = C.fit_all([t.columns for t in tables], labels, tables[0].names, cfg.interactions, cfg.C,
+            comb = C.fit_all([t.columns for t in tables], labels, cfg.forecast_features(tables[0].names), cfg.interactions, cfg.C,
                              fitted_on={"method": m, "seeds": cfg.seeds, "quick": cfg.quick, "base_dir": cfg.base_dir})
             s["weights"] = dict(list(comb.weights().items())[:15])
             comb.save(out / f"combiner_{m}.json")
@@ -195,8 +203,27 @@ def evaluate(cfg: EvalConfig, root: str | Path, out: str | Path, progress: bool 
     result["goal_met"] = bool(result["auroc"]["forecast"]["mean"] >= 0.9 and first["forecast_minus_fragility"]["mean"] >= 0.05
                               and first["forecast_minus_fragility"]["lo"] > 0)
     from interference.hypotheses.common import write_json
+    from interference.io import atomic_write_text
+    atomic_write_text(out / "per_fact.jsonl", "".join(json.dumps(r) + "\n" for r in fact_rows))
     write_json(out / "forecast.json", result)
     return result
+
+
+def per_fact_rows(method: str, tables: Sequence[FeatureTable], labels: Sequence[np.ndarray],
+                  scores: dict[str, list[np.ndarray]]) -> list[dict]:
+    """One row per (held-out seed, watched fact): its id, whether it was forgotten, and every
+    predictor's score on that seed (the forecast's from the combiner fitted on the other seeds), so
+    ROC curves and risk deciles can be drawn later without training anything. Seed k is the k-th
+    evaluation seed (``FinetuneConfig.seed`` = k)."""
+    rows = []
+    for k, (t, y) in enumerate(zip(tables, labels)):
+        for i, fid in enumerate(t.fact_ids):
+            r = {"method": method, "seed": k, "fact_id": fid, "forgotten": bool(y[i])}
+            for p, ss in scores.items():
+                v = float(ss[k][i])
+                r[p] = v if math.isfinite(v) else None
+            rows.append(r)
+    return rows
 
 
 def cross_method(per: list[dict], cfg: EvalConfig) -> dict:

@@ -8,7 +8,8 @@ known facts) against the SFT set, and the gradient alignment once per method:
 - ``self_distill``: the SFT facts' loss includes the KL term to the method's teacher (the format
   teacher, base + one epoch of SFT on the Known facts, built and cached as the method builds it).
 
-Only the ``gradient_alignment`` group differs between methods; the others are shared.
+Only the ``gradient_alignment`` group differs between methods; the others are shared (the
+``lookahead`` group, ``forecast.lookahead``, steps along the plain SFT loss for every method).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ GROUP_PREFIXES = {
     "pieces": ("pieces_",),
     "overlap": ("overlap_",),
     "gradient_alignment": ("rise_", "conflict_", "sens_", "pair_"),
+    "lookahead": ("la_",),
 }
 
 
@@ -132,7 +134,7 @@ def shared_features(model, tok, watch: Sequence[Fact], train: Sequence[Fact], ne
 def compute_features(model, tok, watch: Sequence[Fact], train: Sequence[Fact], new_ids: set[str],
                      slick: dict | None = None, methods: Sequence[str] = ("sft",),
                      method_options: dict | None = None, teachers: dict | None = None,
-                     n_drivers: int = 3) -> dict[str, FeatureTable]:
+                     n_drivers: int = 3, lookahead: bool = True) -> dict[str, FeatureTable]:
     """{method: FeatureTable} for the watched facts ``watch`` against the SFT set ``train``
     (``new_ids``: the ids of its Unknown facts). ``teachers[method]``: the self-distillation
     teacher; ``method_options[method]``: the method's options (freeze groups, KL weight)."""
@@ -145,6 +147,10 @@ def compute_features(model, tok, watch: Sequence[Fact], train: Sequence[Fact], n
         al = alignment(model, tok, watch, train, **kw)
         if shared is None:  # the base's answer distribution came with the first pass over `watch`
             shared = shared_features(model, tok, watch, train, new_ids, slick, al.logprobs)
+            if lookahead:
+                from interference.forecast.lookahead import virtual_step
+                gold = np.array([_first_token(tok, f) for f in watch])
+                shared.update(virtual_step(model, tok, watch, train, new_ids, gold))
         cols = _fill_nan({**shared, **F.alignment_columns(al, len(train))})
         pair = al.pair.copy()
         is_new = np.array([f.fact_id in new_ids for f in train])

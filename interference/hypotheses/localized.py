@@ -216,7 +216,7 @@ def _base_eval(ctx) -> dict:
     model, tok = ctx.base()
     res = score_facts(model, tok, _watch(ctx))
     return {"arm": "base", "fact_ids": [r.fact_id for r in res], "base_ok": [r.correct for r in res],
-            "gold_logprob": [round(r.gold_logprob, 5) for r in res]}
+            "gold_logprob": [float(f"{r.gold_logprob:.6g}") for r in res]}
 
 
 def _bits(mask) -> str:
