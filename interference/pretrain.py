@@ -356,9 +356,14 @@ def base_model(spec: BaseSpec, device: str | None = None, progress: bool = True)
 
 def consolidation_help() -> str:
     """The --consolidation help, its default read from the specs main() starts from (so the two
-    cannot disagree, as a hand-typed "default 2" once did)."""
-    full, quick = (BaseSpec.default(quick=q).pretrain.consolidation for q in (False, True))
-    default = f"{full:g}" if full == quick else f"{full:g}; with --quick {quick:g}"
+    cannot disagree, as a hand-typed "default 2" once did). A spec may use the fixed-length recipe
+    (consolidation None); the help then says so instead of failing to format."""
+    def shown(spec: BaseSpec) -> str:
+        c = spec.pretrain.consolidation
+        return f"{c:g}" if c is not None else f"none: a fixed {spec.pretrain.steps} steps"
+
+    full, quick = (shown(BaseSpec.default(quick=q)) for q in (False, True))
+    default = full if full == quick else f"{full}; with --quick {quick}"
     return f"steps after memorisation, as a multiple of the memorisation step (default {default})"
 
 

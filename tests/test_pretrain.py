@@ -115,3 +115,11 @@ def test_missing_and_corrupted_checkpoints_are_named(tmp_path, monkeypatch):
     (out2 / "checkpoint" / "step-0000020" / "train_state.pt").write_bytes(b"junk")
     with pytest.raises(ModelError, match="corrupted"):
         pt.pretrain(spec2, out2, device="cpu", progress=False)
+
+
+def test_consolidation_help_names_a_fixed_length_default(monkeypatch):
+    # a default spec with the fixed-length recipe (consolidation None) once crashed every CLI call
+    monkeypatch.setattr(pt.BaseSpec, "default", classmethod(lambda cls, quick=False: _micro(steps=40)))
+    assert "fixed 40 steps" in pt.consolidation_help()
+    monkeypatch.undo()
+    assert "default 1)" in pt.consolidation_help()  # the real default spec: a criterion, not a length
