@@ -15,8 +15,13 @@ where every call is a no-op or the identity, so there is one code path):
   after the last micro-batch, in flat buckets (what DDP does, without overlapping it with the
   backward pass: methods hold references to the unwrapped model's parameters - anchors, Fisher
   weights, LoRA adapters - so the model is never wrapped).
-- ``autocast()``: bf16 on GPUs that have it (fp32 elsewhere; no fp16, which would need a loss
-  scaler in the loop).
+- ``autocast()``: bf16 on GPUs that have it, fp16 when asked for (``precision="fp16"``, GPUs
+  without bfloat16 such as V100/T4), fp32 elsewhere. fp16 comes with ``scaler``, a
+  ``torch.amp.GradScaler`` the loop uses: the loss is scaled before ``backward`` (so small
+  gradients do not underflow float16), gradients are unscaled before clipping (the clip threshold
+  is in true gradient units), and a step whose gradients hold inf/nan is skipped with the scale
+  halved. Gradients are averaged over processes while still scaled (the same factor everywhere),
+  and an inf on one process is inf in the average, so every process skips the same steps.
 - ``shard(items)`` / ``gather(rows)``: evaluation work split over processes and collected on
   every process; ``all_sum`` for counts and the logged loss.
 - ``is_main``: the only process that writes into the run directory; the others write their
@@ -34,7 +39,7 @@ from typing import Sequence
 
 import torch
 
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 class DistributedError(ValueError):
@@ -116,14 +121,19 @@ class Distributed:
         bf16_ok = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         if precision == "bf16" and not bf16_ok:
             raise DistributedError("--precision bf16 needs a GPU with bfloat16 support; use auto or fp32.")
-        self.precision = "bf16" if precision in ("auto", "bf16") and bf16_ok else "fp32"
+        if precision == "fp16" and self.device.type != "cuda":
+            raise DistributedError("--precision fp16 needs a CUDA GPU (float16 autocast with a loss scaler); "
+                                   "on CPU use fp32 (or auto).")
+        self.precision = "fp16" if precision == "fp16" else (
+            "bf16" if precision in ("auto", "bf16") and bf16_ok else "fp32")
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
 
     @classmethod
     def single(cls) -> "Distributed":
         """One process, fp32, no accumulation: the loop's default, where every call is a no-op."""
         d = cls.__new__(cls)
         d.grad_accum, d.acc, d.world_size, d.rank, d._scratch = 1, None, 1, 0, None
-        d.device, d.precision = torch.device("cpu"), "fp32"
+        d.device, d.precision, d.scaler = torch.device("cpu"), "fp32", None
         return d
 
     def mean_loss(self, local: torch.Tensor) -> torch.Tensor:
@@ -152,12 +162,14 @@ class Distributed:
                 for m in micro_split(mine, self.grad_accum)]
 
     def autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if self.precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            return torch.autocast(device_type=self.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
+        """``loss.backward()``, through the loss scaler under fp16."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
     def sync_gradients(self, params: Sequence[torch.nn.Parameter], bucket_bytes: int = 64 << 20) -> None:
         """Average gradients over processes (a parameter without a gradient counts as zero, so

@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--eval-every", type=int)
     ap.add_argument("--grad-accum", type=int, help="micro-batches per update (the global batch stays --batch-size)")
-    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"],
-                    help="auto (default): bf16 autocast on a GPU that has it, else fp32")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
+                    help="auto (default): bf16 autocast on a GPU that has it, else fp32; fp16: float16 autocast "
+                         "with a loss scaler (CUDA only, for GPUs without bfloat16)")
     ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     ap.add_argument("--no-progress", action="store_true")

@@ -109,3 +109,70 @@ def test_two_processes_give_the_single_process_run_at_the_same_global_batch(tmp_
         [(r["fact_id"], r["step"], r["correct"], r["prediction"]) for r in rows["two"]]
     assert max(abs(a["gold_logprob"] - b["gold_logprob"]) for a, b in zip(rows["one"], rows["two"])) < 1e-3
     assert not list(tmp_path.glob(".two.rank*"))  # the second process's scratch copy is gone
+
+
+# ------------------------------------------------------------------ fp16: the loss scaler inside the one loop
+class _Lin(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(3))
+
+
+def _lin_loss(model, batch, step):
+    x = batch.ids.float()
+    return ((x @ model.w - x @ torch.tensor([1.0, -2.0, 0.5])) ** 2).mean(), {}
+
+
+_REAL_CLIP = torch.nn.utils.clip_grad_norm_
+
+
+def _scaled_run(monkeypatch, scaler, loss_fn=_lin_loss, steps=4):
+    """(per-step weights, gradient norms the clip saw, final state) of a short loop run with an
+    optional loss scaler; ``grad_clip`` is small so clipping acts on every step."""
+    from interference.loop import LoopConfig, train_loop
+    norms = []
+
+    def clip(params, max_norm, **kw):
+        params = list(params)
+        norms.append(float(torch.cat([p.grad.flatten() for p in params]).norm()))
+        return _REAL_CLIP(params, max_norm, **kw)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    g = torch.Generator().manual_seed(0)
+    data = Packed(torch.randint(-3, 4, (8, 3), generator=g), torch.ones(8, 3, dtype=torch.bool))
+    model = _Lin()
+    dist = Distributed.single()
+    dist.scaler = scaler
+    weights = []
+
+    class Keep:
+        def on_step(self, s):
+            weights.append(s.model.w.detach().clone())
+    cfg = LoopConfig(lr=0.1, batch_size=4, steps=steps, warmup_frac=0.0, grad_clip=0.05)
+    state = train_loop(model, list(model.parameters()), data, cfg, loss_fn, callbacks=[Keep()], dist=dist)
+    return weights, norms, state
+
+
+def test_fp16_loss_scaler_unscales_before_clipping_and_skips_inf_steps(monkeypatch):
+    """The scaler multiplies the loss by 2^10 (exact in float32); gradients must be unscaled before
+    the clip sees them (else the clip would see norms 1024x too large and the update would differ),
+    and a step with an inf gradient must leave the weights alone and halve the scale."""
+    plain_w, plain_norms, _ = _scaled_run(monkeypatch, None)
+    w, norms, state = _scaled_run(monkeypatch, torch.amp.GradScaler("cpu", init_scale=2.0 ** 10))
+    assert norms == pytest.approx(plain_norms, rel=1e-6) and state.skipped == 0
+    for a, b in zip(w, plain_w):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+    def inf_at_step_2(model, batch, step):
+        loss, logs = _lin_loss(model, batch, step)
+        return (loss * float("inf") if step == 2 else loss), logs
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    w, _, state = _scaled_run(monkeypatch, scaler, inf_at_step_2)
+    assert state.skipped == 1 and scaler.get_scale() == 2.0 ** 9
+    torch.testing.assert_close(w[2], w[1], rtol=0, atol=0)  # the inf step changed nothing
+    assert not torch.equal(w[3], w[2]) and torch.isfinite(w[3]).all()  # training went on
+
+
+def test_fp16_is_refused_on_cpu_in_one_sentence():
+    with pytest.raises(DistributedError, match="fp16 needs a CUDA GPU") as e:
+        Distributed(precision="fp16", device="cpu")
+    assert "\n" not in str(e.value)
