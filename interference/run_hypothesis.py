@@ -90,8 +90,8 @@ def parse(argv):
                     help="extra base consolidation levels, e.g. 0.5,2 (capacity and behavior_cloning repeat their "
                          "experiment on a base trained that many memorisation-steps past memorising; the "
                          "consolidation axis of issue 9). Changes the run's settings: use its own --out")
-    ap.add_argument("--model", help="a local Hugging Face model directory (not supported by the grids yet)")
-    ap.add_argument("--data", help="EntityQuestions directory or JSONL file (not supported by the grids yet)")
+    from interference.real_data import add_arguments as add_real_arguments
+    add_real_arguments(ap)  # behavior_cloning and localized on a real model: hypotheses/real_world.py
     return ap.parse_args(argv)
 
 
@@ -108,11 +108,7 @@ def _main(args) -> int:
     from interference.world import WorldConfig, WorldConfigError
 
     if args.model is not None or args.data is not None:
-        # The grids build their designed keys (semantic / uuid entities) from the synthetic world;
-        # on a real model they will use interference.fictitious once the hypotheses are rewritten.
-        raise UsageError("no hypothesis experiment supports --model/--data yet (capacity, behavior_cloning and "
-                         "localized need the synthetic world's designed entities); real models run through "
-                         "`python -m interference.finetune --model DIR --data PATH` with every method.")
+        return _main_real(args)
     names = list(HYPOTHESES) if args.hypothesis == "all" else [args.hypothesis]
     if args.hypothesis != "all" and args.hypothesis not in HYPOTHESES:
         raise UsageError(f"unknown hypothesis {args.hypothesis!r}; choose one of "
@@ -155,6 +151,42 @@ def _main(args) -> int:
     return 0
 
 
+
+def _main_real(args) -> int:
+    """behavior_cloning or localized on a real model and data (``hypotheses.real_world``)."""
+    from interference.hypotheses.common import hypothesis_config, run_module
+    from interference.hypotheses.real_world import NAMES, prepare
+    from interference.real_data import resolve_model_and_data
+    if args.hypothesis in ("capacity", "all"):
+        raise UsageError(f"{args.hypothesis} does not run on a given real model: the capacity experiment pre-trains "
+                         "bases of several widths on the same facts, which one real model cannot provide; run "
+                         f"{' or '.join(NAMES)} with --model, or capacity on the synthetic world.")
+    if args.hypothesis not in NAMES:
+        raise UsageError(f"unknown hypothesis {args.hypothesis!r}; with --model choose one of {', '.join(NAMES)}.")
+    for flag, given in (("--world", args.world), ("--consolidations", args.consolidations),
+                        ("--jobs", args.jobs != 1)):
+        if given:
+            raise UsageError(f"{flag} does not apply to a real model (it sets the synthetic world, its pre-training "
+                             "or parallel workers that would each load the model); leave it out with --model.")
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds} leaves nothing to run; use at least 1 (2+ for a verdict).")
+    spec = resolve_model_and_data(args)  # refuses a bad path, family or data record before any work
+    out = Path(args.out)
+    for d in (out, out / "cells", out / args.hypothesis):
+        if d.exists() and not d.is_dir():
+            raise UsageError(f"{d} is a file where a directory belongs; choose another --out or move that file.")
+    from interference.threads import configure_threads
+    configure_threads(args.device)
+    t0 = time.time()
+    share = args.min_known_share if args.min_known_share is not None else 0.3
+    from interference.models import resolve_device
+    module, cfg, ctx = prepare(args.hypothesis, spec, out, args.quick, args.seeds, device=str(resolve_device(args.device)),
+                               progress=not args.no_progress, min_known_share=share)
+    _check_compatible(out / module.NAME, hypothesis_config(module, cfg, ctx), module.NAME)
+    v = run_module(module, cfg, ctx)
+    print(format_table(v, out / module.NAME))
+    print(f"done in {time.time() - t0:.0f}s")
+    return 0
 
 
 def format_table(v: dict, d: Path) -> str:
