@@ -90,6 +90,9 @@ def parse(argv):
                     help="extra base consolidation levels, e.g. 0.5,2 (capacity and behavior_cloning repeat their "
                          "experiment on a base trained that many memorisation-steps past memorising; the "
                          "consolidation axis of issue 9). Changes the run's settings: use its own --out")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
+                    help="with --model: auto (default) = bf16 autocast on a GPU that has it, else fp32; fp16 = "
+                         "float16 autocast with a loss scaler (CUDA only). The synthetic grids always run fp32")
     from interference.real_data import add_arguments as add_real_arguments
     add_real_arguments(ap)  # behavior_cloning and localized on a real model: hypotheses/real_world.py
     return ap.parse_args(argv)
@@ -109,6 +112,9 @@ def _main(args) -> int:
 
     if args.model is not None or args.data is not None:
         return _main_real(args)
+    if args.precision is not None:
+        raise UsageError("--precision applies to a real model (--model); the synthetic grids run in float32 so "
+                         "every stored cell stays comparable.")
     names = list(HYPOTHESES) if args.hypothesis == "all" else [args.hypothesis]
     if args.hypothesis != "all" and args.hypothesis not in HYPOTHESES:
         raise UsageError(f"unknown hypothesis {args.hypothesis!r}; choose one of "
@@ -181,7 +187,8 @@ def _main_real(args) -> int:
     share = args.min_known_share if args.min_known_share is not None else 0.3
     from interference.models import resolve_device
     module, cfg, ctx = prepare(args.hypothesis, spec, out, args.quick, args.seeds, device=str(resolve_device(args.device)),
-                               progress=not args.no_progress, min_known_share=share)
+                               progress=not args.no_progress, min_known_share=share,
+                               precision=args.precision or "auto")
     _check_compatible(out / module.NAME, hypothesis_config(module, cfg, ctx), module.NAME)
     v = run_module(module, cfg, ctx)
     print(format_table(v, out / module.NAME))

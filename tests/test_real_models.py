@@ -192,16 +192,18 @@ def test_finetune_cli_bad_real_input_is_one_sentence(tmp_path, capsys, argv, pat
 HYP = ["--quick", "--exemplar-sets", "2", "--samples", "2", "--no-progress", "--device", "cpu"]
 
 
-@pytest.mark.parametrize("name,data,pattern", [
-    ("capacity", "eq", "pre-trains bases of several widths"),
-    ("all", "eq", "pre-trains bases of several widths"),
-    ("localized", "eq", r"only 0 watched HighlyKnown facts have a subject of 3 or more tokens"),
+@pytest.mark.parametrize("name,extra,pattern", [
+    ("capacity", [], "pre-trains bases of several widths"),
+    ("all", [], "pre-trains bases of several widths"),
+    ("localized", [], r"only 0 watched HighlyKnown facts have a subject of 3 or more tokens"),
+    ("behavior_cloning", ["--precision", "fp16"], "fp16 needs a CUDA GPU"),
+    ("localized", ["--consolidations", "2"], "--consolidations does not apply to a real model"),
 ])
-def test_run_hypothesis_refuses_what_a_real_model_cannot_give_in_one_sentence(tmp_path, capsys, name, data, pattern):
+def test_run_hypothesis_refuses_what_a_real_model_cannot_give_in_one_sentence(tmp_path, capsys, name, extra, pattern):
     from interference import run_hypothesis
     capsys.readouterr()
     rc = run_hypothesis.main([name, "--model", str(rf.taught_model_dir()), "--data", str(rf.eq_dir()),
-                              "--out", str(tmp_path / "h"), *HYP])
+                              "--out", str(tmp_path / "h"), *HYP, *extra])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
     assert __import__("re").search(pattern, err), err
@@ -225,6 +227,8 @@ def test_hypothesis_runners_run_end_to_end_on_a_real_model(tmp_path, capsys, nam
     assert v["hypothesis"] == name and v["verdict"] in VERDICTS and v["seeds"] == 2
     assert v["preregistered"] == json.loads(json.dumps(module.PREREGISTERED.record()))
     assert v["base_hash"] not in {BaseSpec.default().hash(), BaseSpec.default(quick=True).hash()}
+    base = json.loads((out / name / "config.json").read_text())["base"]
+    assert base["precision"] == "fp32" and base["real"]["model"] == str(rf.taught_model_dir().resolve())
     cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
     assert all(c["key"]["prereg"] == module.PREREGISTERED.hash() and c["key"]["base"] == v["base_hash"] for c in cells)
     real_names = {r.fact.subject for r in load_qa_records(data)}

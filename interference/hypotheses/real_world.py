@@ -71,17 +71,19 @@ class RealBase:
     """Stands where a ``BaseSpec`` stands in a grid: what every cell's result depends on. There is
     no consolidation axis on a given model (``pretrain.consolidation`` is None)."""
 
-    def __init__(self, spec: RealSpec):
-        self.spec = spec
+    def __init__(self, spec: RealSpec, precision: str = "fp32"):
+        self.spec, self.precision = spec, precision
         self.weights = model_fingerprint(spec.model)
         self.data = data_fingerprint(spec.data)
         self.pretrain = SimpleNamespace(consolidation=None)
 
     def to_dict(self) -> dict:
-        return {"real": self.spec.to_dict(), "weights_fingerprint": self.weights, "data_fingerprint": self.data}
+        return {"real": self.spec.to_dict(), "weights_fingerprint": self.weights, "data_fingerprint": self.data,
+                "precision": self.precision}
 
     def hash(self) -> str:
-        return config_hash({"weights": self.weights, "data": self.data, "slick": self.spec.slick})
+        return config_hash({"weights": self.weights, "data": self.data, "slick": self.spec.slick,
+                            "precision": self.precision})  # bf16 and fp32 runs are different results
 
 
 class RealWorld:
@@ -130,8 +132,13 @@ class RealContext:
     """What ``common.run_module`` and the arms need of a ``Context``, for a given real model."""
 
     def __init__(self, spec: RealSpec, out: str | Path, device: str | None = None, progress: bool = True,
-                 min_known_share: float = 0.3):
+                 min_known_share: float = 0.3, precision: str = "auto"):
+        from interference.distributed import Distributed
         from interference.models import load_hf_model
+        self.dist = Distributed(precision=precision, device=device)  # the arms' autocast (and fp16 loss scaler)
+        if self.dist.world_size > 1:
+            raise RealHypothesisError("run_hypothesis runs in one process; start it with python -m, not accelerate "
+                                      "launch (finetune is the command that spreads over processes).")
         records = load_qa_records(spec.data)
         model, tok = load_hf_model(spec.model, device=device, trust_remote_code=spec.trust_remote_code)
         slick, self.slick_dir = cached_slick(spec, model, tok, records)
@@ -139,7 +146,7 @@ class RealContext:
         for p in model.parameters():
             p.requires_grad_(False)  # a frozen reference; every arm fine-tunes a copy
         self._base = (model, tok)
-        self.spec = RealBase(spec)
+        self.spec = RealBase(spec, self.dist.precision)
         self.world = RealWorld(records, slick, min_known_share)
         if not self.world.relations:
             raise RealHypothesisError(f"no relation keeps >= {min_known_share:.0%} Known facts for this model, so "
@@ -361,11 +368,12 @@ def loc_cells(cfg, ctx: RealContext) -> list[Cell]:
 
 # ------------------------------------------------------------------ entry point
 def prepare(name: str, spec: RealSpec, out, quick: bool, seeds: int | None, device=None, progress: bool = True,
-            min_known_share: float = 0.3):
+            min_known_share: float = 0.3, precision: str = "auto"):
     """(module stand-in, config, context) of hypothesis ``name`` on the real model and data."""
     if name not in NAMES:
         raise RealHypothesisError(f"{name!r} does not run on a real model; choose one of {list(NAMES)}.")
-    ctx = RealContext(spec, out, device=device, progress=progress, min_known_share=min_known_share)
+    ctx = RealContext(spec, out, device=device, progress=progress, min_known_share=min_known_share,
+                      precision=precision)
     if name == "behavior_cloning":
         cfg, module = bc_config(quick, ctx.world), _module(bc, bc_cells, bc.summarize)
     else:
