@@ -65,50 +65,93 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_give_the_single_process_run_at_the_same_global_batch(tmp_path, quick_base):
-    """``accelerate launch`` with 2 CPU processes vs 1 process, both at global batch 8.
+TWO_PROC_ARGS = ["--quick", "--method", "sft", "--steps", "6", "--batch-size", "8", "--eval-every", "3",
+                 "--no-progress", "--device", "cpu"]
+
+
+def _env():
+    import os
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def single_process_run(tmp_path_factory, quick_base):
+    import subprocess
+    import sys
+    out = tmp_path_factory.mktemp("dist") / "one"
+    one = subprocess.run([sys.executable, "-m", "interference.finetune", *TWO_PROC_ARGS, "--out", str(out)],
+                         env=_env(), capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_give_the_single_process_run_at_the_same_global_batch(tmp_path, single_process_run, quick_base,
+                                                                           strategy):
+    """``accelerate launch`` with 2 CPU processes vs 1 process, both at global batch 8, with the
+    model replicated (ddp) or sharded by FSDP2 (fsdp: each process holds half of every parameter).
 
     ``--multi_gpu`` is what starts several processes: ``accelerate launch --cpu --num_processes 2``
     starts only one (accelerate 1.15's simple launcher). With no GPU visible, torchrun's processes
-    join a gloo group on the CPU. Tolerance: the gradient average is exact up to float32
-    reduction order (~1e-7 relative), so losses agree to 1e-5 relative, every per-fact answer is
-    the same, and gold log-probs (rounded to 5 decimals) within 1e-3.
+    join a gloo group on the CPU. Tolerance: the gradient average (DDP's all-reduce or FSDP's
+    reduce-scatter) is exact up to float32 reduction order (~1e-7 relative), so losses agree to
+    1e-5 relative, every per-fact answer is the same, gold log-probs (rounded to 5 decimals) within
+    1e-3, and the saved weights differ by under 5% of how far training moved them.
     """
     import json
-    import os
     import shutil
     import subprocess
     import sys
     from pathlib import Path
 
+    from safetensors.torch import load_file
+
     accelerate = Path(sys.executable).parent / "accelerate"
     if not accelerate.exists():
         accelerate = shutil.which("accelerate")
     assert accelerate, "accelerate's launcher is part of the environment"
-    args = ["--quick", "--method", "sft", "--steps", "6", "--batch-size", "8", "--eval-every", "3",
-            "--no-progress", "--device", "cpu"]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, "-m", "interference.finetune", *args, "--out", str(tmp_path / "one")],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-                          "-m", "interference.finetune", *args, "--out", str(tmp_path / "two")],
-                         env=env, capture_output=True, text=True, timeout=600)
+                          "-m", "interference.finetune", *TWO_PROC_ARGS, "--strategy", strategy,
+                          "--out", str(tmp_path / "two")],
+                         env=_env(), capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-2000:]
-    cfg = {d: json.loads((tmp_path / d / "config.json").read_text()) for d in ("one", "two")}
-    assert cfg["one"]["world_size"] == 1 and cfg["two"]["world_size"] == 2
-    m = {d: json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two")}
+    dirs = {"one": single_process_run, "two": tmp_path / "two"}
+    cfg = {d: json.loads((p / "config.json").read_text()) for d, p in dirs.items()}
+    assert cfg["one"]["world_size"] == 1 and cfg["two"]["world_size"] == 2 and cfg["two"]["strategy"] == strategy
+    m = {d: json.loads((p / "metrics.json").read_text()) for d, p in dirs.items()}
+    # FSDP: the main process held half of the trained parameters (odd sizes round up); DDP: all of them
+    share = m["two"]["trainable_on_main"] / m["two"]["n_trainable"]
+    assert (0.5 <= share < 0.55) if strategy == "fsdp" else share == 1.0
     for a, b in zip(m["one"]["history"], m["two"]["history"]):
         assert a["step"] == b["step"] and {k: a[k] for k in ("task", "plasticity", "stability")} == \
             {k: b[k] for k in ("task", "plasticity", "stability")}
         if a["loss"] is not None:
             assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
-    rows = {d: [json.loads(x) for x in (tmp_path / d / "timeline.jsonl").read_text().splitlines()] for d in m}
+    rows = {d: [json.loads(x) for x in (p / "timeline.jsonl").read_text().splitlines()] for d, p in dirs.items()}
     assert [(r["fact_id"], r["step"], r["correct"], r["prediction"]) for r in rows["one"]] == \
         [(r["fact_id"], r["step"], r["correct"], r["prediction"]) for r in rows["two"]]
     assert max(abs(a["gold_logprob"] - b["gold_logprob"]) for a, b in zip(rows["one"], rows["two"])) < 1e-3
+    # the saved weights: AdamW divides every gradient entry by its own running scale, so entries
+    # whose gradient is ~0 turn float32 reduction-order noise into visible steps (4e-5 here, in
+    # DDP and FSDP alike); the two runs must still be far closer to each other than to the base
+    w = {d: load_file(str(p / "model" / "model.safetensors")) for d, p in dirs.items()}
+    base = load_file(str(Path(quick_base[3]) / "model.safetensors"))
+    assert w["one"].keys() == w["two"].keys() == base.keys()
+    apart = max(float((w["two"][k] - w["one"][k]).abs().max()) for k in base)
+    moved = max(float((w["one"][k] - base[k]).abs().max()) for k in base)
+    assert apart < 0.05 * moved, (apart, moved)
     assert not list(tmp_path.glob(".two.rank*"))  # the second process's scratch copy is gone
+
+
+def test_fsdp_refuses_methods_that_hold_unsharded_parameters_in_one_sentence():
+    d = Distributed(device="cpu", strategy="fsdp")
+    d.check_method("self_distill")
+    with pytest.raises(DistributedError, match="--strategy fsdp supports the methods .* ewc keeps references") as e:
+        d.check_method("ewc")
+    assert "\n" not in str(e.value)
+    with pytest.raises(DistributedError, match="unknown strategy 'zero3'"):
+        Distributed(device="cpu", strategy="zero3")
 
 
 # ------------------------------------------------------------------ fp16: the loss scaler inside the one loop
