@@ -21,7 +21,8 @@ where every call is a no-op or the identity, so there is one code path):
   gradients do not underflow float16), gradients are unscaled before clipping (the clip threshold
   is in true gradient units), and a step whose gradients hold inf/nan is skipped with the scale
   halved. Gradients are averaged over processes while still scaled (the same factor everywhere),
-  and an inf on one process is inf in the average, so every process skips the same steps.
+  and an inf on one process is inf in the average, so every process skips the same steps (under
+  FSDP, where each process sees only its shards, ``ShardedGradScaler`` agrees on the skip).
 - ``shard(items)`` / ``gather(rows)``: evaluation work split over processes and collected on
   every process; ``all_sum`` for counts and the logged loss.
 - ``is_main``: the only process that writes into the run directory; the others write their
@@ -150,7 +151,12 @@ class Distributed:
                                    "on CPU use fp32 (or auto).")
         self.precision = "fp16" if precision == "fp16" else (
             "bf16" if precision in ("auto", "bf16") and bf16_ok else "fp32")
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.scaler = None
+        if self.precision == "fp16":
+            # under FSDP each process checks only its shards for inf: the sharded scaler agrees on
+            # skipping over all processes (DDP's gradients are already identical everywhere)
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+            self.scaler = ShardedGradScaler(device="cuda") if self.sharded else torch.amp.GradScaler("cuda")
 
     @classmethod
     def single(cls) -> "Distributed":
