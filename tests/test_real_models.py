@@ -300,3 +300,43 @@ def test_a_trained_model_saves_and_reloads_as_the_same_function(tmp_path, arch, 
     again, _ = load_hf_model(tmp_path / "saved", device="cpu")
     with torch.no_grad():
         torch.testing.assert_close(model_logits(again, ids).double(), trained.double(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_frozen_teacher_shares_nothing_with_the_student_and_is_never_trained(tmp_path, monkeypatch):
+    """Self-distillation on a real model: the format teacher is a separate frozen copy (no tensor
+    storage in common with the student, nothing requires grad), its logits carry no autograd
+    graph, and after training every teacher weight is what it was before."""
+    from interference import train
+    from interference.methods import self_distill
+    from interference.real_data import RealSpec, SliCKConfig
+    seen = {}
+
+    class Watch:
+        def on_start(self, ctx):
+            t, s = ctx.teacher, ctx.model
+            seen["shared"] = {p.untyped_storage().data_ptr() for p in t.parameters()} & \
+                {p.untyped_storage().data_ptr() for p in s.parameters()}
+            seen["grad"] = [n for n, p in t.named_parameters() if p.requires_grad]
+            seen["before"] = {n: p.detach().clone() for n, p in t.named_parameters()}
+            seen["teacher"] = t
+
+    real_logits = self_distill.model_logits
+    graphs = []
+
+    def logits(m, ids):
+        out = real_logits(m, ids)
+        if m is seen.get("teacher"):
+            graphs.append(out.requires_grad)
+        return out
+    monkeypatch.setattr(self_distill, "model_logits", logits)
+    spec = RealSpec(model=str(rf.taught_model_dir().resolve()), data=str(rf.eq_dir().resolve()),
+                    slick=SliCKConfig(n_exemplar_sets=2, n_samples=2).to_dict())
+    cfg = train.FinetuneConfig.quick(method="self_distill", method_options={"teacher": "format"}, steps=3,
+                                     eval_every=3, real=spec.to_dict(),
+                                     data=SFTDataConfig(n_facts=8, n_task=4, n_stability=8))
+    rec = train.finetune(cfg, tmp_path / "run", callbacks=[Watch()], progress=False, device="cpu")
+    assert rec.metrics["steps"] == 3
+    assert seen["shared"] == set() and seen["grad"] == []
+    assert graphs and not any(graphs)  # the teacher ran on every step, never building a graph
+    for n, p in seen["teacher"].named_parameters():
+        assert torch.equal(p, seen["before"][n]), n
