@@ -181,12 +181,13 @@ def _main_real(args) -> int:
     for d in (out, out / "cells", out / args.hypothesis):
         if d.exists() and not d.is_dir():
             raise UsageError(f"{d} is a file where a directory belongs; choose another --out or move that file.")
+    from interference.models import resolve_device
     from interference.threads import configure_threads
-    configure_threads(args.device)
+    device = str(resolve_device(args.device))
+    configure_threads(device)  # one thread on CPU: see interference.threads
     t0 = time.time()
     share = args.min_known_share if args.min_known_share is not None else 0.3
-    from interference.models import resolve_device
-    module, cfg, ctx = prepare(args.hypothesis, spec, out, args.quick, args.seeds, device=str(resolve_device(args.device)),
+    module, cfg, ctx = prepare(args.hypothesis, spec, out, args.quick, args.seeds, device=device,
                                progress=not args.no_progress, min_known_share=share,
                                precision=args.precision or "auto")
     _check_compatible(out / module.NAME, hypothesis_config(module, cfg, ctx), module.NAME)

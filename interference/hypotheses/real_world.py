@@ -323,7 +323,8 @@ def _run_loc_arm(cfg, ctx: RealContext, arm_name: str, seed: int) -> dict:
     res = train_arm(ctx, cfg, arm, train, watch, seed)
     out = {"arm": arm_name, "seed": seed, "fact_ids": [f.fact_id for f in watch],
            "entity_ids": [f.entity_id for f in watch], "target_eids": sorted({t.entity_id for t in targets}),
-           "pair_value": {t.fact_id: v for t, v in zip(targets, values)}, "new_names": names, "new_name_targets": [t.subject for t in targets], "reads": res.reads}
+           "pair_value": {t.fact_id: v for t, v in zip(targets, values)}, "new_names": names,
+           "new_name_targets": [t.subject for t in targets], "reads": res.reads}
     if arm_name in loc.PATCH_ARMS:
         out["patching"] = patch_forgotten(model, res.model, tok, watch, seed, ctx.n_layers)
     if arm_name in loc.PREDICT_ARMS:
