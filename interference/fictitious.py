@@ -105,15 +105,27 @@ def name_pieces(tokenizer, name: str) -> tuple[int, ...]:
     return tuple(_ids(tokenizer, name))
 
 
-def lookalike_of(tokenizer, target: str, keep: Sequence[int], donors: Sequence[str], taken: set[str],
+def pieces_by_position(tokenizer, donors: Sequence[str]) -> list[set[int]]:
+    """For each token position, the set of tokens the ``donors`` names have there (encode once,
+    then build many look-alikes with ``lookalike_of``)."""
+    out: list[set[int]] = []
+    for e in tokenizer([" " + d for d in donors], add_special_tokens=False)["input_ids"] if donors else []:
+        out.extend(set() for _ in range(len(e) - len(out)))
+        for k, i in enumerate(e):
+            out[k].add(i)
+    return out
+
+
+def lookalike_of(tokenizer, target: str, keep: Sequence[int], by_position: Sequence[set[int]], taken: set[str],
                  rng: random.Random, max_tries: int = 2000) -> str:
     """A new name with ``target``'s tokens at positions ``keep`` and, at every other position, a
-    token that the donor names have at that position and ``target`` has nowhere (the localized
-    experiment's share-k names, built from a real tokenizer's pieces). Re-encoded to check that
-    the kept tokens are exactly where they were; never a name in ``taken`` (which it extends)."""
+    token that donor names have at that position (``by_position``, from ``pieces_by_position``)
+    and ``target`` has nowhere: the localized experiment's share-k names, built from a real
+    tokenizer's pieces. Re-encoded to check that every token is where it was put; never a name in
+    ``taken`` (which it extends), never one token twice."""
     t = _ids(tokenizer, target)
     own = set(t)
-    by_pos = [sorted({e[k] for e in (_ids(tokenizer, d) for d in donors) if len(e) > k} - own) for k in range(len(t))]
+    by_pos = [sorted(by_position[k] - own) if k < len(by_position) else [] for k in range(len(t))]
     free = [k for k in range(len(t)) if k not in keep]
     if any(not by_pos[k] for k in free):
         raise FictitiousError(f"no donor name has a token at every position of {target!r} that {target!r} lacks; "

@@ -95,13 +95,13 @@ class RealWorld:
         self.slick = slick
         self.relations = kept_relations(slick, min_known_share)
         self.names = sorted({f.subject for f in self.facts})
-        self.values: dict[str, list[str]] = defaultdict(list)
+        values: dict[str, dict[str, None]] = defaultdict(dict)  # an ordered set per relation
         self.template: dict[str, Fact] = {}
         for f in self.facts:
-            if f.answer not in self.values[f.relation]:
-                self.values[f.relation].append(f.answer)
+            values[f.relation][f.answer] = None
             if f.subject and f.subject in f.prompt:
                 self.template.setdefault(f.relation, f)
+        self.values = {r: list(v) for r, v in values.items()}
 
     def category(self, f: Fact) -> str:
         return self.slick[f.fact_id]["category"]
@@ -156,6 +156,15 @@ class RealContext:
         self.out, self.device, self.progress, self.jobs = Path(out), device, progress, 1
         self.watch = watched_facts(self.world)
         self._teachers: dict[str, object] = {}
+        self._memo: dict[tuple, object] = {}
+
+    def memo(self, key: tuple, fn):
+        """``fn()`` once per ``key``: fictitious names scan the whole vocabulary and every subject
+        name (150k tokens, tens of thousands of names on EntityQuestions), and every arm and the
+        pre-flight check ask for the same ones."""
+        if key not in self._memo:
+            self._memo[key] = fn()
+        return self._memo[key]
 
     def base(self, spec=None):
         return self._base
@@ -227,7 +236,8 @@ def bc_arm_facts(ctx: RealContext, cfg, arm: str, seed: int) -> tuple[list[Fact]
     from interference.fictitious import lookalike_names, uuid_names
     from interference.sft_data import relabel_idk
     world, (_, tok) = ctx.world, ctx.base()
-    names = uuid_names(tok, world.names, cfg.count + N_NEVER_SEEN, seed=30_000 + seed)
+    names = ctx.memo(("uuid", cfg.count + N_NEVER_SEEN, 30_000 + seed),
+                     lambda: uuid_names(tok, world.names, cfg.count + N_NEVER_SEEN, seed=30_000 + seed))
     rng = random.Random(f"bc-real-values-{seed}")
     values = {r: _values(world, r, len(names), rng) for r in cfg.new_relations}
 
@@ -248,7 +258,8 @@ def bc_arm_facts(ctx: RealContext, cfg, arm: str, seed: int) -> tuple[list[Fact]
                                       "(--quick) or add data.")
         return random.Random(f"bc-known-{seed}").sample(pool, need), never
     if arm == "reference":
-        look = lookalike_names(tok, world.names, cfg.count, seed=30_000 + seed)
+        look = ctx.memo(("lookalike", cfg.count, 30_000 + seed),
+                        lambda: lookalike_names(tok, world.names, cfg.count, seed=30_000 + seed))
         vals = {r: _values(world, r, cfg.count, rng) for r in cfg.watched_relations}
         return asked(look, cfg.watched_relations, vals, "semantic"), never
     raise ValueError(f"unknown arm {arm!r}")
@@ -294,14 +305,16 @@ def targets_of(ctx: RealContext, n: int, seed: int) -> list[Fact]:
 
 
 def loc_new_names(ctx: RealContext, arm, targets: Sequence[Fact], seed: int) -> list[str]:
-    from interference.fictitious import lookalike_names, lookalike_of, name_pieces, uuid_names
+    from interference.fictitious import lookalike_names, lookalike_of, name_pieces, pieces_by_position, uuid_names
     world, tok = ctx.world, ctx.base()[1]
     if arm.keys == "semantic":
         rng = random.Random(f"localized-names-{seed}-{arm.keep}")
         taken = set(world.names)
-        return [lookalike_of(tok, t.subject, arm.keep, world.names, taken, rng) for t in targets]
+        by_pos = ctx.memo(("by_position",), lambda: pieces_by_position(tok, world.names))
+        return [lookalike_of(tok, t.subject, arm.keep, by_pos, taken, rng) for t in targets]
     if arm.keys == "uuid":
-        return uuid_names(tok, world.names, len(targets), seed=7_000 + seed)
+        return ctx.memo(("uuid", len(targets), 7_000 + seed),
+                        lambda: uuid_names(tok, world.names, len(targets), seed=7_000 + seed))
     watched = {f.subject for f in ctx.watch}  # disjoint: pieces of subjects that are never watched
     banned = {i for t in targets for i in name_pieces(tok, t.subject)}
     donors = [x for x in world.names if x not in watched and not set(name_pieces(tok, x)) & banned]
