@@ -356,7 +356,8 @@ def _finetune(cfg: FinetuneConfig, cfg_dict: dict, out: Path, callbacks: Sequenc
     n_trainable = sum(p.numel() for _, p in params)
     names = {n for n, p in model.named_parameters() if id(p) in chosen}
     dist.shard_model(model)  # FSDP: the parameters become shards, so the trainable ones are found again by name
-    trainable = [p for n, p in model.named_parameters() if n in names]
+    # (unsharded: the method's own order, which the optimizer state in a checkpoint is stored in)
+    trainable = [p for n, p in model.named_parameters() if n in names] if dist.sharded else [p for _, p in params]
 
     train = pack(tok, [(f.prompt, f.answer) for f in data.train], int(model.cfg.n_ctx)).to(dev)
     loop_cfg = cfg.loop_config(len(train))
