@@ -3,6 +3,7 @@
     python -m interference.run_hypothesis localized                 # default world, ~10 min on 2 cores
     python -m interference.run_hypothesis all --quick --seeds 2     # tiny world, for tests and CI
     python -m interference.run_hypothesis capacity --seeds 5 --world world.json --out runs/h
+    python -m interference.run_hypothesis localized --model ~/models/Qwen2.5-1.5B --data ~/data/eq --out runs/hq
 
 Writes ``OUT/<hypothesis>/verdict.json`` (verdict, share with its 95% CI over seeds, statistics
 with CIs, the deciding rule, per-seed metrics), ``per_seed.json`` and PNG + PDF plots; ``all``
@@ -13,6 +14,10 @@ Each hypothesis runs its own pre-registered experiment (``PREREGISTERED`` in its
 the three hypotheses' predictions, the rule); the registration's hash is part of every cell key
 and of the output directory's config, so results planned under another endpoint are never
 reused. Default seeds: 5 for capacity and behavior_cloning (capacity also pre-trains a d64 base).
+
+With ``--model DIR --data PATH`` behavior_cloning and localized run on a real model and real QA
+data (``hypotheses.real_world``: SliCK for what the base knows, fictitious entities from its own
+tokenizer); capacity and all are refused there (they pre-train bases of several widths).
 """
 from __future__ import annotations
 
