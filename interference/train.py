@@ -292,6 +292,23 @@ class _Timeline:
         self.ctx.step = state.step
 
 
+def with_scaler_state(extra, restore, scaler):
+    """``extra`` / ``restore`` of a checkpoint, with the fp16 loss scaler's state (its scale and
+    growth counter) stored beside them, so a resumed fp16 run continues at the scale it had
+    rather than starting over from 2^16 and skipping steps to find it again."""
+    if scaler is None:
+        return extra, restore
+
+    def extra_with():
+        return {**extra(), "grad_scaler": scaler.state_dict()}
+
+    def restore_with(x: dict) -> None:
+        restore(x)
+        if x.get("grad_scaler"):
+            scaler.load_state_dict(x["grad_scaler"])
+    return extra_with, restore_with
+
+
 # ------------------------------------------------------------------ a run
 def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), progress: bool = True,
              device: str | None = None, resume: bool = True) -> RunRecord:
@@ -368,8 +385,8 @@ def _finetune(cfg: FinetuneConfig, cfg_dict: dict, out: Path, callbacks: Sequenc
         return loss, {}
 
     timeline = _Timeline(ctx, data, out / TIMELINE, callbacks, dist)
-    ckpt = Checkpoints(out / CKPT, cfg.ckpt_every, extra=timeline.checkpoint_extra, restore=timeline.restore,
-                       resume=resume)
+    extra, restore = with_scaler_state(timeline.checkpoint_extra, timeline.restore, dist.scaler)
+    ckpt = Checkpoints(out / CKPT, cfg.ckpt_every, extra=extra, restore=restore, resume=resume)
     train_loop(model, trainable, train, loop_cfg, loss_fn, callbacks=[timeline] if dist.sharded else [ckpt, timeline],
                progress=progress and dist.is_main, desc=f"finetune[{cfg.method}]", dist=dist)
 

@@ -219,3 +219,26 @@ def test_fp16_is_refused_on_cpu_in_one_sentence():
     with pytest.raises(DistributedError, match="fp16 needs a CUDA GPU") as e:
         Distributed(precision="fp16", device="cpu")
     assert "\n" not in str(e.value)
+
+
+def test_fp16_scaler_state_goes_into_checkpoints_and_comes_back(tmp_path):
+    """A resumed fp16 run continues at the scale it had: the scaler's state is saved with the
+    checkpoint's extra state (through the real checkpoint files) and restored."""
+    from interference.checkpoint import load_checkpoint, save_checkpoint
+    from interference.loop import LoopConfig, make_optimizer
+    from interference.train import with_scaler_state
+    model = _Lin()
+    opt, sched = make_optimizer(list(model.parameters()), LoopConfig(lr=0.1, batch_size=1, steps=3))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    scaler.scale(model.w.sum() * float("inf")).backward()
+    scaler.step(opt)
+    scaler.update()  # the inf halves the scale: 2^9
+    got = {}
+    extra, _ = with_scaler_state(lambda: {"history": [1]}, None, scaler)
+    save_checkpoint(tmp_path, model, opt, sched, 1, extra())
+    fresh = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+    _, restore = with_scaler_state(None, got.update, fresh)
+    step, x = load_checkpoint(tmp_path, model, opt, sched)
+    restore(x)
+    assert step == 1 and got["history"] == [1] and fresh.get_scale() == 2.0 ** 9
+    assert with_scaler_state(dict, got.update, None) == (dict, got.update)  # fp32/bf16: unchanged
