@@ -175,16 +175,21 @@ class RealContext:
     def cache(self) -> Path:
         return self.out / "cells"
 
+    def teacher_facts(self) -> list[Fact]:
+        """HighlyKnown facts that are not watched: what the format teacher may learn the format on."""
+        watched = {f.fact_id for f in self.watch}
+        facts = [f for f in self.world.of(self.world.relations, ("HighlyKnown",)) if f.fact_id not in watched]
+        if not facts:
+            raise RealHypothesisError("every HighlyKnown fact is watched, so none is left to train the format "
+                                      "teacher of the self-distillation arm on; add data.")
+        return facts
+
     def teacher(self, recipe, spec=None, n_facts: int = 400):
         """The frozen format teacher: one epoch on HighlyKnown facts that are not watched."""
         from interference.teacher import format_teacher
         key = config_hash(recipe.to_dict())
         if key not in self._teachers:
-            watched = {f.fact_id for f in self.watch}
-            facts = [f for f in self.world.of(self.world.relations, ("HighlyKnown",)) if f.fact_id not in watched]
-            if not facts:
-                raise RealHypothesisError("every HighlyKnown fact is watched, so none is left to train the format "
-                                          "teacher on; add data or drop the self-distillation arm.")
+            facts = self.teacher_facts()
             model, tok = self._base
             facts = random.Random("format-teacher").sample(facts, min(n_facts, len(facts)))
             self._teachers[key] = format_teacher(model, tok, facts, recipe, base_dir=self.slick_dir,
@@ -403,4 +408,6 @@ def prepare(name: str, spec: RealSpec, out, quick: bool, seeds: int | None, devi
             targets = targets_of(ctx, cfg.n_targets, seed)
             for arm in cfg.arms:
                 loc_new_names(ctx, loc.ARMS[arm], targets, seed)
+        if any(loc.ARMS[a].method == "self_distill" for a in cfg.arms):
+            ctx.teacher_facts()
     return module, cfg, ctx
