@@ -3,6 +3,7 @@
     python benchmarks/gpu_check.py                # one GPU, < 10 min; writes benchmarks/results/gpu_check.json
     python benchmarks/gpu_check.py --tiny         # a 2-layer model on CPU in seconds (CI / tests)
     python benchmarks/gpu_check.py --out other.json --steps 50
+    python benchmarks/gpu_check.py --precision fp16   # float16 autocast + loss scaler (GPUs without bf16)
 
 Nothing is downloaded: a Llama config with random weights and a word-level tokenizer over the
 synthetic world's vocabulary are written to a temporary directory and loaded through
@@ -14,8 +15,9 @@ Per method it reports steps/s, tokens/s (real, non-pad tokens) and peak memory (
 allocated bytes of that phase; CPU: the process's peak RSS so far), and the
 self-distillation / SFT step-time ratio: the teacher's extra no-grad forward pass is what
 self-distillation costs over SFT. Steps go through the package's one training loop with the
-``Distributed`` helper, so on a GPU with bfloat16 they run under bf16 autocast as ``finetune``
-does there (fp32 elsewhere).
+``Distributed`` helper, so ``--precision`` means what it means for ``finetune``: ``auto`` is bf16
+autocast on a GPU with bfloat16 (fp32 elsewhere), ``fp16`` float16 autocast with the loop's loss
+scaler (CUDA only; the report counts the steps it skipped), ``fp32`` no autocast.
 """
 from __future__ import annotations
 
@@ -110,7 +112,7 @@ class _Timer:
 
 def time_method(name: str, model, tok, data, dist, steps: int, warmup: int, batch: int) -> dict:
     """Steps/s, tokens/s and peak memory of ``steps`` updates of ``name`` through the one training
-    loop (``interference.loop.train_loop``, with bf16 autocast on a GPU that has it)."""
+    loop (``interference.loop.train_loop``, under ``dist``'s precision)."""
     method = get_method(name, teacher="base") if name == "self_distill" else get_method(name)
     student = clone_model(model).train()
     if name == "self_distill":
@@ -131,11 +133,12 @@ def time_method(name: str, model, tok, data, dist, steps: int, warmup: int, batc
         last["loss"] = float(loss.detach())
         return loss, {}
 
-    train_loop(student, [p for p in student.parameters() if p.requires_grad], data.to(dist.device), cfg, loss_fn,
-               callbacks=[timer], dist=dist)
+    state = train_loop(student, [p for p in student.parameters() if p.requires_grad], data.to(dist.device), cfg,
+                       loss_fn, callbacks=[timer], dist=dist)
     dt = timer.seconds
     out = {"steps": steps, "seconds": dt, "steps_per_s": steps / dt, "tokens_per_s": timer.tokens / dt,
-           "step_seconds": dt / steps, "peak_memory_bytes": _peak(dist.device), "final_loss": last["loss"]}
+           "step_seconds": dt / steps, "peak_memory_bytes": _peak(dist.device), "final_loss": last["loss"],
+           "skipped_steps": state.skipped}
     del student, method
     return out
 
@@ -148,6 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, help="default 32, --tiny 4")
     ap.add_argument("--shots", type=int, default=7, help="QA exemplars before each asked fact")
     ap.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                    help="as finetune's: auto = bf16 on a GPU that has it, else fp32; fp16 needs CUDA")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu_check.json"))
     args = ap.parse_args(argv)
     steps = args.steps if args.steps is not None else (3 if args.tiny else 40)
@@ -156,7 +161,13 @@ def main(argv=None) -> int:
     if steps < 1 or batch < 1 or warmup < 0:
         print("error: --steps and --batch-size must be positive and --warmup non-negative.", file=sys.stderr)
         return 2
-    dist = Distributed(precision="auto", device="cpu" if args.tiny and args.device == "auto" else args.device)
+    from interference.distributed import DistributedError
+    try:
+        dist = Distributed(precision=args.precision,
+                           device="cpu" if args.tiny and args.device == "auto" else args.device)
+    except DistributedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     dev = dist.device
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
@@ -166,9 +177,11 @@ def main(argv=None) -> int:
     results = {m: time_method(m, model, tok, data, dist, steps, warmup, batch) for m in ("sft", "self_distill")}
     report = {
         "what": "SFT vs self-distillation step cost, random Llama-style model, few-shot QA batches",
-        "command": "python benchmarks/gpu_check.py" + (" --tiny" if args.tiny else ""),
+        "command": "python benchmarks/gpu_check.py" + (" --tiny" if args.tiny else "")
+                   + (f" --precision {args.precision}" if args.precision != "auto" else ""),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or 'unknown'})",
-        "dtype": "bf16 autocast" if dist.precision == "bf16" else "float32",
+        "dtype": {"bf16": "bf16 autocast", "fp16": "fp16 autocast + loss scaler"}.get(dist.precision, "float32"),
+        "precision": dist.precision,
         "n_parameters": n_params, "batch_size": batch, "seq_len": int(data.ids.shape[1]),
         "torch": torch.__version__, **results,
         "self_distill_over_sft_step_time": results["self_distill"]["step_seconds"] / results["sft"]["step_seconds"],

@@ -15,15 +15,39 @@ where every call is a no-op or the identity, so there is one code path):
   after the last micro-batch, in flat buckets (what DDP does, without overlapping it with the
   backward pass: methods hold references to the unwrapped model's parameters - anchors, Fisher
   weights, LoRA adapters - so the model is never wrapped).
-- ``autocast()``: bf16 on GPUs that have it (fp32 elsewhere; no fp16, which would need a loss
-  scaler in the loop).
+- ``autocast()``: bf16 on GPUs that have it, fp16 when asked for (``precision="fp16"``, GPUs
+  without bfloat16 such as V100/T4), fp32 elsewhere. fp16 comes with ``scaler``, a
+  ``torch.amp.GradScaler`` the loop uses: the loss is scaled before ``backward`` (so small
+  gradients do not underflow float16), gradients are unscaled before clipping (the clip threshold
+  is in true gradient units), and a step whose gradients hold inf/nan is skipped with the scale
+  halved. Gradients are averaged over processes while still scaled (the same factor everywhere),
+  and an inf on one process is inf in the average, so every process skips the same steps (under
+  FSDP, where each process sees only its shards, ``ShardedGradScaler`` agrees on the skip).
 - ``shard(items)`` / ``gather(rows)``: evaluation work split over processes and collected on
   every process; ``all_sum`` for counts and the logged loss.
 - ``is_main``: the only process that writes into the run directory; the others write their
   copies into a private scratch directory (``rank_out``), so no write site needs a guard.
 
-The frozen teacher and base copies are never prepared or synced: they share no tensor with the
-student, have ``requires_grad=False`` and run under ``no_grad``.
+Two strategies (``strategy``):
+
+- ``ddp`` (default): the model is replicated on every process and gradients are averaged by
+  ``sync_gradients``, as above.
+- ``fsdp``: for models whose weights, gradients and AdamW moments do not fit on one device.
+  ``shard_model`` applies FSDP2 (``torch.distributed.fsdp.fully_shard``) to every transformer
+  block and then to the whole model, after the method has chosen its trainable parameters, so
+  each process holds 1/world of every parameter (a DTensor), all-gathers a block's weights for
+  its forward and backward, and reduce-scatters (averages) gradients itself: ``sync_gradients``
+  then does nothing, and the loop's loss factors, clipping (a global norm over DTensors), AdamW
+  and loss scaler act on the shards unchanged. Every FSDP forward is a collective, so every
+  process must run the same forward passes: evaluation is not split over processes (``shard``
+  returns every item, ``gather`` this process's rows, which are every row) and its batch size is
+  the smallest any process chose. Only methods whose loss reads nothing but the forward pass
+  (sft, self_distill) are sharded; the others hold references to unsharded parameters (anchors,
+  Fisher weights, adapters). The final weights are gathered to the main process to be saved;
+  checkpoints are not written under FSDP (an interrupted FSDP run starts over).
+
+The frozen teacher and base copies are never prepared, sharded or synced: they share no tensor
+with the student, have ``requires_grad=False`` and run under ``no_grad``.
 """
 from __future__ import annotations
 
@@ -34,7 +58,9 @@ from typing import Sequence
 
 import torch
 
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+STRATEGIES = ("ddp", "fsdp")
+FSDP_METHODS = ("sft", "self_distill")  # methods whose loss reads only the forward pass
 
 
 class DistributedError(ValueError):
@@ -95,9 +121,13 @@ class Distributed:
     """See the module docstring. ``Distributed()`` inside ``accelerate launch`` joins the process
     group; outside it, it is a single process."""
 
-    def __init__(self, precision: str = "auto", grad_accum: int = 1, device: str | None = None) -> None:
+    def __init__(self, precision: str = "auto", grad_accum: int = 1, device: str | None = None,
+                 strategy: str = "ddp") -> None:
         if precision not in PRECISIONS:
             raise DistributedError(f"unknown precision {precision!r}; use one of {list(PRECISIONS)}.")
+        if strategy not in STRATEGIES:
+            raise DistributedError(f"unknown strategy {strategy!r}; use one of {list(STRATEGIES)}.")
+        self.strategy = strategy
         if grad_accum < 1:
             raise DistributedError(f"grad_accum {grad_accum} must be at least 1.")
         self.grad_accum = grad_accum
@@ -116,14 +146,24 @@ class Distributed:
         bf16_ok = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         if precision == "bf16" and not bf16_ok:
             raise DistributedError("--precision bf16 needs a GPU with bfloat16 support; use auto or fp32.")
-        self.precision = "bf16" if precision in ("auto", "bf16") and bf16_ok else "fp32"
+        if precision == "fp16" and self.device.type != "cuda":
+            raise DistributedError("--precision fp16 needs a CUDA GPU (float16 autocast with a loss scaler); "
+                                   "on CPU use fp32 (or auto).")
+        self.precision = "fp16" if precision == "fp16" else (
+            "bf16" if precision in ("auto", "bf16") and bf16_ok else "fp32")
+        self.scaler = None
+        if self.precision == "fp16":
+            # under FSDP each process checks only its shards for inf: the sharded scaler agrees on
+            # skipping over all processes (DDP's gradients are already identical everywhere)
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+            self.scaler = ShardedGradScaler(device="cuda") if self.sharded else torch.amp.GradScaler("cuda")
 
     @classmethod
     def single(cls) -> "Distributed":
         """One process, fp32, no accumulation: the loop's default, where every call is a no-op."""
         d = cls.__new__(cls)
-        d.grad_accum, d.acc, d.world_size, d.rank, d._scratch = 1, None, 1, 0, None
-        d.device, d.precision = torch.device("cpu"), "fp32"
+        d.grad_accum, d.acc, d.world_size, d.rank, d._scratch, d.strategy = 1, None, 1, 0, None, "ddp"
+        d.device, d.precision, d.scaler = torch.device("cpu"), "fp32", None
         return d
 
     def mean_loss(self, local: torch.Tensor) -> torch.Tensor:
@@ -136,6 +176,51 @@ class Distributed:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def sharded(self) -> bool:
+        """True when the model is split over processes (FSDP with more than one process)."""
+        return self.strategy == "fsdp" and self.world_size > 1
+
+    def check_method(self, method: str) -> None:
+        if self.strategy == "fsdp" and method not in FSDP_METHODS:
+            raise DistributedError(f"--strategy fsdp supports the methods {list(FSDP_METHODS)}; {method} keeps "
+                                   "references to unsharded parameters (anchors, Fisher weights or adapters), so "
+                                   "run it with --strategy ddp.")
+
+    # -------------------------------------------------------------- FSDP
+    def shard_model(self, model) -> None:
+        """FSDP2 in place: every block (the model's ModuleList of ``n_layers`` modules), then the
+        rest of the model (embeddings, final norm, unembedding: tied weights stay in one group).
+        The parameters become DTensor shards: collect the trainable ones again by name after."""
+        if not self.sharded:
+            return
+        from torch.distributed.fsdp import fully_shard
+        n = int(model.cfg.n_layers)
+        blocks = next((m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n), None)
+        if blocks is None:
+            raise DistributedError(f"the model has no list of its {n} blocks to shard; use --strategy ddp.")
+        for block in blocks:
+            fully_shard(block)
+        fully_shard(model)
+
+    def full_state_dict(self, model) -> dict:
+        """The whole model's weights, on every process (each one seals its own run directory).
+        Every process must call it: the shards are gathered collectively."""
+        if not self.sharded:
+            return model.state_dict()
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+        return {k: v.detach().cpu() for k, v in full.items()}
+
+    def same_everywhere(self, n: int) -> int:
+        """The smallest ``n`` over processes (an evaluation batch size every FSDP process runs)."""
+        if not self.sharded:
+            return n
+        import torch.distributed as dist
+        t = torch.tensor([n], dtype=torch.int64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return int(t.item())
 
     def check_batch(self, batch_size: int) -> None:
         if batch_size < self.world_size * self.grad_accum:
@@ -152,17 +237,19 @@ class Distributed:
                 for m in micro_split(mine, self.grad_accum)]
 
     def autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if self.precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            return torch.autocast(device_type=self.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
+        """``loss.backward()``, through the loss scaler under fp16."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
     def sync_gradients(self, params: Sequence[torch.nn.Parameter], bucket_bytes: int = 64 << 20) -> None:
         """Average gradients over processes (a parameter without a gradient counts as zero, so
         every process reduces the same buckets)."""
-        if self.world_size == 1:
+        if self.world_size == 1 or self.sharded:  # FSDP reduce-scatters (averages) gradients itself
             return
         import torch.distributed as dist
         for p in params:
@@ -184,11 +271,13 @@ class Distributed:
 
     # -------------------------------------------------------------- evaluation and logging
     def shard(self, items: Sequence) -> list:
+        if self.sharded:  # every FSDP forward is a collective: every process runs all of them
+            return list(items)
         return list(items[self.rank::self.world_size])
 
     def gather(self, rows: list) -> list:
         """Every process's ``rows`` concatenated, in rank order, on every process."""
-        if self.world_size == 1:
+        if self.world_size == 1 or self.sharded:
             return list(rows)
         import torch.distributed as dist
         out: list = [None] * self.world_size

@@ -98,3 +98,44 @@ def uuid_names(tokenizer, real_names: Sequence[str], n: int, n_pieces: int = 3, 
     if len(out) < n:
         raise FictitiousError(f"only {len(out)} distinct uuid names could be made, fewer than the {n} asked for.")
     return out
+
+
+def name_pieces(tokenizer, name: str) -> tuple[int, ...]:
+    """The sub-word token ids of ``name`` as it appears after a word in a prompt."""
+    return tuple(_ids(tokenizer, name))
+
+
+def pieces_by_position(tokenizer, donors: Sequence[str]) -> list[set[int]]:
+    """For each token position, the set of tokens the ``donors`` names have there (encode once,
+    then build many look-alikes with ``lookalike_of``)."""
+    out: list[set[int]] = []
+    for e in tokenizer([" " + d for d in donors], add_special_tokens=False)["input_ids"] if donors else []:
+        out.extend(set() for _ in range(len(e) - len(out)))
+        for k, i in enumerate(e):
+            out[k].add(i)
+    return out
+
+
+def lookalike_of(tokenizer, target: str, keep: Sequence[int], by_position: Sequence[set[int]], taken: set[str],
+                 rng: random.Random, max_tries: int = 2000) -> str:
+    """A new name with ``target``'s tokens at positions ``keep`` and, at every other position, a
+    token that donor names have at that position (``by_position``, from ``pieces_by_position``)
+    and ``target`` has nowhere: the localized experiment's share-k names, built from a real
+    tokenizer's pieces. Re-encoded to check that every token is where it was put; never a name in
+    ``taken`` (which it extends), never one token twice."""
+    t = _ids(tokenizer, target)
+    own = set(t)
+    by_pos = [sorted(by_position[k] - own) if k < len(by_position) else [] for k in range(len(t))]
+    free = [k for k in range(len(t)) if k not in keep]
+    if any(not by_pos[k] for k in free):
+        raise FictitiousError(f"no donor name has a token at every position of {target!r} that {target!r} lacks; "
+                              "supply more subjects.")
+    for _ in range(max_tries):
+        ids = [t[k] if k in keep else rng.choice(by_pos[k]) for k in range(len(t))]
+        text = _text(tokenizer, ids)
+        if not text or text in taken or len(set(ids)) < len(ids) or _ids(tokenizer, text) != ids:
+            continue
+        taken.add(text)
+        return text
+    raise FictitiousError(f"no free look-alike of {target!r} keeping positions {list(keep)} was found; "
+                          "supply more subjects.")

@@ -65,7 +65,7 @@ def build_config(args) -> "FinetuneConfig":
           "method_options": options, "seed": args.seed, "real": real.to_dict() if real else None}
     if args.quick:
         kw = {**FinetuneConfig.quick().to_dict(), **kw}
-    for k in ("steps", "epochs", "lr", "batch_size", "eval_every", "grad_accum", "precision"):
+    for k in ("steps", "epochs", "lr", "batch_size", "eval_every", "grad_accum", "precision", "strategy"):
         if getattr(args, k) is not None:
             kw[k] = getattr(args, k)
     return FinetuneConfig(**kw)
@@ -90,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--eval-every", type=int)
     ap.add_argument("--grad-accum", type=int, help="micro-batches per update (the global batch stays --batch-size)")
-    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"],
-                    help="auto (default): bf16 autocast on a GPU that has it, else fp32")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
+                    help="auto (default): bf16 autocast on a GPU that has it, else fp32; fp16: float16 autocast "
+                         "with a loss scaler (CUDA only, for GPUs without bfloat16)")
+    ap.add_argument("--strategy", choices=["ddp", "fsdp"],
+                    help="under accelerate launch: ddp (default) replicates the model; fsdp shards it with FSDP2 "
+                         "(sft and self_distill; see docs/REAL_MODELS.md)")
     ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     ap.add_argument("--no-progress", action="store_true")

@@ -129,6 +129,7 @@ class LoopState:
     postfix: dict = field(default_factory=dict)  # shown on the progress bar after each evaluation
     stop: bool = False  # set by a callback to end training after this step
     resumed: bool = False  # set by a checkpoint callback that restored a run
+    skipped: int = 0  # fp16 only: updates the loss scaler skipped because a gradient was inf/nan
 
 
 LossFn = Callable[[Any, Packed, int], "tuple[torch.Tensor, dict]"]
@@ -192,9 +193,18 @@ def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: L
             loss = loss + part.detach().float() * factor
         dist.sync_gradients(params)
         loss = dist.mean_loss(loss)
+        scaler = getattr(dist, "scaler", None)  # fp16: gradients are scaled until unscale_
+        if scaler is not None:
+            scaler.unscale_(opt)  # before clipping, so grad_clip is in true gradient units
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
+        if scaler is None:
+            opt.step()
+        else:
+            scale = scaler.get_scale()
+            scaler.step(opt)  # skips the update when a gradient is inf/nan
+            scaler.update()  # ... and then lowers the scale
+            state.skipped += scaler.get_scale() < scale
         sched.step()
         state.step, state.loss, state.logs = step + 1, float(loss.detach()), logs
         bar.update(1)

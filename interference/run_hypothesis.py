@@ -3,6 +3,7 @@
     python -m interference.run_hypothesis localized                 # default world, ~10 min on 2 cores
     python -m interference.run_hypothesis all --quick --seeds 2     # tiny world, for tests and CI
     python -m interference.run_hypothesis capacity --seeds 5 --world world.json --out runs/h
+    python -m interference.run_hypothesis localized --model ~/models/Qwen2.5-1.5B --data ~/data/eq --out runs/hq
 
 Writes ``OUT/<hypothesis>/verdict.json`` (verdict, share with its 95% CI over seeds, statistics
 with CIs, the deciding rule, per-seed metrics), ``per_seed.json`` and PNG + PDF plots; ``all``
@@ -13,6 +14,10 @@ Each hypothesis runs its own pre-registered experiment (``PREREGISTERED`` in its
 the three hypotheses' predictions, the rule); the registration's hash is part of every cell key
 and of the output directory's config, so results planned under another endpoint are never
 reused. Default seeds: 5 for capacity and behavior_cloning (capacity also pre-trains a d64 base).
+
+With ``--model DIR --data PATH`` behavior_cloning and localized run on a real model and real QA
+data (``hypotheses.real_world``: SliCK for what the base knows, fictitious entities from its own
+tokenizer); capacity and all are refused there (they pre-train bases of several widths).
 """
 from __future__ import annotations
 
@@ -90,8 +95,11 @@ def parse(argv):
                     help="extra base consolidation levels, e.g. 0.5,2 (capacity and behavior_cloning repeat their "
                          "experiment on a base trained that many memorisation-steps past memorising; the "
                          "consolidation axis of issue 9). Changes the run's settings: use its own --out")
-    ap.add_argument("--model", help="a local Hugging Face model directory (not supported by the grids yet)")
-    ap.add_argument("--data", help="EntityQuestions directory or JSONL file (not supported by the grids yet)")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
+                    help="with --model: auto (default) = bf16 autocast on a GPU that has it, else fp32; fp16 = "
+                         "float16 autocast with a loss scaler (CUDA only). The synthetic grids always run fp32")
+    from interference.real_data import add_arguments as add_real_arguments
+    add_real_arguments(ap)  # behavior_cloning and localized on a real model: hypotheses/real_world.py
     return ap.parse_args(argv)
 
 
@@ -108,11 +116,10 @@ def _main(args) -> int:
     from interference.world import WorldConfig, WorldConfigError
 
     if args.model is not None or args.data is not None:
-        # The grids build their designed keys (semantic / uuid entities) from the synthetic world;
-        # on a real model they will use interference.fictitious once the hypotheses are rewritten.
-        raise UsageError("no hypothesis experiment supports --model/--data yet (capacity, behavior_cloning and "
-                         "localized need the synthetic world's designed entities); real models run through "
-                         "`python -m interference.finetune --model DIR --data PATH` with every method.")
+        return _main_real(args)
+    if args.precision is not None:
+        raise UsageError("--precision applies to a real model (--model); the synthetic grids run in float32 so "
+                         "every stored cell stays comparable.")
     names = list(HYPOTHESES) if args.hypothesis == "all" else [args.hypothesis]
     if args.hypothesis != "all" and args.hypothesis not in HYPOTHESES:
         raise UsageError(f"unknown hypothesis {args.hypothesis!r}; choose one of "
@@ -155,6 +162,44 @@ def _main(args) -> int:
     return 0
 
 
+
+def _main_real(args) -> int:
+    """behavior_cloning or localized on a real model and data (``hypotheses.real_world``)."""
+    from interference.hypotheses.common import hypothesis_config, run_module
+    from interference.hypotheses.real_world import NAMES, prepare
+    from interference.real_data import resolve_model_and_data
+    if args.hypothesis in ("capacity", "all"):
+        raise UsageError(f"{args.hypothesis} does not run on a given real model: the capacity experiment pre-trains "
+                         "bases of several widths on the same facts, which one real model cannot provide; run "
+                         f"{' or '.join(NAMES)} with --model, or capacity on the synthetic world.")
+    if args.hypothesis not in NAMES:
+        raise UsageError(f"unknown hypothesis {args.hypothesis!r}; with --model choose one of {', '.join(NAMES)}.")
+    for flag, given in (("--world", args.world), ("--consolidations", args.consolidations),
+                        ("--jobs", args.jobs != 1)):
+        if given:
+            raise UsageError(f"{flag} does not apply to a real model (it sets the synthetic world, its pre-training "
+                             "or parallel workers that would each load the model); leave it out with --model.")
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds} leaves nothing to run; use at least 1 (2+ for a verdict).")
+    spec = resolve_model_and_data(args)  # refuses a bad path, family or data record before any work
+    out = Path(args.out)
+    for d in (out, out / "cells", out / args.hypothesis):
+        if d.exists() and not d.is_dir():
+            raise UsageError(f"{d} is a file where a directory belongs; choose another --out or move that file.")
+    from interference.models import resolve_device
+    from interference.threads import configure_threads
+    device = str(resolve_device(args.device))
+    configure_threads(device)  # one thread on CPU: see interference.threads
+    t0 = time.time()
+    share = args.min_known_share if args.min_known_share is not None else 0.3
+    module, cfg, ctx = prepare(args.hypothesis, spec, out, args.quick, args.seeds, device=device,
+                               progress=not args.no_progress, min_known_share=share,
+                               precision=args.precision or "auto")
+    _check_compatible(out / module.NAME, hypothesis_config(module, cfg, ctx), module.NAME)
+    v = run_module(module, cfg, ctx)
+    print(format_table(v, out / module.NAME))
+    print(f"done in {time.time() - t0:.0f}s")
+    return 0
 
 
 def format_table(v: dict, d: Path) -> str:

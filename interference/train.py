@@ -72,6 +72,7 @@ class FinetuneConfig:
     grad_accum: int = 1
     precision: str = "auto"
     world_size: int = 1
+    strategy: str = "ddp"  # ddp: replicas + averaged gradients; fsdp: FSDP2 shards (interference.distributed)
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
@@ -196,7 +197,10 @@ def evaluate_sets(model, tokenizer, data, step: int, dist=None) -> tuple[dict[st
     for name in EVAL_SETS:
         facts = data.eval_sets[name]
         mine = dist.shard(facts) if dist is not None else facts
-        res = score_facts(model, tokenizer, mine, batch_size=eval_batch_size_for(model, tokenizer, mine)) if mine else []
+        bs = eval_batch_size_for(model, tokenizer, mine)
+        if dist is not None:
+            bs = dist.same_everywhere(bs)  # FSDP: every process must run the same forward passes
+        res = score_facts(model, tokenizer, mine, batch_size=bs) if mine else []
         if dist is not None:
             order = {f.fact_id: i for i, f in enumerate(facts)}
             res = sorted(dist.gather(res), key=lambda r: order[r.fact_id])
@@ -288,6 +292,23 @@ class _Timeline:
         self.ctx.step = state.step
 
 
+def with_scaler_state(extra, restore, scaler):
+    """``extra`` / ``restore`` of a checkpoint, with the fp16 loss scaler's state (its scale and
+    growth counter) stored beside them, so a resumed fp16 run continues at the scale it had
+    rather than starting over from 2^16 and skipping steps to find it again."""
+    if scaler is None:
+        return extra, restore
+
+    def extra_with():
+        return {**extra(), "grad_scaler": scaler.state_dict()}
+
+    def restore_with(x: dict) -> None:
+        restore(x)
+        if x.get("grad_scaler"):
+            scaler.load_state_dict(x["grad_scaler"])
+    return extra_with, restore_with
+
+
 # ------------------------------------------------------------------ a run
 def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), progress: bool = True,
              device: str | None = None, resume: bool = True) -> RunRecord:
@@ -297,7 +318,8 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
     resumes from its latest checkpoint (``resume=False`` refuses instead).
     """
     from interference.distributed import Distributed
-    dist = Distributed(precision=cfg.precision, grad_accum=cfg.grad_accum, device=device)
+    dist = Distributed(precision=cfg.precision, grad_accum=cfg.grad_accum, device=device, strategy=cfg.strategy)
+    dist.check_method(cfg.method)
     cfg = dataclasses.replace(cfg, world_size=dist.world_size)
     out = Path(out)
     cfg_dict = cfg.to_dict()
@@ -348,6 +370,11 @@ def _finetune(cfg: FinetuneConfig, cfg_dict: dict, out: Path, callbacks: Sequenc
     chosen = {id(p) for _, p in params}
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
+    n_trainable = sum(p.numel() for _, p in params)
+    names = {n for n, p in model.named_parameters() if id(p) in chosen}
+    dist.shard_model(model)  # FSDP: the parameters become shards, so the trainable ones are found again by name
+    # (unsharded: the method's own order, which the optimizer state in a checkpoint is stored in)
+    trainable = [p for n, p in model.named_parameters() if n in names] if dist.sharded else [p for _, p in params]
 
     train = pack(tok, [(f.prompt, f.answer) for f in data.train], int(model.cfg.n_ctx)).to(dev)
     loop_cfg = cfg.loop_config(len(train))
@@ -358,12 +385,16 @@ def _finetune(cfg: FinetuneConfig, cfg_dict: dict, out: Path, callbacks: Sequenc
         return loss, {}
 
     timeline = _Timeline(ctx, data, out / TIMELINE, callbacks, dist)
-    ckpt = Checkpoints(out / CKPT, cfg.ckpt_every, extra=timeline.checkpoint_extra, restore=timeline.restore,
-                       resume=resume)
-    train_loop(model, [p for _, p in params], train, loop_cfg, loss_fn, callbacks=[ckpt, timeline],
+    extra, restore = with_scaler_state(timeline.checkpoint_extra, timeline.restore, dist.scaler)
+    ckpt = Checkpoints(out / CKPT, cfg.ckpt_every, extra=extra, restore=restore, resume=resume)
+    train_loop(model, trainable, train, loop_cfg, loss_fn, callbacks=[timeline] if dist.sharded else [ckpt, timeline],
                progress=progress and dist.is_main, desc=f"finetune[{cfg.method}]", dist=dist)
 
     final = method.finalize(model)
+    if dist.sharded:  # gather the shards into an ordinary copy (the base's structure) to save
+        full = dist.full_state_dict(final)
+        final = clone_model(base)
+        final.load_state_dict(full)
     if mcfg is None:
         if dist.is_main:  # other processes hold the same weights; a 1.5B copy each is not worth writing
             from interference.models import save_hf_model
@@ -373,7 +404,10 @@ def _finetune(cfg: FinetuneConfig, cfg_dict: dict, out: Path, callbacks: Sequenc
     history = timeline.history
     metrics = _metrics(history, history[0]["stability"], {s: len(data.eval_sets[s]) for s in EVAL_SETS})
     metrics.update({"steps": loop_cfg.steps, "method": cfg.method, "n_train": len(data.train),
-                    "n_trainable": sum(p.numel() for _, p in params), "device": str(dev),
+                    "n_trainable": n_trainable, "device": str(dev), "strategy": dist.strategy,
+                    # elements this (the main) process held: n_trainable / world_size under FSDP
+                    "trainable_on_main": sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel()
+                                             for p in trainable),
                     "base_fingerprint": fingerprint, "world_size": dist.world_size,
                     "precision": dist.precision})
     atomic_write_json(out / "metrics.json", metrics)

@@ -128,3 +128,22 @@ def taught_model_dir(arch: str = "llama", steps: int = 25) -> Path:
     model.save_pretrained(d)
     tok.save_pretrained(d)
     return d
+
+
+@functools.lru_cache(maxsize=None)
+def eq_dir_long_names() -> Path:
+    """``eq_dir`` with three-word subjects ("Ada Grace Lovelace"): three tokens each, as the
+    localized experiment's targets need (it keeps 1 or 2 of a target's pieces in a new name)."""
+    d = _ROOT / "eq-long"
+    d.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(2)
+    for rel, rows in eq_rows().items():
+        plain = []
+        for r in rows:
+            first, last = r["subject"].split()
+            longer = f"{first} {rng.choice([x for x in FIRST if x != first])} {last}"
+            plain.append({"question": r["question"].replace(r["subject"], longer), "answers": r["answers"]})
+        cut = len(plain) * 3 // 4
+        (d / f"{rel}.train.json").write_text(json.dumps(plain[:cut]))
+        (d / f"{rel}.test.json").write_text("".join(json.dumps(r) + "\n" for r in plain[cut:]))
+    return d

@@ -42,3 +42,31 @@ def test_asking_for_more_than_exists_is_one_sentence():
         lookalike_names(tok, ["Ada Lovelace", "Alan Turing", "Ada Turing"], 5)  # 2 x 2 combinations, 3 of them real
     with pytest.raises(FictitiousError, match="at least two real names"):
         lookalike_names(tok, ["Ada Lovelace"], 1)
+
+
+@pytest.mark.parametrize("which", ["word", "bpe"])
+@pytest.mark.parametrize("keep", [(), (0,), (0, 1)])
+def test_lookalike_of_keeps_exactly_the_chosen_token_positions(which, keep):
+    import random
+    from interference.fictitious import lookalike_of, name_pieces, pieces_by_position
+    tok = rf.tokenizer() if which == "word" else _bpe()
+    targets = [n for n in REAL if len(name_pieces(tok, n)) >= 3] if which == "bpe" else \
+        [f"{a} {b} {c}" for a, b, c in zip(rf.FIRST, rf.FIRST[1:], rf.LAST)]
+    donors = [f"{a} {b}" for a in rf.FIRST for b in rf.LAST] if which == "bpe" else \
+        targets + [f"{a} {b} {c}" for a, b, c in zip(rf.FIRST[2:], rf.FIRST, rf.LAST[3:])]
+    assert targets
+    by_pos = pieces_by_position(tok, donors)
+    taken = set(donors)
+    built = 0
+    for t in targets:
+        try:  # BPE merges can make a position unfillable for a name; that name is refused, not faked
+            new = lookalike_of(tok, t, keep, by_pos, taken, random.Random(0))
+        except FictitiousError:
+            continue
+        built += 1
+        a, b = name_pieces(tok, new), name_pieces(tok, t)
+        assert len(a) == len(b) and new not in donors
+        assert [k for k in range(len(b)) if a[k] == b[k]] == list(keep)  # kept in place, nothing else shared
+        assert not set(a[k] for k in range(len(a)) if k not in keep) & set(b)
+        assert all(a[k] in by_pos[k] for k in range(len(a)))  # every other token is a donor's, at its position
+    assert built >= 2

@@ -16,5 +16,8 @@ def test_gpu_check_tiny_runs_on_cpu_and_writes_its_report(tmp_path):
         assert r[m]["peak_memory_bytes"] > 0 and r[m]["final_loss"] == r[m]["final_loss"]  # not NaN
     assert r["self_distill_over_sft_step_time"] > 0 and r["device"].startswith("cpu")
     assert r["n_parameters"] > 0 and r["seq_len"] > 20  # few-shot prompts, not single questions
+    assert r["precision"] == "fp32" and r["sft"]["skipped_steps"] == 0
     assert gc.main(["--tiny", "--steps", "0", "--out", str(tmp_path / "x.json")]) == 2
     assert not (tmp_path / "x.json").exists()
+    assert gc.main(["--tiny", "--precision", "fp16", "--out", str(tmp_path / "y.json")]) == 2  # CUDA only
+    assert not (tmp_path / "y.json").exists()

@@ -189,13 +189,74 @@ def test_finetune_cli_bad_real_input_is_one_sentence(tmp_path, capsys, argv, pat
     assert not out.exists()  # refused before anything was claimed
 
 
-def test_run_hypothesis_refuses_real_models_in_one_sentence(tmp_path, capsys):
+HYP = ["--quick", "--exemplar-sets", "2", "--samples", "2", "--no-progress", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("name,extra,pattern", [
+    ("capacity", [], "pre-trains bases of several widths"),
+    ("all", [], "pre-trains bases of several widths"),
+    ("localized", [], r"only 0 watched HighlyKnown facts have a subject of 3 or more tokens"),
+    ("behavior_cloning", ["--precision", "fp16"], "fp16 needs a CUDA GPU"),
+    ("localized", ["--consolidations", "2"], "--consolidations does not apply to a real model"),
+])
+def test_run_hypothesis_refuses_what_a_real_model_cannot_give_in_one_sentence(tmp_path, capsys, name, extra, pattern):
     from interference import run_hypothesis
-    rc = run_hypothesis.main(["localized", "--model", str(rf.model_dir("llama")), "--data", str(rf.eq_dir()),
-                              "--out", str(tmp_path / "h")])
+    capsys.readouterr()
+    rc = run_hypothesis.main([name, "--model", str(rf.taught_model_dir()), "--data", str(rf.eq_dir()),
+                              "--out", str(tmp_path / "h"), *HYP, *extra])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and len(err.splitlines()) == 1 and "interference.finetune --model" in err
-    assert not (tmp_path / "h").exists()
+    assert rc == 2 and err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert __import__("re").search(pattern, err), err
+    assert not (tmp_path / "h").exists()  # refused before the output directory was claimed
+
+
+@pytest.mark.parametrize("name", ["behavior_cloning", "localized"])
+def test_hypothesis_runners_run_end_to_end_on_a_real_model(tmp_path, capsys, name):
+    """Each runner: SliCK on the real data, fictitious entities from the model's tokenizer, a few
+    steps per arm, and the module's own pre-registered summary and verdict."""
+    from interference import run_hypothesis
+    from interference.hypotheses import behavior_cloning, localized
+    from interference.hypotheses.common import VERDICTS
+    from interference.pretrain import BaseSpec
+    module = {"behavior_cloning": behavior_cloning, "localized": localized}[name]
+    data = rf.eq_dir_long_names() if name == "localized" else rf.eq_dir()
+    out = tmp_path / "h"
+    rc = run_hypothesis.main([name, "--model", str(rf.taught_model_dir()), "--data", str(data), "--out", str(out), *HYP])
+    assert rc == 0, capsys.readouterr().err
+    v = json.loads((out / name / "verdict.json").read_text())
+    assert v["hypothesis"] == name and v["verdict"] in VERDICTS and v["seeds"] == 2
+    assert v["preregistered"] == json.loads(json.dumps(module.PREREGISTERED.record()))
+    assert v["base_hash"] not in {BaseSpec.default().hash(), BaseSpec.default(quick=True).hash()}
+    base = json.loads((out / name / "config.json").read_text())["base"]
+    assert base["precision"] == "fp32" and base["real"]["model"] == str(rf.taught_model_dir().resolve())
+    cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
+    assert all(c["key"]["prereg"] == module.PREREGISTERED.hash() and c["key"]["base"] == v["base_hash"] for c in cells)
+    real_names = {r.fact.subject for r in load_qa_records(data)}
+    real_words = {w for n in real_names for w in n.split()}
+    if name == "behavior_cloning":
+        assert len(cells) == 2 * 5 and v["cells"]["computed"] == 10
+        # the kept relation the model knows best is watched; the other one (other answers) is new
+        assert v["config"]["watched_relations"] == ["P1"] and v["config"]["new_relations"] == ["P2"]
+        for c in cells:
+            assert c["result"]["steps"] == 40 and c["result"]["curve"][0]["step"] == 0
+        assert all(v["statistics"][f"plasticity_{a}"]["n"] == 2 for a in ("unknown", "reference"))
+    else:
+        results = {(c["result"]["arm"], c["result"].get("seed")): c["result"] for c in cells}
+        assert len(cells) == 1 + 2 * 4
+        for seed in (0, 1):
+            targets = results[("share2", seed)]["target_eids"]
+            assert len(targets) == 8 and all(len(t.split()) == 3 for t in targets)
+            for arm, kept in (("share0", 0), ("share1_first", 1), ("share2", 2)):
+                names = results[(arm, seed)]["new_names"]
+                assert not set(names) & real_names and all(n.split()[0] in real_words for n in names)
+                # the j-th name keeps exactly its target's first `kept` words, in place
+                built_on = results[(arm, seed)]["new_name_targets"]
+                assert sorted(built_on) == sorted(targets)
+                for n, t in zip(names, built_on):
+                    assert [a == b for a, b in zip(n.split(), t.split())] == [k < kept for k in range(3)], (n, t)
+            assert not {w for n in results[("uuid", seed)]["new_names"] for w in n.split()} & real_words
+        assert v["statistics"]["learned/share2/learned"]["n"] == 2  # the dose arms reached 95% and were read
+    assert (out / name / f"{name}.png").exists()
 
 
 def test_slick_cache_is_keyed_by_content_not_mtime(tmp_path):
@@ -239,3 +300,43 @@ def test_a_trained_model_saves_and_reloads_as_the_same_function(tmp_path, arch, 
     again, _ = load_hf_model(tmp_path / "saved", device="cpu")
     with torch.no_grad():
         torch.testing.assert_close(model_logits(again, ids).double(), trained.double(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_frozen_teacher_shares_nothing_with_the_student_and_is_never_trained(tmp_path, monkeypatch):
+    """Self-distillation on a real model: the format teacher is a separate frozen copy (no tensor
+    storage in common with the student, nothing requires grad), its logits carry no autograd
+    graph, and after training every teacher weight is what it was before."""
+    from interference import train
+    from interference.methods import self_distill
+    from interference.real_data import RealSpec, SliCKConfig
+    seen = {}
+
+    class Watch:
+        def on_start(self, ctx):
+            t, s = ctx.teacher, ctx.model
+            seen["shared"] = {p.untyped_storage().data_ptr() for p in t.parameters()} & \
+                {p.untyped_storage().data_ptr() for p in s.parameters()}
+            seen["grad"] = [n for n, p in t.named_parameters() if p.requires_grad]
+            seen["before"] = {n: p.detach().clone() for n, p in t.named_parameters()}
+            seen["teacher"] = t
+
+    real_logits = self_distill.model_logits
+    graphs = []
+
+    def logits(m, ids):
+        out = real_logits(m, ids)
+        if m is seen.get("teacher"):
+            graphs.append(out.requires_grad)
+        return out
+    monkeypatch.setattr(self_distill, "model_logits", logits)
+    spec = RealSpec(model=str(rf.taught_model_dir().resolve()), data=str(rf.eq_dir().resolve()),
+                    slick=SliCKConfig(n_exemplar_sets=2, n_samples=2).to_dict())
+    cfg = train.FinetuneConfig.quick(method="self_distill", method_options={"teacher": "format"}, steps=3,
+                                     eval_every=3, real=spec.to_dict(),
+                                     data=SFTDataConfig(n_facts=8, n_task=4, n_stability=8))
+    rec = train.finetune(cfg, tmp_path / "run", callbacks=[Watch()], progress=False, device="cpu")
+    assert rec.metrics["steps"] == 3
+    assert seen["shared"] == set() and seen["grad"] == []
+    assert graphs and not any(graphs)  # the teacher ran on every step, never building a graph
+    for n, p in seen["teacher"].named_parameters():
+        assert torch.equal(p, seen["before"][n]), n

@@ -336,7 +336,7 @@ class SFTResult:
 
 def finetune_on(base, tok, train: Sequence[Fact], spec: SFTSpec, teacher=None,
                 track: Sequence[Fact] = (), hooks: Sequence[str] = (), snap_every: int = 100,
-                world=None, callbacks: Sequence = ()) -> SFTResult:
+                world=None, callbacks: Sequence = (), dist=None) -> SFTResult:
     """Fine-tune a copy of ``base`` on ``train`` with ``spec.method`` until learned, through the
     one loop: the method's ``prepare/stages/setup/trainable_parameters/loss/finalize`` are used
     exactly as ``interference.train.finetune`` uses them.
@@ -345,7 +345,8 @@ def finetune_on(base, tok, train: Sequence[Fact], spec: SFTSpec, teacher=None,
     one; ``world``: for methods that read pre-training data (ewc, replay). Snapshots of ``track``
     facts at ``hooks`` (subject's last token) are taken at step 0, at the first evaluation after
     every ``snap_every`` steps and at the end, for drift curves. ``callbacks`` are extra loop
-    callbacks (``interference.loop``).
+    callbacks (``interference.loop``); ``dist`` an ``interference.distributed.Distributed`` (its
+    precision: a real model's grid may run under bf16/fp16 autocast; None is one process in fp32).
     """
     from interference.sft_data import SFTData
 
@@ -379,7 +380,7 @@ def finetune_on(base, tok, train: Sequence[Fact], spec: SFTSpec, teacher=None,
     stop = StopWhenLearned(learned, spec.learned_at)
     snaps = Snapshots(tok, track, hooks, snap_every)
     state = train_loop(model, [p for _, p in params], packed, spec.loop_config(), loss_fn,
-                       callbacks=[stop, snaps, *callbacks])
+                       callbacks=[stop, snaps, *callbacks], dist=dist)
     final = method.finalize(model).eval()
     for p in final.parameters():
         p.requires_grad_(False)

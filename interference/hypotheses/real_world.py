@@ -1,0 +1,413 @@
+"""The behavior_cloning and localized experiments on a real model and real closed-book QA data.
+
+    python -m interference.run_hypothesis behavior_cloning --model DIR --data DIR --out runs/h-real
+    python -m interference.run_hypothesis localized --model DIR --data DIR --out runs/h-real
+
+Each runs its module's pre-registered experiment (the same ``PREREGISTERED`` text, hash, endpoint
+statistic, summary and verdict rule: ``behavior_cloning.summarize``, ``localized_summary``) with
+the synthetic world's parts replaced by their real counterparts, nothing else:
+
+- *base model*: the given Hugging Face model (frozen; every arm fine-tunes a copy through the one
+  loop); which facts it knows comes from the SliCK table of ``interference.real_data`` (few-shot
+  prompts, greedy + samples, the Known-share filter), cached as for ``finetune --model``;
+- *designed entities*: fictitious names from the model's own tokenizer
+  (``interference.fictitious``): look-alikes that recombine sub-word pieces of the data's real
+  subject names, and uuid names of ordinary word pieces that occur in no real name. A new entity
+  is asked in its relation's own question ("Where was [X] born?" with X replaced);
+- *watched facts*: up to ``N_WATCH`` facts of the relations that pass the Known-share filter
+  (drawn once, seed 0); as everywhere, only those the base answers right count.
+
+behavior_cloning: the watched relation is the kept relation with the most HighlyKnown facts; the
+new relations are the other kept relations whose answers never occur among its answers (the
+design's "no relation and no value in common"). Arms: ``unknown`` = uuid-named entities on the
+new relations (their answers drawn from those relations' answers, so Unknown by construction),
+``unknown_small`` its first ``small_count``, ``known`` = as many HighlyKnown facts of the new
+relations (answered with the model's own alias), ``idk`` = the unknown arm answered "unknown",
+``reference`` = look-alike entities on the watched relation. Never-seen questions: more uuid
+entities of the same seed on the new relations, never trained.
+
+localized: targets are HighlyKnown watched facts whose subject has at least 3 sub-word tokens
+(the design's three-piece names); the j-th new entity keeps target j's tokens at the arm's
+positions (``fictitious.lookalike_of``), is asked target j's relation and taught a value of that
+relation that differs from target j's answer; ``uuid`` arms use uuid names with the same values,
+``disjoint`` arms look-alikes built only from subjects outside the watched facts. An EQ subject
+usually has one relation, so a target is one fact (synthetic targets have one per relation).
+
+Not available on a real model: ``capacity`` (it pre-trains bases of several widths on the same
+facts) and the consolidation axis (it pre-trains bases for longer); the runner refuses both.
+Cell keys hold the model's and the data's content fingerprints, so no cell of the synthetic
+world or of another model is ever reused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Sequence
+
+import numpy as np
+
+from interference.data import Fact, load_qa_records
+from interference.hypotheses import behavior_cloning as bc
+from interference.hypotheses import localized as loc
+from interference.hypotheses.arms import fixed_steps, run_arm
+from interference.hypotheses.common import Cell, SFTSpec, subject_states
+from interference.io import config_hash
+from interference.real_data import KNOWN, RealSpec, cached_slick, data_fingerprint, kept_relations, model_fingerprint
+
+NAMES = ("behavior_cloning", "localized")
+N_WATCH = 400  # watched facts per run: enough for a share with a few-point CI, cheap to score every evaluation
+N_NEVER_SEEN = 25  # never-seen uuid entities per seed (behavior_cloning's cloned-behaviour read-out)
+REAL_LR = 1e-5  # the paper's fine-tuning lr for Qwen2.5-1.5B; the synthetic grids' 3e-4 would wreck a real model
+
+
+class RealHypothesisError(ValueError):
+    """Real data that cannot give the experiment's designed sets; one sentence."""
+
+
+class RealBase:
+    """Stands where a ``BaseSpec`` stands in a grid: what every cell's result depends on. There is
+    no consolidation axis on a given model (``pretrain.consolidation`` is None)."""
+
+    def __init__(self, spec: RealSpec, precision: str = "fp32"):
+        self.spec, self.precision = spec, precision
+        self.weights = model_fingerprint(spec.model)
+        self.data = data_fingerprint(spec.data)
+        self.pretrain = SimpleNamespace(consolidation=None)
+
+    def to_dict(self) -> dict:
+        return {"real": self.spec.to_dict(), "weights_fingerprint": self.weights, "data_fingerprint": self.data,
+                "precision": self.precision}
+
+    def hash(self) -> str:
+        return config_hash({"weights": self.weights, "data": self.data, "slick": self.spec.slick,
+                            "precision": self.precision})  # bf16 and fp32 runs are different results
+
+
+class RealWorld:
+    """The real data as the grids read it: facts with their SliCK category, one question template
+    per relation, each relation's answers, and fictitious entities asked in those templates."""
+
+    def __init__(self, records, slick: dict[str, dict], min_known_share: float):
+        self.facts = [r.fact for r in records if r.fact.fact_id in slick]
+        self.slick = slick
+        self.relations = kept_relations(slick, min_known_share)
+        self.names = sorted({f.subject for f in self.facts})
+        values: dict[str, dict[str, None]] = defaultdict(dict)  # an ordered set per relation
+        self.template: dict[str, Fact] = {}
+        for f in self.facts:
+            values[f.relation][f.answer] = None
+            if f.subject and f.subject in f.prompt:
+                self.template.setdefault(f.relation, f)
+        self.values = {r: list(v) for r, v in values.items()}
+
+    def category(self, f: Fact) -> str:
+        return self.slick[f.fact_id]["category"]
+
+    def as_known(self, f: Fact) -> Fact:
+        """A Known fact asks for the alias the model itself gave (as ``build_real_sft_data``)."""
+        return dataclasses.replace(f, answer=self.slick[f.fact_id]["answer"]) if self.category(f) in KNOWN else f
+
+    def of(self, relations: Sequence[str], categories=None) -> list[Fact]:
+        return [self.as_known(f) for f in self.facts if f.relation in relations
+                and (categories is None or self.category(f) in categories)]
+
+    def ask(self, name: str, relation: str, answer: str, fact_id: str, key_style: str) -> Fact:
+        t = self.template.get(relation)
+        if t is None:
+            raise RealHypothesisError(f"relation {relation} has no question that contains its subject, so a "
+                                      "fictitious entity cannot be asked it; drop that relation from the data.")
+        return Fact(fact_id=fact_id, subject=name, relation=relation, answer=answer,
+                    prompt=t.prompt.replace(t.subject, name, 1), split="fictitious", key_style=key_style,
+                    entity_id=name)
+
+    def pretraining_pairs(self) -> list[tuple[str, str]]:
+        """Known facts, for methods that replay or anchor on pre-existing knowledge."""
+        return [(f.prompt, f.answer) for f in self.of(self.relations, KNOWN)]
+
+
+class RealContext:
+    """What ``common.run_module`` and the arms need of a ``Context``, for a given real model."""
+
+    def __init__(self, spec: RealSpec, out: str | Path, device: str | None = None, progress: bool = True,
+                 min_known_share: float = 0.3, precision: str = "auto"):
+        from interference.distributed import Distributed
+        from interference.models import load_hf_model
+        self.dist = Distributed(precision=precision, device=device)  # the arms' autocast (and fp16 loss scaler)
+        if self.dist.world_size > 1:
+            raise RealHypothesisError("run_hypothesis runs in one process; start it with python -m, not accelerate "
+                                      "launch (finetune is the command that spreads over processes).")
+        records = load_qa_records(spec.data)
+        model, tok = load_hf_model(spec.model, device=device, trust_remote_code=spec.trust_remote_code)
+        slick, self.slick_dir = cached_slick(spec, model, tok, records)
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)  # a frozen reference; every arm fine-tunes a copy
+        self._base = (model, tok)
+        self.spec = RealBase(spec, self.dist.precision)
+        self.world = RealWorld(records, slick, min_known_share)
+        if not self.world.relations:
+            raise RealHypothesisError(f"no relation keeps >= {min_known_share:.0%} Known facts for this model, so "
+                                      "there is no knowledge to watch; use a model that knows more of this data or "
+                                      "lower --min-known-share.")
+        self.n_layers = int(model.cfg.n_layers)
+        self.out, self.device, self.progress, self.jobs = Path(out), device, progress, 1
+        self.watch = watched_facts(self.world)
+        self._teachers: dict[str, object] = {}
+        self._memo: dict[tuple, object] = {}
+
+    def memo(self, key: tuple, fn):
+        """``fn()`` once per ``key``: fictitious names scan the whole vocabulary and every subject
+        name (150k tokens, tens of thousands of names on EntityQuestions), and every arm and the
+        pre-flight check ask for the same ones."""
+        if key not in self._memo:
+            self._memo[key] = fn()
+        return self._memo[key]
+
+    def base(self, spec=None):
+        return self._base
+
+    def fingerprint(self, spec=None) -> str:
+        return self.spec.weights
+
+    def cache(self) -> Path:
+        return self.out / "cells"
+
+    def teacher_facts(self) -> list[Fact]:
+        """HighlyKnown facts that are not watched: what the format teacher may learn the format on."""
+        watched = {f.fact_id for f in self.watch}
+        facts = [f for f in self.world.of(self.world.relations, ("HighlyKnown",)) if f.fact_id not in watched]
+        if not facts:
+            raise RealHypothesisError("every HighlyKnown fact is watched, so none is left to train the format "
+                                      "teacher of the self-distillation arm on; add data.")
+        return facts
+
+    def teacher(self, recipe, spec=None, n_facts: int = 400):
+        """The frozen format teacher: one epoch on HighlyKnown facts that are not watched."""
+        from interference.teacher import format_teacher
+        key = config_hash(recipe.to_dict())
+        if key not in self._teachers:
+            facts = self.teacher_facts()
+            model, tok = self._base
+            facts = random.Random("format-teacher").sample(facts, min(n_facts, len(facts)))
+            self._teachers[key] = format_teacher(model, tok, facts, recipe, base_dir=self.slick_dir,
+                                                 fingerprint=self.spec.weights)
+        return self._teachers[key]
+
+
+def watched_facts(world: RealWorld) -> list[Fact]:
+    facts = world.of(world.relations)
+    return sorted(random.Random("real-watch").sample(facts, min(N_WATCH, len(facts))), key=lambda f: f.fact_id)
+
+
+def _module(mod, cells, summarize) -> SimpleNamespace:
+    """``mod`` (its NAME and PREREGISTERED) with the real world's cells and summary."""
+    return SimpleNamespace(NAME=mod.NAME, PREREGISTERED=mod.PREREGISTERED, cells=cells, summarize=summarize,
+                           __name__=f"{mod.__name__} (real model)")
+
+
+# ------------------------------------------------------------------ behavior_cloning
+def bc_relations(world: RealWorld) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(watched, new): the kept relation with the most HighlyKnown facts, and every other kept
+    relation none of whose answers is one of the watched relation's."""
+    highly = {r: len(world.of([r], ("HighlyKnown",))) for r in world.relations}
+    watched = max(world.relations, key=lambda r: (highly[r], r))
+    used = set(world.values[watched])
+    new = tuple(r for r in world.relations if r != watched and not used & set(world.values[r]))
+    if not new:
+        raise RealHypothesisError(f"behavior_cloning needs a second kept relation whose answers the watched relation "
+                                  f"{watched} never gives; kept relations {world.relations} share answers or there "
+                                  "is only one, so add relations (or lower --min-known-share).")
+    return (watched,), new
+
+
+def bc_config(quick: bool, world: RealWorld) -> bc.BehaviorCloningConfig:
+    watched, new = bc_relations(world)
+    if quick:
+        return bc.BehaviorCloningConfig(seeds=2, count=8, small_count=3, watched_relations=watched, new_relations=new,
+                                        sft=SFTSpec(max_steps=40, batch_size=8, eval_every=10, lr=1e-2))
+    return bc.BehaviorCloningConfig(watched_relations=watched, new_relations=new,
+                                    sft=dataclasses.replace(bc.BehaviorCloningConfig().sft, lr=REAL_LR))
+
+
+def _values(world: RealWorld, relation: str, n: int, rng: random.Random) -> list[str]:
+    return [rng.choice(world.values[relation]) for _ in range(n)]
+
+
+def bc_arm_facts(ctx: RealContext, cfg, arm: str, seed: int) -> tuple[list[Fact], list[Fact]]:
+    """(training facts of ``arm``, never-seen questions) for one seed."""
+    from interference.fictitious import lookalike_names, uuid_names
+    from interference.sft_data import relabel_idk
+    world, (_, tok) = ctx.world, ctx.base()
+    names = ctx.memo(("uuid", cfg.count + N_NEVER_SEEN, 30_000 + seed),
+                     lambda: uuid_names(tok, world.names, cfg.count + N_NEVER_SEEN, seed=30_000 + seed))
+    rng = random.Random(f"bc-real-values-{seed}")
+    values = {r: _values(world, r, len(names), rng) for r in cfg.new_relations}
+
+    def asked(ns, relations, vals, style):
+        return [world.ask(n, r, vals[r][i], f"fict:{style}:{seed}:{i}:{r}", style)
+                for i, n in enumerate(ns) for r in relations]
+    never = asked(names[cfg.count:], cfg.new_relations, {r: v[cfg.count:] for r, v in values.items()}, "never")
+    if arm in ("unknown", "idk", "unknown_small"):
+        n = cfg.small_count if arm == "unknown_small" else cfg.count
+        facts = asked(names[:n], cfg.new_relations, values, "uuid")
+        return (relabel_idk(facts) if arm == "idk" else facts), never
+    if arm == "known":
+        pool = world.of(cfg.new_relations, ("HighlyKnown",))
+        need = cfg.count * len(cfg.new_relations)
+        if len(pool) < need:
+            raise RealHypothesisError(f"the known arm needs {need} HighlyKnown facts of relations "
+                                      f"{list(cfg.new_relations)} but the model knows {len(pool)}; lower the count "
+                                      "(--quick) or add data.")
+        return random.Random(f"bc-known-{seed}").sample(pool, need), never
+    if arm == "reference":
+        look = ctx.memo(("lookalike", cfg.count, 30_000 + seed),
+                        lambda: lookalike_names(tok, world.names, cfg.count, seed=30_000 + seed))
+        vals = {r: _values(world, r, cfg.count, rng) for r in cfg.watched_relations}
+        return asked(look, cfg.watched_relations, vals, "semantic"), never
+    raise ValueError(f"unknown arm {arm!r}")
+
+
+def bc_cells(cfg, ctx: RealContext) -> list[Cell]:
+    out = []
+    for seed in range(cfg.seeds):
+        for arm in bc.ARMS:
+            train, never = bc_arm_facts(ctx, cfg, arm, seed)
+            sft = fixed_steps(cfg.sft, cfg.sft.max_steps, seed)
+            key = {"base": ctx.spec.hash(), "level": "default", "seed": seed, "arm": arm, "n_train": len(train),
+                   "sft": sft.to_dict(), "watched": list(cfg.watched_relations), "new": list(cfg.new_relations)}
+            out.append(Cell(f"bc-real-{arm}", key,
+                            (lambda t=train, f=sft, nv=never: run_arm(ctx, ctx.spec, t, ctx.watch, f,
+                                                                      extra={"never_seen": nv})),
+                            f"{arm} seed {seed}", base=ctx.spec))
+    return out
+
+
+# ------------------------------------------------------------------ localized
+def loc_config(quick: bool) -> loc.LocalizedConfig:
+    if quick:
+        return loc.LocalizedConfig(seeds=2, n_targets=8, steps=40,
+                                   sft=SFTSpec(lr=1e-2, batch_size=8, eval_every=10, learned_at=0.95), arms=loc.CORE)
+    return loc.LocalizedConfig(sft=dataclasses.replace(loc.LocalizedConfig().sft, lr=REAL_LR))
+
+
+def targets_of(ctx: RealContext, n: int, seed: int) -> list[Fact]:
+    """``n`` HighlyKnown watched facts of distinct subjects with >= 3 sub-word tokens."""
+    from interference.fictitious import name_pieces
+    tok = ctx.base()[1]
+    seen, pool = set(), []
+    for f in ctx.watch:
+        if ctx.world.category(f) == "HighlyKnown" and f.subject not in seen and len(name_pieces(tok, f.subject)) >= 3 \
+                and len(set(ctx.world.values[f.relation]) - {f.answer}) > 0:
+            seen.add(f.subject)
+            pool.append(f)
+    if len(pool) < n:
+        raise RealHypothesisError(f"only {len(pool)} watched HighlyKnown facts have a subject of 3 or more tokens, "
+                                  f"fewer than the {n} targets asked for; add data with longer subject names.")
+    return random.Random(f"localized-targets-{seed}").sample(pool, n)
+
+
+def loc_new_names(ctx: RealContext, arm, targets: Sequence[Fact], seed: int) -> list[str]:
+    from interference.fictitious import lookalike_names, lookalike_of, name_pieces, pieces_by_position, uuid_names
+    world, tok = ctx.world, ctx.base()[1]
+    if arm.keys == "semantic":
+        rng = random.Random(f"localized-names-{seed}-{arm.keep}")
+        taken = set(world.names)
+        by_pos = ctx.memo(("by_position",), lambda: pieces_by_position(tok, world.names))
+        return [lookalike_of(tok, t.subject, arm.keep, by_pos, taken, rng) for t in targets]
+    if arm.keys == "uuid":
+        return ctx.memo(("uuid", len(targets), 7_000 + seed),
+                        lambda: uuid_names(tok, world.names, len(targets), seed=7_000 + seed))
+    watched = {f.subject for f in ctx.watch}  # disjoint: pieces of subjects that are never watched
+    banned = {i for t in targets for i in name_pieces(tok, t.subject)}
+    donors = [x for x in world.names if x not in watched and not set(name_pieces(tok, x)) & banned]
+    return lookalike_names(tok, donors, len(targets), seed=7_000 + seed)
+
+
+def _run_loc_arm(cfg, ctx: RealContext, arm_name: str, seed: int) -> dict:
+    from interference.fictitious import name_pieces
+    from interference.hypotheses.localized_train import patch_forgotten, train_arm
+    arm = loc.ARMS[arm_name]
+    model, tok = ctx.base()
+    targets = targets_of(ctx, cfg.n_targets, seed)
+    rng = random.Random(f"localized-values-{seed}")
+    values = [rng.choice([v for v in ctx.world.values[t.relation] if v != t.answer]) for t in targets]
+    names = loc_new_names(ctx, arm, targets, seed)
+    train = [ctx.world.ask(n, t.relation, v, f"fict:{arm_name}:{seed}:{j}", arm.keys)
+             for j, (n, t, v) in enumerate(zip(names, targets, values))]
+    watch = ctx.watch
+    res = train_arm(ctx, cfg, arm, train, watch, seed)
+    out = {"arm": arm_name, "seed": seed, "fact_ids": [f.fact_id for f in watch],
+           "entity_ids": [f.entity_id for f in watch], "target_eids": sorted({t.entity_id for t in targets}),
+           "pair_value": {t.fact_id: v for t, v in zip(targets, values)}, "new_names": names,
+           "new_name_targets": [t.subject for t in targets], "reads": res.reads}
+    if arm_name in loc.PATCH_ARMS:
+        out["patching"] = patch_forgotten(model, res.model, tok, watch, seed, ctx.n_layers)
+    if arm_name in loc.PREDICT_ARMS:
+        from interference.metrics.overlap import overlap_with_new
+        from interference.metrics.predictors import gradient_conflict, shared_pieces
+        mid = (ctx.n_layers - 1) // 2
+        ov = overlap_with_new(subject_states(model, tok, watch, [mid]), [f.relation for f in watch],
+                              subject_states(model, tok, train, [mid]), [f.relation for f in train]).max
+        out["predictors"] = {
+            "overlap_mid": np.round(ov[0], 5).tolist(),
+            "shared_pieces": shared_pieces([name_pieces(tok, f.subject) for f in watch],
+                                           [name_pieces(tok, n) for n in names]).tolist(),
+            "gradient_conflict": np.round(gradient_conflict(model, tok, watch, train), 6).tolist()}
+    return out
+
+
+def _base_eval(ctx: RealContext) -> dict:
+    from interference.evaluate import score_facts
+    model, tok = ctx.base()
+    res = score_facts(model, tok, ctx.watch)
+    return {"arm": "base", "fact_ids": [r.fact_id for r in res], "base_ok": [r.correct for r in res],
+            "gold_logprob": [float(f"{r.gold_logprob:.6g}") for r in res]}
+
+
+def loc_cells(cfg, ctx: RealContext) -> list[Cell]:
+    unknown = [a for a in cfg.arms if a not in loc.ARMS]
+    if unknown:
+        raise ValueError(f"unknown localized arm(s) {unknown}; choose from {list(loc.ARMS)}.")
+
+    def key(**kw):
+        return {"base": ctx.spec.hash(), "hypothesis": loc.NAME,
+                "cfg": {k: v for k, v in cfg.to_dict().items() if k not in ("seeds", "arms")}, **kw}
+    out = [Cell("localized-real-base", key(arm="base"), lambda: _base_eval(ctx), "base", base=ctx.spec)]
+    core = [a for a in loc.CORE if a in cfg.arms]
+    order = [(s, a) for s in range(cfg.seeds) for a in core]
+    order += [(s, a) for s in range(cfg.seeds) for a in cfg.arms if a not in loc.CORE]
+    for seed, arm in order:
+        out.append(Cell(f"localized-real-{arm}", key(arm=arm, spec=dataclasses.asdict(loc.ARMS[arm]), seed=seed),
+                        (lambda a=arm, s=seed: _run_loc_arm(cfg, ctx, a, s)), f"{arm} seed {seed}", base=ctx.spec))
+    return out
+
+
+# ------------------------------------------------------------------ entry point
+def prepare(name: str, spec: RealSpec, out, quick: bool, seeds: int | None, device=None, progress: bool = True,
+            min_known_share: float = 0.3, precision: str = "auto"):
+    """(module stand-in, config, context) of hypothesis ``name`` on the real model and data."""
+    if name not in NAMES:
+        raise RealHypothesisError(f"{name!r} does not run on a real model; choose one of {list(NAMES)}.")
+    ctx = RealContext(spec, out, device=device, progress=progress, min_known_share=min_known_share,
+                      precision=precision)
+    if name == "behavior_cloning":
+        cfg, module = bc_config(quick, ctx.world), _module(bc, bc_cells, bc.summarize)
+    else:
+        cfg, module = loc_config(quick), _module(loc, loc_cells, loc.summarize)
+    if seeds is not None:
+        cfg = dataclasses.replace(cfg, seeds=seeds)
+    # every designed set is built once here (no training), so data that cannot give them is
+    # refused before the output directory is claimed
+    if name == "behavior_cloning":
+        module.cells(cfg, ctx)
+    else:
+        for seed in range(cfg.seeds):
+            targets = targets_of(ctx, cfg.n_targets, seed)
+            for arm in cfg.arms:
+                loc_new_names(ctx, loc.ARMS[arm], targets, seed)
+        if any(loc.ARMS[a].method == "self_distill" for a in cfg.arms):
+            ctx.teacher_facts()
+    return module, cfg, ctx
