@@ -219,3 +219,21 @@ def test_figures_and_readme_render_from_constructed_verdicts(tmp_path, monkeypat
     assert cap.PREREGISTERED.hash() in text and "the verdict flips" in text
     assert f"**`{v['verdict']}`**" in text and "Not run yet" in text  # the other two have no verdict
     assert cap.PREREGISTERED.predictions["localized"] in text
+
+
+def test_readme_says_where_a_verdict_differs_from_the_paper_and_why():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("hr2", Path(__file__).parents[1] / "analyses" / "hypothesis_readme.py")
+    hr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hr)
+    est = lambda x, lo, hi: {"value": x, "low": lo, "high": hi, "n": 5, "level": 0.95}  # noqa: E731
+    agree = hr.paper_comparison("behavior_cloning", {"verdict": "not_supported", "headline": []})
+    assert agree.startswith("Ours agrees")
+    head = [[hr.PATCH_OWN, est(0.12, 0.09, 0.15)], [hr.PATCH_CONTROL, est(0.16, 0.10, 0.23)],
+            ["share2 excess share of target forgetting", est(0.6, 0.41, 0.79)]]
+    differ = hr.paper_comparison("localized", {"verdict": "contributes", "headline": head})
+    assert differ.startswith("Ours differs") and "0.600 [0.410, 0.790]" in differ
+    assert "does not single out" in differ  # own state restores no more than a control's
+    head[0] = [hr.PATCH_OWN, est(0.40, 0.35, 0.45)]  # own state clearly above the control: no caveat
+    assert "does not single out" not in hr.paper_comparison("localized", {"verdict": "main_driver", "headline": head})
