@@ -46,6 +46,10 @@ from interference.sft_data import EVAL_SETS, SFTDataConfig, build_sft_data
 from interference.world import World, WorldConfig
 
 
+# Fields added after runs were cached, with the default that reproduces the older runs.
+NEW_DEFAULTS = {"strategy": "ddp"}
+
+
 @dataclass
 class FinetuneConfig:
     base: dict = field(default_factory=lambda: BaseSpec.default().to_dict())  # BaseSpec.to_dict()
@@ -96,6 +100,12 @@ class FinetuneConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["data"] = self.data.to_dict()
+        # `strategy` came after runs were cached: left out at its default, so every run directory
+        # (and every cache key built from this dict) written before it keeps its config hash
+        # instead of refusing as "a different run" or retraining. A non-default strategy is kept.
+        for name, default in NEW_DEFAULTS.items():
+            if d.get(name) == default:
+                d.pop(name)
         return d
 
     def loop_config(self, n_train: int) -> LoopConfig:

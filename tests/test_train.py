@@ -112,3 +112,15 @@ def test_cli_bad_input(args, msg, ft_base_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error: ") and msg in err and "\n" not in err
     assert not out.exists()
+
+
+def test_a_field_added_later_leaves_cached_runs_config_hash_alone():
+    # runs cached before `strategy` existed must keep their hash (else they refuse or retrain)
+    from interference.io import config_hash
+    from interference.train import FinetuneConfig
+    cfg = FinetuneConfig()
+    d = cfg.to_dict()
+    assert "strategy" not in d
+    assert config_hash(d) == config_hash(FinetuneConfig(**d).to_dict())
+    fsdp = FinetuneConfig(strategy="fsdp").to_dict()
+    assert fsdp["strategy"] == "fsdp" and config_hash(fsdp) != config_hash(d)
