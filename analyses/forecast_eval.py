@@ -36,17 +36,16 @@ from interference.hypotheses.common import write_json  # noqa: E402
 
 
 def heldout_base() -> str | None:
-    """A cached base whose world has 6 relations and 60 values (helper ``hyp`` pre-trains it)."""
-    from interference.pretrain import cache_root
-    for d in sorted(cache_root().glob("base-*")):
-        try:
-            w = json.loads((d / "config.json").read_text())["world"]
-        except (OSError, KeyError, json.JSONDecodeError):
-            continue
-        if len(w.get("relations", [])) == 6 and w.get("n_values") == 60 and (d / "slick.jsonl").exists() \
-                and (d / "model.safetensors").exists():
-            return str(d)
-    return None
+    """The cached default-recipe base of the held-out world (``analyses/worlds/heldout.json``): the
+    default spec with that world, found by its hash. (Picking any cached base with 6 relations and
+    60 values, as this once did, took a d64 or a differently consolidated base once the hypothesis
+    grids had cached those too.)"""
+    import dataclasses
+    from interference.pretrain import BaseSpec, cache_root
+    from interference.world import WorldConfig
+    spec = dataclasses.replace(BaseSpec.default(), world=WorldConfig.load(ROOT / "analyses" / "worlds" / "heldout.json"))
+    d = cache_root() / f"base-{spec.hash()}"
+    return str(d) if (d / "slick.jsonl").exists() and (d / "model.safetensors").exists() else None
 
 
 def noise_ceiling(root: Path, ceiling_root: Path) -> dict:
