@@ -223,3 +223,22 @@ def test_cli_evaluate_writes_forecast_json_with_every_predictor(quick_run, tmp_p
     assert len(rows) == sum(res["methods"]["sft"]["n_facts"])  # one row per held-out seed and fact
     assert {r["seed"] for r in rows} == {0, 1} and all(set(res["auroc"]) <= set(r) for r in rows)
     assert sum(r["forgotten"] for r in rows) == sum(res["methods"]["sft"]["n_forgotten"])
+
+
+def test_per_method_forecast_uses_the_self_distillation_runs_own_teacher(ft_config, tmp_path):
+    # teacher_for must ask the teacher cache with the run's key: it finds the teacher the run
+    # trained and builds nothing new (it once imported a builder that no longer existed)
+    from pathlib import Path
+    from interference.forecast.evaluate import teacher_for
+    from interference.models import load_model
+    from interference.teacher import TEACHER_DIR
+    from interference.train import base_dir_of, finetune
+    cfg = ft_config("self_distill")
+    rec = finetune(cfg, tmp_path / "sd", progress=False)
+    bd = Path(base_dir_of(rec.config))
+    before = sorted(p.name for p in (bd / TEACHER_DIR).iterdir())
+    world, data = rec.world_and_data()
+    model, _, tok = load_model(bd)
+    teacher = teacher_for(cfg, model, tok, world, data, bd)
+    assert sorted(p.name for p in (bd / TEACHER_DIR).iterdir()) == before
+    assert not any(p.requires_grad for p in teacher.parameters())

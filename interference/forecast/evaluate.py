@@ -72,14 +72,16 @@ def _data_cfg(cfg: EvalConfig):
 
 
 def teacher_for(method_cfg, model, tok, world, data, base_dir):
-    """The self-distillation run's own format teacher (same cache key, so the same weights)."""
-    import torch
-    from interference.methods.base import RunContext
-    from interference.methods.self_distill import build_teacher
-    opts = method_cfg.method_options
-    ctx = RunContext(model=model, base_model=model, tokenizer=tok, world=world, data=data, out=None,
-                     config=method_cfg, base_dir=Path(base_dir), device=torch.device("cpu"))
-    return build_teacher(ctx, opts.get("teacher", "format"), int(opts.get("teacher_epochs", 1)))
+    """The self-distillation run's own format teacher: the same recipe, facts and base fingerprint
+    as ``train.finetune`` hands to ``teacher.format_teacher``, so the cache beside the base returns
+    the very weights the run was distilled from (built once, shared)."""
+    import dataclasses
+    from interference.methods import get_method
+    from interference.pretrain import base_fingerprint
+    from interference.teacher import format_teacher
+    method = get_method(method_cfg.method, **method_cfg.method_options)
+    recipe = dataclasses.replace(method_cfg.teacher_recipe(), epochs=method.stages()["teacher"])
+    return format_teacher(model, tok, data.format_facts, recipe, base_dir, base_fingerprint(base_dir))
 
 
 def seed_tables(cfg: EvalConfig, seed: int, root: Path, progress: bool = False) -> dict[str, tuple[FeatureTable, np.ndarray]]:
