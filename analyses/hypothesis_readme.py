@@ -76,7 +76,7 @@ def paper_comparison(name: str, v: dict) -> str:
                + (f" ({label}: {format_estimate(head[label])})." if label in head else "."))
     if name == "localized" and PATCH_OWN in head and PATCH_CONTROL in head:
         own, ctl = head[PATCH_OWN], head[PATCH_CONTROL]
-        if own.get("value", 0) <= ctl.get("value", 0) or own.get("low", 0) <= ctl.get("high", 1):
+        if own["low"] <= ctl["high"]:  # the intervals overlap (this includes own mean <= control mean)
             out += (f" Activation patching does not single out the overlapping state: restoring a forgotten target's "
                     f"own base subject state at layer 1 recovers {format_estimate(own)} of them, a control entity's "
                     f"state {format_estimate(ctl)}.")
