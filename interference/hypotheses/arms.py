@@ -51,7 +51,7 @@ def run_arm(ctx, base_spec, train: Sequence[Fact], watch: Sequence[Fact], sft, e
     from interference.hypotheses.common import finetune_on
     model, tok = ctx.base(base_spec)
     curve = OutcomeCurve(tok, watch, train, extra)
-    res = finetune_on(model, tok, list(train), sft, world=ctx.world, callbacks=[curve], dist=getattr(ctx, "dist", None))
+    res = finetune_on(model, tok, list(train), sft, world=ctx.world, callbacks=[curve], dist=ctx.dist)
     if not curve.rows or curve.rows[0]["step"] != 0:
         raise RuntimeError("the loop did not evaluate the base at step 0; the arm has no baseline.")
     return {"steps": int(res.steps), "n_train": len(train), "watch_hash": facts_hash(watch),

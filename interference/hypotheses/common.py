@@ -416,6 +416,7 @@ class Context:
         self.spec, self.out, self.device, self.progress, self.jobs = spec, Path(out), device, progress, jobs
         self.world = World(spec.world)
         self.n_layers = spec.model.n_layers
+        self.dist = None  # one process, fp32: the synthetic grids (a real model's RealContext sets its precision)
         self._bases: dict[str, tuple] = {}
         self._teachers: dict[str, object] = {}
         self._fingerprints: dict[str, str] = {}

@@ -66,7 +66,7 @@ def train_arm(ctx, cfg, arm, train: Sequence[Fact], watch: Sequence[Fact], seed:
     reader = ReadWhenLearned(score, at, lambda m, step, p: _read(m, tok, watch, step, p))
     teacher = ctx.teacher(cfg.sft.teacher_recipe()) if arm.method == "self_distill" else None
     res = finetune_on(model, tok, train, spec, teacher=teacher, world=ctx.world, callbacks=[reader],
-                      dist=getattr(ctx, "dist", None))  # a real model's context sets its precision
+                      dist=ctx.dist)  # a real model's context sets its precision
     return ArmRun(res.model, {"learned": reader.read, "final": _read(res.model, tok, watch, res.steps, res.plasticity)})
 
 
