@@ -26,8 +26,9 @@ RC = {
     "legend.frameon": False, "pdf.fonttype": 42,  # editable text in the PDF
 }
 # Colour-blind-safe (Tol's bright + muted); the paper's two protagonists get the strongest pair.
-METHOD_COLORS = {"sft": "#CC3311", "self_distill": "#0077BB", "freeze": "#EE7733", "freeze_attn": "#EE7733",
-                 "freeze_mlp": "#009988", "l2_init": "#AA3377", "ewc": "#33BBEE", "replay": "#228833",
+METHOD_COLORS = {"sft": "#CC3311", "self_distill": "#0077BB", "freeze": "#EE7733",
+                 # freezing arms are named by what still trains (the old freeze_attn trained attention)
+                 "attn_only": "#EE7733", "mlp_only": "#009988", "l2_init": "#AA3377", "ewc": "#33BBEE", "replay": "#228833",
                  "lora": "#BBBBBB", "uuid": "#777777", "semantic": "#CC3311", "control": "#999933"}
 CYCLE = ["#4477AA", "#EE6677", "#228833", "#CCBB44", "#66CCEE", "#AA3377", "#BBBBBB", "#000000"]
 SET_COLORS = {"stability": "#0077BB", "plasticity": "#EE7733", "task": "#009988"}
