@@ -279,7 +279,8 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
     rule, resumed_from_memorised = None, False
     if cfg.consolidation is None:  # the fixed-length recipe: warm-up, cosine over cfg.steps
         train_loop(model, model.parameters(), corpus, phase_loop_config(cfg, "fixed"),
-                   callbacks=[checkpoints(out / "checkpoint"), Probe()], progress=progress, desc="pretrain")
+                   callbacks=[checkpoints(out / "checkpoint"), Probe()], progress=progress, desc="pretrain",
+                   group_lengths=True)
     else:
         rule = ConsolidationRule(cfg.consolidation, cfg.memorised_at, cfg.memorise_cap)
         memo = cache_root() / f"memorised-{spec.phase1_hash()}"
@@ -289,7 +290,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
                        callbacks=[checkpoints(out / "checkpoint_memorise"), Probe(),
                                   UntilMemorised(rule, lambda: _probe_acc(model, probe_sets["statement"]),
                                                  cfg.check_every, memo, lambda: {"history": history})],
-                       progress=progress, desc="pretrain (memorise)")
+                       progress=progress, desc="pretrain (memorise)", group_lengths=True)
         else:
             resumed_from_memorised = True
         rule.load(memorised_state(memo))
@@ -298,7 +299,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
         train_loop(model, model.parameters(), corpus,
                    phase_loop_config(cfg, "consolidate", rule),
                    callbacks=[checkpoints(out / "checkpoint"), FromMemorised(memo / "checkpoint", history), Probe()],
-                   progress=progress, desc="pretrain (consolidate)")
+                   progress=progress, desc="pretrain (consolidate)", group_lengths=True)
         shutil.rmtree(out / "checkpoint_memorise", ignore_errors=True)
     train_seconds = time.time() - t0
 

@@ -242,3 +242,65 @@ def test_lr_decays_in_a_real_run():
     train_loop(model, model.parameters(), _toy_data(), cfg, _toy_loss, callbacks=[Lr()])
     want = [0.1 * lr_multiplier(s, 20, 4, 0.1) for s in range(1, 21)]
     assert lrs == pytest.approx(want, rel=1e-9) and math.isclose(lrs[-1], 0.01, rel_tol=1e-9)
+
+
+# ------------------------------------------------------------------ length groups (less padding, same loss)
+def test_needed_lengths_run_through_the_last_answer_token():
+    from interference.batching import needed_lengths
+    mask = torch.zeros(3, 6, dtype=torch.bool)
+    mask[0, 2] = True  # position 2 predicts token 3: 4 tokens needed
+    mask[1, 3:5] = True  # a two-token answer ending at token 5: all 6
+    assert needed_lengths(mask).tolist() == [4, 6, 1]  # no answer token: 1
+
+
+def test_length_groups_minimise_padded_tokens_plus_a_cost_per_group():
+    from interference.batching import length_groups
+    lengths = torch.tensor([10, 2, 10, 3])
+    # one group: 4 x 10 + 5 = 45; {2, 3} + {10, 10}: 2 x 3 + 5 + 2 x 10 + 5 = 36; three groups: 40
+    groups = length_groups(lengths, overhead=5)
+    assert sorted(sorted(g.tolist()) for g in groups) == [[0, 2], [1, 3]]
+    assert [sorted(g.tolist()) for g in length_groups(lengths, overhead=1000)] == [[0, 1, 2, 3]]
+    assert sum(len(g) for g in length_groups(torch.randint(1, 13, (128,)), 16)) == 128  # a partition
+
+
+def test_grouping_by_length_gives_the_padded_batch_gradient(monkeypatch):
+    """The pre-training loop runs a batch as length groups trimmed to their own longest example;
+    each group's mean loss weighted by its share of the answer tokens must reproduce the whole
+    padded batch's loss and gradient."""
+    import interference.loop as loop
+    from interference.models import ModelConfig, build_model
+
+    monkeypatch.setitem(loop.GROUP_OVERHEAD_TOKENS, "cpu", 0.0)  # split whenever it saves a token
+    g = torch.Generator().manual_seed(1)
+    n, width = 24, 10
+    ids = torch.zeros(n, width, dtype=torch.long)
+    mask = torch.zeros(n, width, dtype=torch.bool)
+    for i in range(n):
+        length = 4 + i % 7  # 4..10 tokens, the last one or two of them the answer
+        ids[i, :length] = torch.randint(1, 30, (length,), generator=g)
+        mask[i, length - 1 - (1 + i % 2): length - 1] = True
+    data = Packed(ids, mask)
+
+    def run(grouped: bool):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(n_layers=2, d_model=32, n_heads=4, d_mlp=64, n_ctx=16), 30, device="cpu")
+        widths, grads = [], []
+
+        def loss_fn(m, batch, step):
+            widths.append(batch.ids.shape[1])
+            return loop.default_loss(m, batch, step)
+
+        class Grab:
+            def on_step(self, s):
+                grads.append([p.grad.detach().clone() for p in s.params])
+
+        state = train_loop(model, model.parameters(), data, LoopConfig(lr=1e-3, batch_size=n, steps=1),
+                           loss_fn, callbacks=[Grab()], group_lengths=grouped)
+        return state.loss, grads[0], widths
+
+    loss0, grads0, widths0 = run(False)
+    loss1, grads1, widths1 = run(True)
+    assert widths0 == [width] and len(widths1) > 1 and max(widths1) == width and min(widths1) < width
+    assert math.isclose(loss0, loss1, rel_tol=1e-5)
+    for a, b in zip(grads0, grads1):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
