@@ -79,7 +79,8 @@ def plot_localized(d: dict, out: Path, stem: str = "localized") -> list[Path]:
             ax[0, 1].bar(xs + (k - 0.5) * 0.38, [finite(e["value"]) for e in des[key]], 0.38,
                          yerr=yerr(des[key], (0, 1)), capsize=2, color=c, label=lab)
         ax[0, 1].set_xticks(xs)
-        ax[0, 1].set_xticklabels([a.replace("_", "\n") for a in des["arms"]], fontsize=7)
+        ax[0, 1].set_xticklabels([a.replace("_", " ") for a in des["arms"]], fontsize=7, rotation=40, ha="right",
+                                 rotation_mode="anchor")  # eleven arms: level labels overlap
         ax[0, 1].set(ylabel="share of known facts forgotten", xlabel="arm of the designed intervention",
                      title=f"(b) designed overlap: targets vs rest\nlocalized verdict: {des.get('verdict')}")
         ax[0, 1].legend()
