@@ -60,8 +60,13 @@ def _pretrain(quick: bool, env: dict) -> dict:
         subprocess.run(cmd + (["--quick"] if quick else []), check=True, env=env, stdout=subprocess.DEVNULL)
         wall = time.time() - t0
         m = json.loads((Path(d) / "base" / "metrics.json").read_text())
+    c = m.get("consolidation") or {}
+    # the run length is a criterion (memorised at step m, then consolidation x m steps), and m can
+    # move by a check interval between machines: steps per second is the comparable speed
     return {"train_seconds": m["train_seconds"], "wall_seconds": round(wall, 1),
-            "torch_threads": m.get("torch_threads"), "known_qa_accuracy": m["known_qa_accuracy"]}
+            "torch_threads": m.get("torch_threads"), "known_qa_accuracy": m["known_qa_accuracy"],
+            "steps": m.get("steps"), "memorised_step": c.get("memorised_step"),
+            "steps_per_second": round(m["steps"] / m["train_seconds"], 2) if m.get("steps") else None}
 
 
 def _commit() -> str:

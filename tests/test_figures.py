@@ -279,3 +279,20 @@ def test_produce_finds_only_the_missing_verdicts(tmp_path):
     cfg = ResultsConfig(hypotheses_dir=str(tmp_path))
     got = missing_hypotheses({"capacity": cfg, "hypotheses": cfg, "localized": cfg, "forecast": cfg})
     assert got == {str(tmp_path): ["capacity", "behavior_cloning"]}
+
+
+def test_produce_hands_jobs_to_the_hypothesis_command(tmp_path, monkeypatch):
+    import types
+
+    import interference.run_hypothesis as rh
+    from interference.figures.config import ResultsConfig
+    from interference.figures.produce import produce
+    calls = []
+    monkeypatch.setattr(rh, "main", lambda argv: calls.append(argv) or 0)
+    cfg = ResultsConfig(hypotheses_dir=str(tmp_path))
+    lines = produce({"capacity": cfg}, types.SimpleNamespace(quick=True), jobs=2)
+    assert [c[0] for c in calls] == ["capacity"] and calls[0][-2:] == ["--jobs", "2"] and "--quick" in calls[0]
+    assert len(lines) == 1 and "exit 0" in lines[0]
+    calls.clear()
+    produce({"capacity": cfg}, types.SimpleNamespace(quick=True))
+    assert "--jobs" not in calls[0]  # one job: the command's own default

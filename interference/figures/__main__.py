@@ -132,7 +132,7 @@ def run(args, chosen: list[str]) -> int:
     ctx = FigureContext(cache, args.quick)
     if args.produce:
         from interference.figures.produce import produce
-        for line in produce(cfgs, ctx, not args.no_progress):
+        for line in produce(cfgs, ctx, not args.no_progress, jobs=args.jobs):
             print(f"  produced: {line}")
     built, skipped, failed = [], [], []
     t0 = time.time()
