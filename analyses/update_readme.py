@@ -52,7 +52,8 @@ def benchmarks_section() -> str | None:
     if (d / "pretrain.json").exists():
         b = json.loads((d / "pretrain.json").read_text())
         rows.append(f"| pre-train default base (goal < 600 s, known QA >= 0.8) | {b['total_seconds']:.0f} s, "
-                    f"known QA {b['known_qa_accuracy']:.3f} | {b.get('torch_threads')} threads, {b.get('cpu_count')} cores |")
+                    f"known QA {b['known_qa_accuracy']:.3f} | {b.get('torch_threads')} threads, {b.get('cpu_count')} cores; "
+                    f"the fixed {b.get('steps')}-step recipe (before the consolidation criterion) |")
     if (d / "probes.json").exists():
         b = json.loads((d / "probes.json").read_text())
         within = b.get("hooked_over_plain_within_run")
@@ -74,14 +75,27 @@ def benchmarks_section() -> str | None:
                             f"{q['fair_share_ratio_given_background_load']['beside_3']:.2f}x) |")
             dflt = e.get("default_beside_1")
             if dflt:
-                rows.append(f"| default base beside 1 busy process (goal < 600 s) | {dflt['wall_seconds']:.0f} s | "
-                            f"{policy}; background load {dflt['load_avg_before'][0]:.1f} |")
+                steps = (f"; {dflt['steps']} steps (memorised at {dflt['memorised_step']}), "
+                         f"{dflt['steps_per_second']} steps/s" if dflt.get("steps") else "")
+                rows.append(f"| default base beside 1 busy process (goal < 600 s) | {dflt['wall_seconds']:.0f} s wall, "
+                            f"{dflt['train_seconds']:.0f} s training, known QA {dflt['known_qa_accuracy']:.3f} | "
+                            f"{policy}; background load {dflt['load_avg_before'][0]:.1f}{steps} |")
     if (d / "forecast.json").exists():
         b = json.loads((d / "forecast.json").read_text())
         sc = b["scaling"]
         rows.append(f"| forecast, 10k known x 1k SFT facts (goal < 60 s) | {b['seconds_10k_x_1k']:.1f} s wall, "
                     f"{b['cpu_seconds_10k_x_1k']:.1f} s CPU | {b.get('threads')} thread(s), load {b['load_average_1min'][0]}; "
                     f"x2 known facts: x{sc['ratio_watched_10k_over_5k']:.2f}, x2 SFT facts: x{sc['ratio_new_1000_over_500']:.2f} (CPU) |")
+    for name, what, goal in (("figures_default", "every figure, default world, 3 seeds, from an empty run cache", 60),
+                             ("figures_jobs2_produce", "every figure with --quick --produce, from nothing", 5),
+                             ("figures_jobs2", "--quick from nothing (the 7 figures of fine-tuning runs)", 5),
+                             ("figures", "--quick from nothing (the 7 figures of fine-tuning runs)", 5)):
+        if (d / f"{name}.json").exists():
+            b = json.loads((d / f"{name}.json").read_text())
+            load = b.get("load_average_before")
+            rows.append(f"| figures: {what} (goal < {goal} min) | {b['wall_seconds'] / 60:.1f} min wall, "
+                        f"{b['cpu_seconds'] / 60:.1f} min CPU, {len(b.get('figures_built', []))} figures | "
+                        f"`{b['command']}`" + (f"; load {load[0]:.1f}" if load else "") + " |")
     if not rows:
         return None
     return "\n".join(["| benchmark | measured | notes |", "|---|---|---|", *rows])
