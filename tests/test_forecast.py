@@ -242,3 +242,20 @@ def test_per_method_forecast_uses_the_self_distillation_runs_own_teacher(ft_conf
     teacher = teacher_for(cfg, model, tok, world, data, bd)
     assert sorted(p.name for p in (bd / TEACHER_DIR).iterdir()) == before
     assert not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_a_quick_run_read_back_from_json_is_recognised_as_quick():
+    """The evaluation picks the quick world from the SFT run's saved base spec; read back from
+    JSON it holds lists where the dataclass holds tuples, which a dict comparison called a
+    default-world run (so --quick --produce pre-trained the default base)."""
+    import json
+
+    from interference.forecast.cli import is_quick_base
+    from interference.pretrain import BaseSpec
+    from interference.train import FinetuneConfig
+
+    for quick in (True, False):
+        cfg = FinetuneConfig(**{**(FinetuneConfig.quick().to_dict() if quick else {}),
+                                "base": BaseSpec.default(quick=quick).to_dict()})
+        saved = FinetuneConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+        assert is_quick_base(saved.base) is quick

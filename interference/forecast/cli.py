@@ -62,6 +62,15 @@ def _main(ap: Parser, args) -> int:
     return 0
 
 
+def is_quick_base(base: dict) -> bool:
+    """Whether a run's saved base spec is the quick one. Compared by hash: a spec read back from
+    JSON holds lists where the dataclass holds tuples, so comparing dicts called every quick run
+    a default-world one (and the evaluation then pre-trained the default base)."""
+    from interference.io import config_hash
+    from interference.pretrain import BaseSpec
+    return config_hash(base) == BaseSpec.default(quick=True).hash()
+
+
 def _evaluate(args, methods, out: Path, sft: dict) -> int:
     import json
     from interference.forecast.evaluate import EvalConfig, evaluate
@@ -73,8 +82,7 @@ def _evaluate(args, methods, out: Path, sft: dict) -> int:
         cfg = FinetuneConfig.from_dict(json.loads(run_cfg.read_text()))
         data = {k: v for k, v in cfg.data.to_dict().items() if k != "seed"}
         base_dir = base_dir or cfg.base_dir
-        from interference.pretrain import BaseSpec
-        quick = cfg.base == BaseSpec.default(quick=True).to_dict()
+        quick = is_quick_base(cfg.base)
     ecfg = EvalConfig(seeds=args.seeds, methods=methods, quick=quick, base_dir=base_dir, data=data)
     res = evaluate(ecfg, Path(args.runs) if args.runs else out / "runs", out, progress=args.progress)
     a = res["auroc"]
