@@ -26,10 +26,10 @@ from interference.io import atomic_write_json, atomic_write_text  # noqa: E402
 from interference.metrics.forgetting import forgetting_rate  # noqa: E402
 from interference.metrics.hallucination import hallucination_rate, relative_drop  # noqa: E402
 from interference.metrics.stats import mean_ci  # noqa: E402
-from interference.pretrain import BaseSpec  # noqa: E402
+from interference.pretrain import BaseSpec, base_fingerprint  # noqa: E402
 from interference.records import FactOutcomes  # noqa: E402
 from interference.sft_data import SFTDataConfig  # noqa: E402
-from interference.train import FinetuneConfig, finetune  # noqa: E402
+from interference.train import FinetuneConfig, base_dir_of, finetune  # noqa: E402
 
 # (label, method, options): the paper's comparison; LoRA is left to its own study (lr differs).
 ARMS = [
@@ -38,8 +38,8 @@ ARMS = [
     # KL on the answer positions only: with one-token answers it falls on the very token being
     # taught and blocks learning; kept to show why the default puts it on every token.
     ("self_distill_answer_only", "self_distill", {"positions": "answer"}),
-    ("freeze_attn", "freeze", {"groups": "attn"}),
-    ("freeze_mlp", "freeze", {"groups": "mlp"}),
+    ("attn_only", "freeze", {"groups": "attn"}),  # named by what still trains
+    ("mlp_only", "freeze", {"groups": "mlp"}),
     ("l2_init", "l2_init", {}),
     ("ewc", "ewc", {}),
     ("replay", "replay", {}),
@@ -93,6 +93,8 @@ def compare(args, save=None) -> dict:
             t0 = time.time()
             rec = finetune(cfg, Path(args.runs) / f"{label}-f{args.unknown_fraction}-s{seed}", progress=False)
             row = {"seed": seed, **run_numbers(rec), "seconds": round(time.time() - t0, 1)}
+            # which weights the table is about: one spec has been trained to different bases
+            results["settings"].setdefault("base_fingerprint", base_fingerprint(base_dir_of(cfg)))
             arm = results["arms"].setdefault(label, {"method": method, "options": opts, "seeds": []})
             arm["seeds"].append(row)
             arm["summary"] = {k: mean_ci([r[k] for r in arm["seeds"]]).to_dict() for k in SUMMARY_KEYS}
@@ -118,7 +120,9 @@ def table(results: dict) -> str:
     n = min(len(a["seeds"]) for a in results["arms"].values()) if results["arms"] else 0
     lines = [f"Unknown fraction {s['unknown_fraction']}, {n} of {s['seeds']} seeds done, "
              f"{'steps ' + str(s['steps']) if s['steps'] else str(s['epochs']) + ' epochs'}"
-             f"{', quick world' if s['quick'] else ', default world'}; mean ± 95% t-CI half-width.", "",
+             f"{', quick world' if s['quick'] else ', default world'}"
+             + (f" (base weights {s['base_fingerprint']})" if s.get("base_fingerprint") else "")
+             + "; mean ± 95% t-CI half-width.", "",
              "| method | " + " | ".join(h for _, h in COLUMNS) + " |",
              "|---|" + "---|" * len(COLUMNS)]
     for label, arm in results["arms"].items():
