@@ -116,3 +116,17 @@ def test_gradient_alignment_callback_tracks_training(ft_config, tmp_path):
     for r in rows:
         assert "all" in r["mean"] and all(-1.0 <= v <= 1.0 for v in r["mean"].values())
         assert all(0.0 <= v <= 1.0 for v in r["conflict"].values())
+
+
+def test_update_norms_put_a_planted_change_in_its_unit():
+    from interference.metrics.attribution import update_norms
+    base = build_model(ModelConfig(n_layers=2, d_model=16, n_heads=2, d_mlp=32, n_ctx=8), 20, device="cpu")
+    model = copy.deepcopy(base)
+    name = parameter_units(model, by_layer=True)["mlp.1"][0]
+    with torch.no_grad():
+        dict(model.named_parameters())[name].add_(torch.full_like(dict(model.named_parameters())[name], 0.5))
+        n = dict(model.named_parameters())[name].numel()
+    norms = update_norms(model, base)
+    assert norms["mlp"] == pytest.approx(0.5 * n ** 0.5, rel=1e-9) and norms["total"] == pytest.approx(norms["mlp"])
+    assert all(v == 0 for k, v in norms.items() if k not in ("mlp", "total"))
+    assert update_norms(model, base, by_layer=True)["mlp.1"] == pytest.approx(norms["mlp"])

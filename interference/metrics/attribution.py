@@ -41,6 +41,24 @@ def parameter_units(model, by_layer: bool = True) -> dict[str, list[str]]:
     return dict(units)
 
 
+def update_norms(model, base_model, by_layer: bool = False) -> dict[str, float]:
+    """unit -> L2 norm of (fine-tuned - base) weights over that unit, plus ``"total"``.
+
+    Where an update went, next to where its damage is (``revert_attribution``): an anchored
+    method (L2-to-init) moves the weights less in total, and may still move some unit more."""
+    base, params = dict(base_model.named_parameters()), dict(model.named_parameters())
+    sq: dict[str, float] = defaultdict(float)
+    with torch.no_grad():
+        for unit, names in parameter_units(model, by_layer).items():
+            for n in names:
+                if n not in base:
+                    raise ValueError(f"parameter {n} is not in the base model; compare a model with its own base.")
+                sq[unit] += float(((params[n].double() - base[n].double()) ** 2).sum())
+    out = {u: v ** 0.5 for u, v in sq.items()}
+    out["total"] = sum(sq.values()) ** 0.5
+    return out
+
+
 @contextlib.contextmanager
 def reverted(model, base_model, param_names: Sequence[str]) -> Iterator[None]:
     """Temporarily copy the base values of ``param_names`` into ``model``; restored on exit, even
