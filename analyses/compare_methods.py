@@ -55,10 +55,7 @@ COLUMNS = [  # (key, header)
 
 def run_numbers(rec) -> dict:
     m = rec.metrics
-    tl = rec.timeline()
-    last = max(r["step"] for r in tl)
-    base_rec = FactOutcomes.from_rows(tl, 0, "stability")
-    now_rec = FactOutcomes.from_rows(tl, last, "stability").realign(base_rec.fact_ids)
+    base_rec, now_rec = FactOutcomes.base_and_final(rec.timeline())
     base = m["stability_accuracy_base"]["final"]
     peak = max(h["stability"] for h in m["history"] if h["step"] > 0)  # after training began
     return {

@@ -58,9 +58,7 @@ def run_one(job: tuple) -> dict:
                          method="l2_init", method_options={"weight": weight}, seed=seed,
                          epochs=30 if quick else 40, eval_every=50)
     rec = finetune(cfg, Path(runs) / f"l2-{weight:g}-s{seed}", progress=False)
-    tl = rec.timeline()
-    base_rec = FactOutcomes.from_rows(tl, 0, "stability")
-    now_rec = FactOutcomes.from_rows(tl, max(r["step"] for r in tl), "stability").realign(base_rec.fact_ids)
+    base_rec, now_rec = FactOutcomes.base_and_final(rec.timeline())
     model, _, _ = rec.load_model()
     base, _, _ = load_model(base_dir_of(cfg))
     norms = update_norms(model, base)

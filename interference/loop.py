@@ -166,11 +166,12 @@ def _length_parts(rows: torch.Tensor, factor: float, weights: torch.Tensor, leng
     """(rows, loss factor, width) of each length group of one micro-batch. Each group's loss is a
     mean over its own answer tokens, so weighting it by its share of the micro-batch's answer
     tokens gives back the micro-batch's mean exactly (up to float rounding)."""
-    overhead = GROUP_OVERHEAD_TOKENS.get(device.type, float("inf"))  # CUDA: one call, just trimmed
     total = float(weights[rows].sum())
-    groups = length_groups(lengths[rows], overhead) if total > 0 else [torch.arange(len(rows))]
-    return [(rows[g], factor * (float(weights[rows[g]].sum()) / total if total > 0 else 1.0),
-             int(lengths[rows[g]].max())) for g in groups]
+    if total == 0:  # no answer token to weight by: one call, trimmed
+        return [(rows, factor, int(lengths[rows].max()))]
+    overhead = GROUP_OVERHEAD_TOKENS.get(device.type, float("inf"))  # CUDA: one call, just trimmed
+    return [(rows[g], factor * (float(weights[rows[g]].sum()) / total), int(lengths[rows[g]].max()))
+            for g in length_groups(lengths[rows], overhead)]
 
 
 def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: LoopConfig,
@@ -193,7 +194,7 @@ def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: L
     dist.check_batch(cfg.batch_size)
     weights = data.loss_mask.sum(1)  # answer tokens per example: what a micro-batch's loss is weighted by
     lengths = needed_lengths(data.loss_mask).cpu() if group_lengths else None
-    cpu_weights = weights.cpu()
+    cpu_weights = weights.cpu() if group_lengths else None  # the groups are chosen on the CPU
     params = [p for p in params]
     if not params:
         raise ValueError("no parameter is trainable, so training would change nothing.")

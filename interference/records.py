@@ -76,6 +76,14 @@ class FactOutcomes:
                    np.array([np.nan if v is None else v for v in lp], dtype=np.float64),
                    tuple(r.get("outcome") for r in sel))
 
+    @classmethod
+    def base_and_final(cls, rows: Sequence[Mapping], set_name: str = "stability") -> "tuple[FactOutcomes, FactOutcomes]":
+        """(at step 0, at the last step) of one run's timeline rows for ``set_name``, the second
+        aligned to the first's fact ids: the pair every end-of-training forgetting rate compares."""
+        last = max(r["step"] for r in rows)
+        base = cls.from_rows(rows, 0, set_name)
+        return base, cls.from_rows(rows, last, set_name).realign(base.fact_ids)
+
     # ------------------------------------------------------------ selection
     def index(self) -> dict[str, int]:
         return {f: i for i, f in enumerate(self.fact_ids)}

@@ -80,3 +80,16 @@ def test_events_between_match_a_two_step_timeline():
     assert ev == forgetting_events(rows)
     assert sorted(ev) == ["a", "b", "c", "e"] and [f for f, e in ev.items() if e.forgotten] == ["b", "c"]
     assert ev["b"].forgot_prediction == "q"
+
+
+def test_base_and_final_pairs_step_zero_with_the_last_step_by_fact_id():
+    rows = [{"step": s, "set": st, "fact_id": f, "correct": c}
+            for s, st, f, c in [(0, "stability", "a", True), (0, "stability", "b", True), (0, "plasticity", "n", False),
+                                (50, "stability", "b", False), (50, "stability", "a", True),
+                                (100, "stability", "b", True), (100, "stability", "a", False),
+                                (100, "plasticity", "n", True)]]
+    base, final = FactOutcomes.base_and_final(rows)
+    assert base.fact_ids == final.fact_ids == ("a", "b")  # the last step, reordered to the base's ids
+    assert final.correct.tolist() == [False, True]
+    b, f = FactOutcomes.base_and_final(rows, "plasticity")
+    assert (b.correct.tolist(), f.correct.tolist()) == ([False], [True])

@@ -63,10 +63,7 @@ def _rates(rec) -> dict:
     from interference.metrics.forgetting import forgetting_rate
     from interference.metrics.hallucination import hallucination_rate
     from interference.records import FactOutcomes
-    tl = rec.timeline()
-    last = max(r["step"] for r in tl)
-    base = FactOutcomes.from_rows(tl, 0, "stability")
-    now = FactOutcomes.from_rows(tl, last, "stability").realign(base.fact_ids)
+    base, now = FactOutcomes.base_and_final(rec.timeline())
     return {"hallucination": hallucination_rate(base, now), "forgetting": forgetting_rate(base, now)}
 
 
