@@ -22,14 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from interference.runs import RunStore  # noqa: E402
 from interference.io import atomic_write_json, atomic_write_text  # noqa: E402
 from interference.metrics.forgetting import forgetting_rate  # noqa: E402
 from interference.metrics.hallucination import hallucination_rate, relative_drop  # noqa: E402
 from interference.metrics.stats import mean_ci  # noqa: E402
-from interference.pretrain import BaseSpec, base_fingerprint  # noqa: E402
+from interference.bases import BaseSpec, base_fingerprint  # noqa: E402
 from interference.records import FactOutcomes  # noqa: E402
 from interference.sft_data import SFTDataConfig  # noqa: E402
-from interference.train import FinetuneConfig, base_dir_of, finetune  # noqa: E402
+from interference.train import FinetuneConfig, base_dir_of  # noqa: E402
 
 # (label, method, options): the paper's comparison; LoRA is left to its own study (lr differs).
 ARMS = [
@@ -88,7 +89,7 @@ def compare(args, save=None) -> dict:
                 data, unknown_fraction=args.unknown_fraction, seed=seed), method=method, method_options=opts,
                 seed=seed, epochs=args.epochs, steps=args.steps, eval_every=args.eval_every)
             t0 = time.time()
-            rec = finetune(cfg, Path(args.runs) / f"{label}-f{args.unknown_fraction}-s{seed}", progress=False)
+            rec = RunStore(args.runs).get(cfg)
             row = {"seed": seed, **run_numbers(rec), "seconds": round(time.time() - t0, 1)}
             # which weights the table is about: one spec has been trained to different bases
             results["settings"].setdefault("base_fingerprint", base_fingerprint(base_dir_of(cfg)))

@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from interference.forecast.evaluate import EvalConfig, evaluate  # noqa: E402
-from interference.hypotheses.common import write_json  # noqa: E402
+from interference.io import atomic_write_json as write_json  # noqa: E402
 
 
 def heldout_base() -> str | None:
@@ -41,26 +41,24 @@ def heldout_base() -> str | None:
     60 values, as this once did, took a d64 or a differently consolidated base once the hypothesis
     grids had cached those too.)"""
     import dataclasses
-    from interference.pretrain import BaseSpec, cache_root
+    from interference.bases import BaseSpec, base_dir
     from interference.world import WorldConfig
     spec = dataclasses.replace(BaseSpec.default(), world=WorldConfig.load(ROOT / "analyses" / "worlds" / "heldout.json"))
-    d = cache_root() / f"base-{spec.hash()}"
+    d = base_dir(spec)
     return str(d) if (d / "slick.jsonl").exists() and (d / "model.safetensors").exists() else None
 
 
 def noise_ceiling(root: Path, ceiling_root: Path) -> dict:
     """Runs on seed 0's SFT set with training orders 1 and 2: does one run's forgetting predict the
     other's (and seed 0's)? A binary oracle from a sibling run bounds what any forecast can do."""
-    from interference.forecast.runs import forgotten_labels
-    from interference.forecast.runs import run_config
+    from interference.forecast.runs import forgotten_labels, run_config
     from interference.metrics.stats import auroc
-    from interference.train import finetune
+    from interference.runs import RunStore
     import dataclasses
-    runs = {0: root / "sft-seed0"}
-    for order in (1, 2):
-        out = ceiling_root / f"sft-data0-order{order}"
-        finetune(dataclasses.replace(run_config("sft", 0), seed=order), out, progress=False)
-        runs[order] = out
+    runs = {0: RunStore(root).path(run_config("sft", 0))}
+    store = RunStore(ceiling_root)
+    for order in (1, 2):  # the same SFT facts (data seed 0) in another training order
+        runs[order] = store.get(dataclasses.replace(run_config("sft", 0), seed=order)).out
     labels = {k: forgotten_labels(v) for k, v in runs.items()}
     common = sorted(set.intersection(*(set(v) for v in labels.values())))
     y = {k: np.array([labels[k][f] for f in common]) for k in labels}

@@ -48,7 +48,7 @@ def _fit_predict(kind: str, C: float | None, X: np.ndarray, y: np.ndarray, Z: np
 
 def score_variants(tables, labels, seeds) -> dict:
     from interference.forecast.evaluate import feature_sets
-    from interference.hypotheses.common import estimate
+    from interference.metrics.stats import estimate
     from interference.metrics.stats import auroc
     groups = feature_sets(tables[0].names)
     frag = [auroc(t.columns["neg_gold_logprob"], y) for t, y in zip(tables, labels)]
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(1)
     from interference.forecast.evaluate import EvalConfig, seed_tables
-    from interference.hypotheses.common import write_json
+    from interference.io import atomic_write_json as write_json
     seeds = [int(s) for s in a.seeds.split(",")]
     cfg = EvalConfig(seeds=max(seeds) + 1, methods=("sft",))
     rows = [seed_tables(cfg, s, Path(a.runs))["sft"] for s in seeds]

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from interference.hypotheses.common import format_estimate  # noqa: E402
+from interference.metrics.stats import format_estimate  # noqa: E402
 from analyses.loop_rerun import load_pair, summary  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

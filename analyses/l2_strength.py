@@ -34,15 +34,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from interference.runs import RunStore  # noqa: E402
 from interference.io import atomic_write_json, atomic_write_text  # noqa: E402
 from interference.metrics.attribution import update_norms  # noqa: E402
 from interference.metrics.forgetting import forgetting_rate  # noqa: E402
 from interference.metrics.stats import mean_ci, ols_slope  # noqa: E402
 from interference.models import load_model  # noqa: E402
-from interference.pretrain import BaseSpec  # noqa: E402
+from interference.bases import BaseSpec  # noqa: E402
 from interference.records import FactOutcomes  # noqa: E402
 from interference.sft_data import SFTDataConfig  # noqa: E402
-from interference.train import FinetuneConfig, base_dir_of, finetune  # noqa: E402
+from interference.train import FinetuneConfig, base_dir_of  # noqa: E402
 
 WEIGHTS = (0.0, 0.001, 0.01, 0.1, 1.0)
 
@@ -57,7 +58,7 @@ def run_one(job: tuple) -> dict:
     cfg = FinetuneConfig(base=spec.to_dict(), data=dataclasses.replace(data, unknown_fraction=0.5, seed=seed),
                          method="l2_init", method_options={"weight": weight}, seed=seed,
                          epochs=30 if quick else 40, eval_every=50)
-    rec = finetune(cfg, Path(runs) / f"l2-{weight:g}-s{seed}", progress=False)
+    rec = RunStore(runs).get(cfg)
     base_rec, now_rec = FactOutcomes.base_and_final(rec.timeline())
     model, _, _ = rec.load_model()
     base, _, _ = load_model(base_dir_of(cfg))

@@ -20,8 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv=None) -> int:
     from interference.hypotheses import localized as L
-    from interference.hypotheses.common import Context, preregistration_of, run_module, with_prereg
-    from interference.pretrain import BaseSpec
+    from interference.hypotheses.context import Context
+    from interference.hypotheses.prereg import preregistration_of, with_prereg
+    from interference.hypotheses.runner import run_module
+    from interference.bases import BaseSpec
     from interference.world import WorldConfig
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", required=True)

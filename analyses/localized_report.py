@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from interference.hypotheses.common import format_estimate as fe  # noqa: E402
+from interference.metrics.stats import format_estimate as fe  # noqa: E402
 from interference.io import atomic_write_text  # noqa: E402
 
 

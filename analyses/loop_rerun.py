@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from interference.hypotheses.common import decide, estimate, format_estimate  # noqa: E402
+from interference.hypotheses.prereg import decide  # noqa: E402
+from interference.metrics.stats import estimate, format_estimate
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD = ROOT / "analyses" / "results" / "verdicts" / "previous"

@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from interference.runs import RunStore  # noqa: E402
 from interference.io import atomic_write_json, atomic_write_text  # noqa: E402
 from interference.metrics.hallucination import hallucination_curve  # noqa: E402
 from interference.metrics.matched import first_crossing, interpolate_at  # noqa: E402
@@ -88,9 +89,9 @@ def _est(values) -> dict:
 
 
 def run(args, save) -> dict:
-    from interference.pretrain import BaseSpec
+    from interference.bases import BaseSpec
     from interference.sft_data import SFTDataConfig
-    from interference.train import FinetuneConfig, finetune
+    from interference.train import FinetuneConfig
     spec = BaseSpec.default(quick=args.quick)
     data = SFTDataConfig.quick() if args.quick else SFTDataConfig(n_stability=args.n_stability)
     chosen = [a for a in ARMS if not args.arms or a[0] in args.arms.split(",")]
@@ -103,7 +104,7 @@ def run(args, save) -> dict:
                                  method=method, method_options=opts, seed=seed, steps=args.steps, lr=args.lr,
                                  eval_every=args.eval_every, ckpt_every=10 ** 6)
             t0 = time.time()
-            rec = finetune(cfg, Path(args.runs) / f"{label}-s{seed}", progress=False)
+            rec = RunStore(args.runs).get(cfg)
             row = {"seed": seed, **run_numbers(rec), "seconds": round(time.time() - t0, 1),
                    "method_options": rec.config.method_options}
             arm = res["arms"].setdefault(label, {"part": part, "method": method, "options": opts,

@@ -16,7 +16,8 @@ import dataclasses
 from pathlib import Path
 
 from interference.io import atomic_write_json, atomic_write_text
-from interference.pretrain import BaseSpec, cache_root, pretrain
+from interference.bases import BaseSpec, base_dir
+from interference.pretrain import pretrain
 
 VARIANTS = {
     "recipe (4 paraphrases, QA for half)": {},
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
     rows = []
     for name, change in VARIANTS.items():
         s = variant_spec(spec, change)
-        m = pretrain(s, cache_root() / f"base-{s.hash()}", progress=False)
+        m = pretrain(s, base_dir(s), progress=False)
         rows.append({"variant": name, "known_qa_accuracy": m["known_qa_accuracy"],
                      "unseen_qa_accuracy": m["unseen_qa_accuracy"], "pretrain_qa_accuracy": m["pretrain_qa_accuracy"],
                      "steps": m["steps"], "train_seconds": m.get("train_seconds")})

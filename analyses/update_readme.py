@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from interference.io import atomic_write_text, number
-from interference.pretrain import BaseSpec, cache_root
+from interference.bases import BaseSpec, base_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "analyses" / "results"
@@ -28,7 +28,7 @@ def _acc(x) -> str:
 
 def pretrain_section() -> str | None:
     spec = BaseSpec.default()
-    path = cache_root() / f"base-{spec.hash()}" / "metrics.json"
+    path = base_dir(spec) / "metrics.json"
     if not path.exists():
         return None
     m = json.loads(path.read_text())

@@ -36,13 +36,13 @@ from interference.io import atomic_write_json  # noqa: E402
 
 def model_and_facts():
     from interference.models import build_model, load_model
-    from interference.pretrain import BaseSpec, cache_root
+    from interference.bases import BaseSpec, base_dir
     from interference.tokenizer import world_tokenizer
     from interference.world import World
 
     spec = BaseSpec.default()
     world = World(spec.world)
-    base = cache_root() / f"base-{spec.hash()}"
+    base = base_dir(spec)
     if (base / "model.safetensors").exists():
         model, _, tok = load_model(base, device="cpu")
         which = str(base.name)

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from interference.io import atomic_write_json
-from interference.pretrain import BaseSpec, pretrain
+from interference.bases import BaseSpec
+from interference.pretrain import pretrain
 
 
 def main() -> int:

@@ -42,7 +42,7 @@ from interference.probes import DEFAULT_EVERY, ProbeCallback  # noqa: E402
 def make_timing_base(out: Path, seed: int = 0) -> Path:
     """A default-size, untrained base with a SliCK file: Known = every pre-trained fact."""
     from interference.models import build_model, save_model
-    from interference.pretrain import SLICK_FILE, BaseSpec
+    from interference.bases import SLICK_FILE, BaseSpec
     from interference.tokenizer import world_tokenizer
     from interference.world import World
 

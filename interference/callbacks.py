@@ -7,12 +7,16 @@ user callbacks (probes on disk, gradient alignment) see a ``RunContext`` instead
 """
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 from interference import checkpoint as _ckpt
+from interference.io import json_line
+from interference.metrics.attribution import gradient_alignment
+from interference.metrics.matched import is_learned
 
 
 class Checkpoints:
@@ -44,24 +48,36 @@ class Checkpoints:
             _ckpt.save_checkpoint(self.root, state.model, state.opt, state.sched, state.step, self.extra())
 
 
-class StopWhenLearned:
-    """At each evaluation, ``score(model)`` (a share in [0, 1]); stop once it reaches ``at``.
+class WhenLearned:
+    """At each evaluation after step 0, ``score(model)`` (a share in [0, 1]); the first time it is
+    learned (``metrics.matched.is_learned`` at ``at``), call ``on_learned(model, step, score)``
+    and, with ``stop``, end the loop. Without ``stop`` it scores no more once learned (a
+    learning-matched read is taken once).
 
-    ``last`` holds the latest score: the run's plasticity when the loop ends.
+    ``last`` holds the latest score: with ``stop``, the run's plasticity when the loop ends.
     """
 
-    def __init__(self, score: Callable[[object], float], at: float):
-        self.score, self.at = score, at
+    def __init__(self, score: Callable[[object], float], at: float, stop: bool = True,
+                 on_learned: Callable[[object, int, float], object] | None = None):
+        self.score, self.at, self.stop, self.on_learned = score, at, stop, on_learned
         self.last = float("nan")
         self.history: list[tuple[int, float]] = []
+        self.learned_at_step: int | None = None
+        self.read = None  # what on_learned returned
 
     def on_eval(self, state) -> None:
         if state.step == 0:
             return  # the base is not asked whether it already knows the new facts
+        if self.learned_at_step is not None and not self.stop:
+            return
         self.last = float(self.score(state.model))
         self.history.append((state.step, self.last))
         state.postfix["learned"] = f"{self.last:.2f}"
-        if self.last >= self.at:
+        if is_learned(self.last, self.at) and self.learned_at_step is None:
+            self.learned_at_step = int(state.step)
+            if self.on_learned is not None:
+                self.read = self.on_learned(state.model, state.step, self.last)
+        if self.stop and is_learned(self.last, self.at):
             state.stop = True
 
 
@@ -94,3 +110,35 @@ class Snapshots:
     def on_end(self, state) -> None:
         if self.active and max(self.snapshots, default=None) != state.step:
             self._snap(state)
+
+
+# ------------------------------------------------------------------ run callbacks
+# Fine-tuning's run callbacks see a ``RunContext`` and the step (``on_eval(ctx, step)``), driven by
+# ``interference.train``'s timeline; the loop callbacks above see the loop's ``LoopState``. The
+# measurement is a pure metric (``metrics.attribution.gradient_alignment``); writing its rows into
+# the run directory is this callback's job, so ``metrics/`` never writes a file.
+class GradientAlignmentCallback:
+    """Training-loop callback: gradient alignment per unit *along* training.
+
+    Every ``every`` steps (and at step 0) it measures ``gradient_alignment`` between the run's
+    new facts (plasticity set) and a fixed sample of ``n_known`` held-out known facts (stability
+    set), and appends one JSON row per evaluation to ``<run>/gradient_alignment.jsonl``:
+    {step, mean: {unit: cos}, conflict: {unit: share < 0}}. Costs one backward pass per sampled
+    known fact, so keep ``n_known`` small (default 32).
+    """
+
+    def __init__(self, every: int = 100, n_known: int = 32, by_layer: bool = True, seed: int = 0):
+        self.every, self.n_known, self.by_layer, self.seed = every, n_known, by_layer, seed
+        self.rows: list[dict] = []
+
+    def on_eval(self, ctx, step: int) -> None:
+        if step % self.every:
+            return
+        known = list(ctx.data.eval_sets["stability"])
+        known = random.Random(self.seed).sample(known, min(self.n_known, len(known)))
+        ga = gradient_alignment(ctx.model, ctx.tokenizer, ctx.data.eval_sets["plasticity"], known, self.by_layer)
+        row = {"step": step, "mean": ga.mean_by_unit(), "conflict": ga.conflict_by_unit()}
+        self.rows.append(row)
+        if ctx.out is not None:
+            with open(ctx.out / "gradient_alignment.jsonl", "a") as fh:
+                fh.write(json_line(row))

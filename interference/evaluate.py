@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, asdict
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from interference.data import Fact
@@ -222,3 +223,9 @@ def category_counts(results: Sequence[SliCKResult]) -> dict[str, int]:
     for r in results:
         counts[r.category] += 1
     return counts
+
+
+def outcomes(model, tok, facts: Sequence[Fact]) -> tuple[np.ndarray, list[str]]:
+    """(correct [n] bool, greedy predictions) of ``facts``."""
+    res = score_facts(model, tok, facts)
+    return np.array([r.correct for r in res], dtype=bool), [r.prediction for r in res]

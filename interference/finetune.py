@@ -19,7 +19,7 @@ import sys
 
 from interference.cli import Parser, device_name, finite_float, run_main
 from interference.methods import METHODS, MethodError
-from interference.pretrain import BaseSpec
+from interference.bases import BaseSpec
 from interference.real_data import add_arguments as add_real_arguments, resolve_model_and_data
 from interference.sft_data import SFTDataConfig
 from interference.world import WorldConfig

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import torch
 
+from interference.hooks import resid_post
 from interference.data import Fact
 from interference.models import model_device
 from interference.tokenizer import encode_qa
@@ -40,7 +41,7 @@ def lens_logits(model, ids: torch.Tensor, layers: Sequence[int] | None = None) -
     """[n_layers, batch, pos, vocab] logits read off each layer's residual stream."""
     n = int(model.cfg.n_layers)
     layers = list(range(n)) if layers is None else list(layers)
-    hooks = [f"blocks.{i}.hook_resid_post" for i in layers]
+    hooks = [resid_post(i) for i in layers]
     _, cache = model.run_with_cache(ids, names_filter=hooks, return_cache_object=False)
     missing = [h for h in hooks if h not in cache]
     if missing:

@@ -1,7 +1,7 @@
 """The one training loop: every weight update in the package goes through ``train_loop``.
 
 Pre-training, the format teacher, fine-tuning (``interference.train``) and the hypothesis grids
-(``hypotheses.common.finetune_on``) all call it, so they share one optimizer (AdamW), one
+(``train.finetune_on``) all call it, so they share one optimizer (AdamW), one
 schedule (linear warm-up, then cosine decay to ``min_lr_ratio``), one way to draw batches (an
 epoch permutation that is a pure function of (seed, epoch), last partial batch kept) and gradient
 clipping. A result that differs between two of them then differs because of their data or

@@ -28,6 +28,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from interference.hooks import resid_post, resid_posts
 from interference.data import Fact
 from interference.io import atomic_save, atomic_write_json
 from interference.models import model_device, weights_fingerprint
@@ -170,11 +171,11 @@ def capture(model, tokenizer, facts: Sequence[Fact], hooks: Sequence[str],
 
 def resid_hooks(model) -> list[str]:
     """The residual stream after every block: the default thing to probe."""
-    return [f"blocks.{i}.hook_resid_post" for i in range(int(model.cfg.n_layers))]
+    return resid_posts(model.cfg.n_layers)
 
 
 # ------------------------------------------------------------------ fingerprint
-def model_fingerprint(model) -> dict[str, str]:
+def state_fingerprint(model) -> dict[str, str]:
     """{"arch": hash of parameter names and shapes, "weights": hash of their values}. Probes are
     stamped with the *base* model's fingerprint: the fine-tuned weights move, the base does not."""
     state = model.state_dict()
@@ -268,7 +269,7 @@ def load_probes(run_dir: str | Path, base_model=None) -> ProbeStore:
         raise ProbeError(f"no probes at {run_dir}; run fine-tuning with a ProbeCallback first.")
     store = ProbeStore(d, json.loads((d / INDEX).read_text()))
     if base_model is not None:
-        _check_fingerprint(store.index["fingerprint"], model_fingerprint(base_model), f"probe directory {d}")
+        _check_fingerprint(store.index["fingerprint"], state_fingerprint(base_model), f"probe directory {d}")
     return store
 
 
@@ -317,7 +318,7 @@ class ProbeCallback:
         check_hooks(ctx.model, self.hooks)
         self.dir = Path(ctx.out) / PROBE_DIR
         base = getattr(ctx, "base_model", None)
-        self.fingerprint = model_fingerprint(ctx.model if base is None else base)
+        self.fingerprint = state_fingerprint(ctx.model if base is None else base)
         index = {"fingerprint": self.fingerprint, "fact_ids": [f.fact_id for f in self.facts],
                  "fact_sets": origin, "hooks": self.hooks, "positions": self.positions, "every": self.every,
                  "steps": []}
@@ -352,3 +353,10 @@ class ProbeCallback:
         atomic_write_json(self.dir / INDEX, self.index)
         self.last = step
         self.seconds += time.perf_counter() - t0
+
+
+def subject_states(model, tok, facts: Sequence[Fact], layers: Sequence[int]) -> torch.Tensor:
+    """[L, n, d] residual stream after each of ``layers`` at the subject's last token."""
+    hooks = [resid_post(i) for i in layers]
+    acts = capture(model, tok, facts, hooks, "subject_last")
+    return torch.stack([acts[h] for h in hooks])

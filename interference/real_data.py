@@ -224,7 +224,7 @@ def _file_digest(h, f: Path, edge: int = 1 << 20) -> None:
             h.update(fh.read(edge))
 
 
-def model_fingerprint(path: str | Path) -> str:
+def model_dir_fingerprint(path: str | Path) -> str:
     path = Path(path)
     h = hashlib.sha256()
     for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
@@ -240,8 +240,8 @@ def data_fingerprint(path: str | Path) -> str:
 
 
 def slick_cache_dir(spec: RealSpec) -> Path:
-    from interference.pretrain import cache_root
-    key = {"model": model_fingerprint(spec.model), "data": data_fingerprint(spec.data), "slick": spec.slick}
+    from interference.bases import cache_root
+    key = {"model": model_dir_fingerprint(spec.model), "data": data_fingerprint(spec.data), "slick": spec.slick}
     return cache_root() / f"real-{config_hash(key)}"
 
 
@@ -270,10 +270,10 @@ def cached_slick(spec: RealSpec, model, tokenizer, records: Sequence[QARecord], 
     if table is None:
         table = slick_real(model, tokenizer, records, SliCKConfig.from_dict(spec.slick))
         atomic_write_text(f, "".join(json.dumps({"fact_id": k, **v}) + "\n" for k, v in table.items()))
-    from interference.pretrain import FINGERPRINT_FILE
+    from interference.bases import FINGERPRINT_FILE
     if not (d / FINGERPRINT_FILE).exists():  # what teachers cached beside this table are keyed by
         from interference.io import atomic_write_json
-        atomic_write_json(d / FINGERPRINT_FILE, {"weights": model_fingerprint(spec.model)})
+        atomic_write_json(d / FINGERPRINT_FILE, {"weights": model_dir_fingerprint(spec.model)})
     if dist is not None:
         dist.barrier()
     return table, d

@@ -7,8 +7,12 @@ every comparison (``metrics.forgetting.forgetting_rate``) can check that two rec
 same facts in the same order, and refuse otherwise; reordering is an explicit ``realign``.
 
 Built from ``evaluate.score_facts`` results (``from_results``), from one evaluation of a run's
-timeline (``from_rows``; the timeline JSONL format is unchanged), or from a boolean mask next to
-the facts it was computed on (``from_mask``, for results stored as lists in hypothesis cells).
+timeline (``from_rows``; the timeline JSONL format is unchanged), or from what a hypothesis cell
+stores (its compact codec: ``from_codes``, one outcome character per fact, and ``from_mask``, a
+0/1 list), so run directories and cells are read through the same record and the same
+``forgetting_rate``. A cell stores its facts' outcomes in the order of its watch list (named by
+the cell's ``watch_hash``); ``positional_ids`` names them by position when the ids themselves
+are not stored.
 """
 from __future__ import annotations
 
@@ -16,6 +20,23 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+
+OUTCOME_CODES = {"correct": "c", "abstain": "a", "hallucination": "h", "wrong": "w"}
+_OUTCOME_OF_CODE = {c: o for o, c in OUTCOME_CODES.items()}
+
+
+def encode_outcomes(outcomes: Iterable[str]) -> str:
+    """['correct', 'hallucination', ...] -> 'ch...': one character per fact, so a run's whole
+    curve fits in its cell file; refuses an outcome it does not know."""
+    try:
+        return "".join(OUTCOME_CODES[o] for o in outcomes)
+    except KeyError as e:
+        raise ValueError(f"unknown outcome {e.args[0]!r}; expected one of {list(OUTCOME_CODES)}.") from None
+
+
+def positional_ids(n: int) -> tuple[str, ...]:
+    """Ids "#0".."#n-1" for a record stored in a known fact order without its ids."""
+    return tuple(f"#{i}" for i in range(n))
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,23 @@ class FactOutcomes:
         n = len(fact_ids)
         return cls(tuple(fact_ids), np.asarray(correct, dtype=bool), tuple(prediction) if prediction is not None
                    else (None,) * n, np.full(n, np.nan), (None,) * n)
+
+    @classmethod
+    def from_codes(cls, fact_ids: Sequence[str], codes: str) -> "FactOutcomes":
+        """From the compact codec (``encode_outcomes``): one character per fact, in ``fact_ids`` order."""
+        if len(codes) != len(fact_ids):
+            raise ValueError(f"FactOutcomes.from_codes: {len(codes)} codes for {len(fact_ids)} facts; pass one per fact.")
+        try:
+            outcome = tuple(_OUTCOME_OF_CODE[c] for c in codes)
+        except KeyError as e:
+            raise ValueError(f"unknown outcome code {e.args[0]!r}; expected one of {sorted(_OUTCOME_OF_CODE)}.") from None
+        n = len(fact_ids)
+        return cls(tuple(fact_ids), np.array([o == "correct" for o in outcome], dtype=bool), (None,) * n,
+                   np.full(n, np.nan), outcome)
+
+    def to_codes(self) -> str:
+        """The compact codec of this record's outcomes (every fact must have one)."""
+        return encode_outcomes(self.outcome)
 
     @classmethod
     def from_results(cls, results: Sequence) -> "FactOutcomes":

@@ -23,6 +23,7 @@ from typing import Mapping
 
 import torch
 
+from interference.hooks import resid_post
 from interference.data import Fact
 from interference.evaluate import normalize_answer
 
@@ -115,7 +116,7 @@ def nearest_new(base, tok, fact: Fact, new: list[Fact], watch: list[Fact], layer
     same = [n for n in new if n.relation == fact.relation]
     if not same:
         return []
-    hook = f"blocks.{layer}.hook_resid_post"
+    hook = resid_post(layer)
     watch = [w for w in watch if w.fact_id != fact.fact_id] + [fact]  # the fact is the last watched row
     hw = capture(base, tok, watch, [hook], "subject_last")[hook]
     hn = capture(base, tok, same, [hook], "subject_last")[hook]
@@ -207,7 +208,7 @@ def fact_report(query: str, runs: Mapping[str, object], *, relation: str | None 
     from interference.lens import logit_lens
     from interference.metrics.attribution import revert_attribution
     from interference.models import load_model
-    from interference.pretrain import load_slick
+    from interference.bases import load_slick
     from interference.train import base_dir_of
     if not runs:
         raise ValueError("fact_report needs at least one run (method label -> RunRecord).")

@@ -28,10 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-from interference.hypotheses import behavior_cloning, capacity, localized
-from interference.hypotheses.common import format_estimate
+from interference.hypotheses import HYPOTHESES
+from interference.metrics.stats import format_estimate
 
-HYPOTHESES = {m.NAME: m for m in (capacity, behavior_cloning, localized)}
 DEFAULT_OUT = "runs/hypotheses"
 
 
@@ -110,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args) -> int:
-    from interference.hypotheses.common import Context, hypothesis_config, run_module, write_json
+    from interference.hypotheses.context import Context
+    from interference.hypotheses.runner import hypothesis_config
+    from interference.io import atomic_write_json as write_json
     from interference.models import ModelError, resolve_device
-    from interference.pretrain import BaseSpec
+    from interference.bases import BaseSpec
     from interference.world import WorldConfig, WorldConfigError
 
     if args.model is not None or args.data is not None:
@@ -149,7 +150,7 @@ def _main(args) -> int:
     t0 = time.time()
     verdicts = {}
     for n in names:
-        verdicts[n] = run_module(HYPOTHESES[n], cfgs[n], ctx)
+        verdicts[n] = run_and_draw(HYPOTHESES[n], cfgs[n], ctx)
         print(format_table(verdicts[n], out / n))
     if args.hypothesis == "all":
         from interference.plots import plot_summary
@@ -165,7 +166,7 @@ def _main(args) -> int:
 
 def _main_real(args) -> int:
     """behavior_cloning or localized on a real model and data (``hypotheses.real_world``)."""
-    from interference.hypotheses.common import hypothesis_config, run_module
+    from interference.hypotheses.runner import hypothesis_config
     from interference.hypotheses.real_world import NAMES, prepare
     from interference.real_data import resolve_model_and_data
     if args.hypothesis in ("capacity", "all"):
@@ -196,10 +197,23 @@ def _main_real(args) -> int:
                                progress=not args.no_progress, min_known_share=share,
                                precision=args.precision or "auto")
     _check_compatible(out / module.NAME, hypothesis_config(module, cfg, ctx), module.NAME)
-    v = run_module(module, cfg, ctx)
+    v = run_and_draw(module, cfg, ctx)
     print(format_table(v, out / module.NAME))
     print(f"done in {time.time() - t0:.0f}s")
     return 0
+
+
+def run_and_draw(module, cfg, ctx) -> dict:
+    """``runner.run_module``, then the hypothesis' plots beside its verdict (listed in it): the
+    runner computes and stores, the command draws."""
+    from interference.hypotheses.runner import run_module
+    from interference.io import atomic_write_json
+    from interference.plots import plot_hypothesis
+    v = run_module(module, cfg, ctx)
+    d = ctx.out / module.NAME
+    v["plots"] = [str(p) for p in plot_hypothesis(v, d)]
+    atomic_write_json(d / "verdict.json", v)
+    return v
 
 
 def format_table(v: dict, d: Path) -> str:

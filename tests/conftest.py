@@ -32,7 +32,7 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def quick_spec():
-    from interference.pretrain import BaseSpec
+    from interference.bases import BaseSpec
     return BaseSpec.default(quick=True)
 
 

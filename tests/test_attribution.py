@@ -106,7 +106,7 @@ def test_gradient_alignment_self_is_one_and_leaves_model_untouched(pair):
 
 def test_gradient_alignment_callback_tracks_training(ft_config, tmp_path):
     import json
-    from interference.metrics.attribution import GradientAlignmentCallback
+    from interference.callbacks import GradientAlignmentCallback
     from interference.train import finetune
 
     cb = GradientAlignmentCallback(every=2, n_known=4)

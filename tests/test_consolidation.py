@@ -10,7 +10,7 @@ from interference import pretrain as pt
 from interference.consolidation import ConsolidationRule
 from interference.loop import lr_multiplier
 from interference.models import ModelConfig
-from interference.pretrain import BaseSpec, PretrainConfig
+from interference.bases import BaseSpec, PretrainConfig
 from interference.world import WorldConfig
 
 

@@ -8,23 +8,31 @@ import random
 import pytest
 
 from interference.hypotheses import arms, behavior_cloning as bc, capacity as cap
-from interference.hypotheses.common import Cell, ResultSet
-from interference.metrics.endpoints import (encode_outcomes, first_step_reaching, outcome_rates, pooled_persistence,
-                                            share_of_reference, slope_per_doubling)
+from interference.hypotheses.grid import Cell, ResultSet
+from interference.metrics.endpoints import outcome_rates, pooled_persistence, share_of_reference, slope_per_doubling
+from interference.metrics.matched import first_crossing
+from interference.records import FactOutcomes, encode_outcomes, positional_ids
+
+
+def rec(codes: str, n: int | None = None) -> FactOutcomes:
+    return FactOutcomes.from_codes(positional_ids(n or len(codes)), codes)
 
 
 def test_outcome_rates_count_among_base_known_facts_only():
     base, now = "ccccwwcc", "chacchaw"  # 6 base-known: c h a c . . a w  -> now c,h,a,c,a,w
-    r = outcome_rates(base, now)
+    r = outcome_rates(rec(base), rec(now))
     assert r["n_known"] == 6
     assert r["forgetting"] == pytest.approx(4 / 6) and r["hallucination"] == pytest.approx(1 / 6)
     assert r["abstention"] == pytest.approx(2 / 6)
-    assert math.isnan(outcome_rates("ww", "cc")["forgetting"])
-    with pytest.raises(ValueError, match="same facts"):
-        outcome_rates("ccc", "cc")
+    assert math.isnan(outcome_rates(rec("ww"), rec("cc"))["forgetting"])
+    with pytest.raises(ValueError, match="different facts"):
+        outcome_rates(rec("ccc"), rec("cc"))
     assert encode_outcomes(["correct", "abstain", "hallucination", "wrong"]) == "cahw"
+    assert rec("cahw").to_codes() == "cahw"
     with pytest.raises(ValueError, match="unknown outcome"):
         encode_outcomes(["maybe"])
+    with pytest.raises(ValueError, match="unknown outcome code"):
+        rec("cx")
 
 
 def test_pooled_persistence_is_a_ratio_of_sums():
@@ -41,8 +49,9 @@ def test_share_of_reference_and_slopes():
     assert math.isnan(share_of_reference(0.1, 0.2, 0.2))
     assert slope_per_doubling([25, 50, 100, 200], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(0.1)
     assert math.isnan(slope_per_doubling([50, 50], [0.1, 0.3]))
-    assert first_step_reaching([10, 20, 30], [0.5, 0.96, 0.99], 0.95) == 20
-    assert first_step_reaching([10, 20], [0.5, 0.6], 0.95) is None
+    hist = [{"step": s, "plasticity": v} for s, v in ((0, 1.0), (10, 0.5), (20, 0.96), (30, 0.99))]
+    assert first_crossing(hist, 0.95)["step"] == 20  # step 0 never counts, even at 1.0
+    assert first_crossing(hist[:2], 0.95) is None
 
 
 def _run(watch_end: str, n: int = 10, learned=((50, 0.5), (100, 0.97), (150, 1.0)), mid: str | None = None) -> dict:
@@ -69,7 +78,7 @@ def test_readout_gives_step_and_learning_matched_points():
 
 class _Ctx:
     def __init__(self):
-        from interference.pretrain import BaseSpec
+        from interference.bases import BaseSpec
         from interference.world import World
         self.spec = BaseSpec.default(quick=True)
         self.world = World(self.spec.world)

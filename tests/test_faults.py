@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from interference import checkpoint as ck
-from interference.hypotheses.common import Cell, run_grid
+from interference.hypotheses.grid import Cell, run_grid
 from interference.io import (RunDirError, atomic_write_json, check_not_busy, claim_run_dir, read_checked_json,
                              release_run_dir, write_checked_json)
 from interference.models import ModelError

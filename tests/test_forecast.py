@@ -251,7 +251,7 @@ def test_a_quick_run_read_back_from_json_is_recognised_as_quick():
     import json
 
     from interference.forecast.cli import is_quick_base
-    from interference.pretrain import BaseSpec
+    from interference.bases import BaseSpec
     from interference.train import FinetuneConfig
 
     for quick in (True, False):

@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-from interference.hypotheses.common import Cell, decide, estimate, run_grid
+from interference.hypotheses.grid import Cell, run_grid
+from interference.hypotheses.prereg import decide
+from interference.metrics.stats import estimate
 from interference.run_hypothesis import HYPOTHESES, main
 
 

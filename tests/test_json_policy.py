@@ -56,7 +56,8 @@ def test_an_endpoint_with_no_seeds_is_null_on_disk_and_n_a_in_tables(tmp_path):
     import importlib.util
     from pathlib import Path
     from interference.figures.inputs import fmt
-    from interference.hypotheses.common import estimate, format_estimate, write_json
+    from interference.metrics.stats import estimate, format_estimate
+    from interference.io import atomic_write_json as write_json
     e = estimate([math.nan, None])  # every seed's value missing
     write_json(tmp_path / "verdict.json", {"endpoint": e})
     back = strict((tmp_path / "verdict.json").read_text())["endpoint"]

@@ -9,21 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from interference.metrics.dose import (dose_response_slope, forgetting, is_monotone, signature_vs_null,
-                                       targets_minus_rest, value_capture)
+from interference.metrics.dose import dose_response_slope, is_monotone, signature_vs_null, targets_minus_rest, value_capture
+from interference.metrics.forgetting import forgetting_rate
+from interference.records import FactOutcomes, positional_ids
 from interference.metrics.predictors import auroc_increment, gradient_conflict, per_example_answer_nll, shared_pieces
 
 
 # ------------------------------------------------------------------ dose-response
 def test_targets_minus_rest_counts_only_base_known_facts():
-    base = np.array([1, 1, 1, 1, 1, 1, 0, 0], bool)
-    now = np.array([0, 0, 1, 1, 1, 0, 0, 0], bool)
+    ids = positional_ids(8)
+    base = FactOutcomes.from_mask(ids, np.array([1, 1, 1, 1, 1, 1, 0, 0], bool))
+    now = FactOutcomes.from_mask(ids, np.array([0, 0, 1, 1, 1, 0, 0, 0], bool))
     tgt = np.array([1, 1, 1, 1, 0, 0, 0, 1], bool)
     # targets known: 0-3, two lost -> 0.5; rest known: 4,5, one lost -> 0.5; base-wrong facts ignored
-    assert forgetting(base, now, tgt) == pytest.approx(0.5)
-    assert forgetting(base, now, ~tgt) == pytest.approx(0.5)
+    assert forgetting_rate(base, now, tgt) == pytest.approx(0.5)
+    assert forgetting_rate(base, now, ~tgt) == pytest.approx(0.5)
     assert targets_minus_rest(base, now, tgt) == pytest.approx(0.0)
-    now2 = np.array([0, 0, 0, 1, 1, 1, 0, 0], bool)
+    now2 = FactOutcomes.from_mask(ids, np.array([0, 0, 0, 1, 1, 1, 0, 0], bool))
     assert targets_minus_rest(base, now2, tgt) == pytest.approx(0.75 - 0.0)
 
 

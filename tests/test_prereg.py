@@ -9,9 +9,10 @@ import types
 
 import pytest
 
-from interference.hypotheses import common
-from interference.hypotheses.common import (Cell, CellLookupError, Preregistration, PreregistrationError, ResultSet,
-                                            run_grid, with_prereg)
+from interference.hypotheses import prereg as common_prereg, runner
+from interference.metrics.stats import estimate
+from interference.hypotheses.grid import Cell, CellLookupError, ResultSet, run_grid
+from interference.hypotheses.prereg import Preregistration, PreregistrationError, with_prereg
 
 PRED = {"capacity": "rises with count", "behavior_cloning": "rises, IDK removes it", "localized": "no rise"}
 
@@ -94,7 +95,7 @@ def _toy_module(prereg: Preregistration | None):
 
     def summarize(cfg, results, ctx):
         per_seed = [{"seed": s, "e": results.one(seed=s)["e"]} for s in range(cfg.seeds)]
-        est = common.estimate([p["e"] for p in per_seed])
+        est = estimate([p["e"] for p in per_seed])
         return {"hypothesis": "toy", "verdict": m.PREREGISTERED.decide(est), "endpoint": est, "share": est,
                 "per_seed": per_seed, "statistics": {}, "rule": m.PREREGISTERED.rule}
     m.summarize = summarize
@@ -103,7 +104,7 @@ def _toy_module(prereg: Preregistration | None):
 
 class _Ctx:
     def __init__(self, out):
-        from interference.pretrain import BaseSpec
+        from interference.bases import BaseSpec
         self.spec, self.out, self.progress = BaseSpec.default(quick=True), out, False
 
     def cache(self):
@@ -116,29 +117,29 @@ class _Ctx:
 def test_run_module_records_the_preregistration_and_refuses_another(tmp_path):
     from interference.io import RunDirError
     mod = _toy_module(_prereg())
-    v = common.run_module(mod, mod.Cfg(), _Ctx(tmp_path))
+    v = runner.run_module(mod, mod.Cfg(), _Ctx(tmp_path))
     stored = json.loads((tmp_path / "toy" / "verdict.json").read_text())
     assert stored["preregistered"] == _prereg().record() and v["verdict"] == "contributes"
     cell_files = list((tmp_path / "cells").glob("toy-*.json"))
     assert all(json.loads(p.read_text())["key"]["prereg"] == _prereg().hash() for p in cell_files)
     other = _toy_module(_prereg(endpoint="E = b - a"))
     with pytest.raises(RunDirError):  # the directory planned for one endpoint is not reused for another
-        common.run_module(other, other.Cfg(), _Ctx(tmp_path))
+        runner.run_module(other, other.Cfg(), _Ctx(tmp_path))
     with pytest.raises(PreregistrationError, match="PREREGISTERED"):
-        common.run_module(_toy_module(None), mod.Cfg(), _Ctx(tmp_path / "x"))
+        runner.run_module(_toy_module(None), mod.Cfg(), _Ctx(tmp_path / "x"))
     assert not (tmp_path / "x").exists()
 
 
 def test_every_hypothesis_module_is_preregistered():
     from interference.run_hypothesis import HYPOTHESES
     for name, module in HYPOTHESES.items():
-        p = common.preregistration_of(module)
+        p = common_prereg.preregistration_of(module)
         assert set(p.predictions) == {"capacity", "behavior_cloning", "localized"}, name
 
 
 def test_cli_refuses_an_output_dir_of_another_preregistration(tmp_path, capsys, monkeypatch):
     from interference import run_hypothesis as rh
-    from interference.hypotheses.common import hypothesis_config
+    from interference.hypotheses.runner import hypothesis_config
     mod = _toy_module(_prereg())
     ctx = _Ctx(tmp_path)
     (tmp_path / "toy").mkdir()
@@ -150,7 +151,7 @@ def test_cli_refuses_an_output_dir_of_another_preregistration(tmp_path, capsys, 
 
 
 def test_cells_computed_in_workers_are_reused_by_the_serial_pass(tmp_path):
-    from interference.hypotheses.parallel import WorkerError, run_in_workers
+    from interference.hypotheses.grid import WorkerError, run_in_workers
     cells = [Cell("toy", {"i": i}, (lambda i=i: {"x": i * i})) for i in range(5)]
     assert run_in_workers(cells, lambda part: run_grid(part, tmp_path, progress=False), jobs=2) == 2
     rep = run_grid(cells, tmp_path, progress=False)

@@ -7,7 +7,7 @@ import torch
 
 from interference import pretrain as pt
 from interference.models import ModelConfig, ModelError, load_model
-from interference.pretrain import BaseSpec, PretrainConfig
+from interference.bases import BaseSpec, PretrainConfig
 from interference.world import WorldConfig
 
 

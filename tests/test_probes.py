@@ -6,7 +6,7 @@ import torch
 
 from interference.data import Fact
 from interference.models import ModelConfig, build_model
-from interference.probes import (ProbeCallback, ProbeError, capture, load_probes, model_fingerprint, resid_hooks,
+from interference.probes import (ProbeCallback, ProbeError, capture, load_probes, state_fingerprint, resid_hooks,
                                  token_positions)
 from interference.tokenizer import world_tokenizer
 from interference.world import World, WorldConfig
@@ -119,7 +119,7 @@ def test_callback_snapshots_and_refuses_other_models(tiny, tmp_path):
     assert store.rows([cb.facts[3].fact_id]).tolist() == [3]
 
     other = build_model(ModelConfig.quick(seed=1), len(tok), tok, device="cpu")
-    assert model_fingerprint(other)["arch"] == model_fingerprint(model)["arch"]
+    assert state_fingerprint(other)["arch"] == state_fingerprint(model)["arch"]
     with pytest.raises(ProbeError, match="different base model"):
         load_probes(tmp_path, base_model=other)
     with pytest.raises(ProbeError, match="different base model"):

@@ -216,8 +216,8 @@ def test_hypothesis_runners_run_end_to_end_on_a_real_model(tmp_path, capsys, nam
     steps per arm, and the module's own pre-registered summary and verdict."""
     from interference import run_hypothesis
     from interference.hypotheses import behavior_cloning, localized
-    from interference.hypotheses.common import VERDICTS
-    from interference.pretrain import BaseSpec
+    from interference.hypotheses.prereg import VERDICTS
+    from interference.bases import BaseSpec
     module = {"behavior_cloning": behavior_cloning, "localized": localized}[name]
     data = rf.eq_dir_long_names() if name == "localized" else rf.eq_dir()
     out = tmp_path / "h"

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from interference import teacher as teacher_mod
-from interference.hypotheses.common import Cell, SFTSpec, finetune_on, run_grid
+from interference.hypotheses.grid import Cell, run_grid
+from interference.train import SFTSpec, finetune_on
 from interference.methods import METHODS, MethodError
 from interference.models import param_group, weights_fingerprint
-from interference.pretrain import base_fingerprint, load_slick
+from interference.bases import base_fingerprint, load_slick
 from interference.sft_data import known_qa_facts
 from interference.teacher import TeacherRecipe, format_teacher
 

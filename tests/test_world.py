@@ -37,7 +37,7 @@ def test_names_are_unique_and_share_pieces():
 
 def _corpus_token_ids(w, tok):
     """Token ids of everything pre-training shows the model (statements, QA, filler)."""
-    from interference.pretrain import pretraining_pairs, qa_pairs
+    from interference.corpus import pretraining_pairs, qa_pairs
     pairs = pretraining_pairs(w) + qa_pairs(w, "pretrain_qa")
     return {i for p, a in pairs for i in tok(f"{p} {a}")["input_ids"]}
 
@@ -76,7 +76,7 @@ def test_uuid_pieces_occur_in_pretraining_only_as_filler():
     seen = {p for prefix, _ in filler for p in prefix.split()[1:]}
     assert seen == set(w.uuid_pieces)  # every piece, in no name
     assert all(prefix.split()[1] == answer for prefix, answer in filler)  # copy the first piece
-    from interference.pretrain import pretraining_pairs
+    from interference.corpus import pretraining_pairs
     statements = [p for p, _ in pretraining_pairs(w) if not p.startswith("code ")]
     assert not any(set(s.split()) & set(w.uuid_pieces) for s in statements)
 

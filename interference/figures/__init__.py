@@ -22,7 +22,7 @@ import interference.figures.inputs as inputs
 import interference.figures.plot_mechanism as pm
 import interference.figures.plot_results as pr
 import interference.figures.plot_training as pt
-from interference.figures.config import ArmsConfig, LocalizedConfig, ParamSpaceConfig, ResultsConfig
+from interference.figures.config import ArmsConfig, LocalizedFigureConfig, ParamSpaceConfig, ResultsConfig
 from interference.figures.runs import MissingInput, RunCache
 
 
@@ -85,7 +85,7 @@ FIGURES: dict[str, Figure] = {f.name: f for f in (
     Figure("localized", "Sec. 6.3 (localized interference)",
            "Forgetting by base-model overlap with the new facts (with the fragility baseline's AUROC), target vs "
            "non-target forgetting in the designed intervention, representation drift over training per method.",
-           LocalizedConfig, cm.localized, pm.plot_localized, refresh=cm.refresh_localized),
+           LocalizedFigureConfig, cm.localized, pm.plot_localized, refresh=cm.refresh_localized),
     Figure("attribution", "Sec. 6.3 (which parameters carry the forgetting)",
            "Share of the forgetting undone by reverting each parameter group of each layer to the base, "
            "heatmap per method.", ArmsConfig, cm.attribution, pm.plot_attribution),

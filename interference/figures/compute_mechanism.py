@@ -8,8 +8,9 @@ import math
 import numpy as np
 import torch
 
+from interference.hooks import resid_post
 from interference.figures.compute_training import estimate
-from interference.figures.config import ArmsConfig, LocalizedConfig, ParamSpaceConfig
+from interference.figures.config import ArmsConfig, LocalizedFigureConfig, ParamSpaceConfig
 from interference.figures.runs import MissingInput, load_param_path
 
 EVAL_SETS = ("stability", "task", "plasticity")
@@ -146,7 +147,7 @@ def _binned(per_seed: list[dict], bins: int) -> list[dict]:
     return [{"overlap": float(np.mean(c)) if c else None, "forgetting": estimate(r)} for c, r in zip(centers, rates)]
 
 
-def localized(cfg: LocalizedConfig, ctx) -> dict:
+def localized(cfg: LocalizedFigureConfig, ctx) -> dict:
     """Overlap vs forgetting (first arm), drift over training per arm, and, when the localized
     hypothesis has run, its designed-intervention numbers (targets vs the rest)."""
     from interference.metrics.stats import auroc
@@ -156,7 +157,7 @@ def localized(cfg: LocalizedConfig, ctx) -> dict:
         recs = ctx.cache.seeds(arm, cfg.seeds, cfg.run)
         n_layers = int(recs[0].config.base["model"]["n_layers"])
         layer = cfg.layer if cfg.layer is not None else n_layers // 2
-        hook = f"blocks.{layer}.hook_resid_post"
+        hook = resid_post(layer)
         curves = []
         for rec in recs:
             store = load_probes(rec.out)
@@ -176,7 +177,7 @@ def localized(cfg: LocalizedConfig, ctx) -> dict:
     return refresh_localized(cfg, ctx, out)
 
 
-def refresh_localized(cfg: LocalizedConfig, ctx, data: dict) -> dict:
+def refresh_localized(cfg: LocalizedFigureConfig, ctx, data: dict) -> dict:
     """(Re)read the designed-intervention panel from the localized verdict: it belongs to another
     command, so even cached figure data takes the verdict as it is now."""
     from interference.figures.inputs import designed_intervention

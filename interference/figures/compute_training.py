@@ -6,23 +6,19 @@ figure's data); the plot functions in ``plot_training`` draw only from that dict
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 from interference.figures.config import ArmsConfig
-from interference.metrics.stats import mean_ci
+from interference.io import json_ready
+from interference.metrics.stats import estimate as stats_estimate
 
 SETS = ("task", "plasticity", "stability")
 
 
 def estimate(values: Sequence[float]) -> dict:
-    """Mean and 95% t-interval over seeds (nan seeds dropped); one seed has no interval (None)."""
-    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
-    if not v:
-        return {"value": None, "low": None, "high": None, "n": 0}
-    e = mean_ci(v)
-    ok = math.isfinite(e.low)
-    return {"value": e.value, "low": e.low if ok else None, "high": e.high if ok else None, "n": e.n}
+    """``metrics.stats.estimate`` as figure data stores it: a missing number (no seed, or one
+    seed's infinite interval) is None, and the level (always 0.95) is left out."""
+    return {k: v for k, v in json_ready(stats_estimate(values)).items() if k != "level"}
 
 
 def _history_by_step(records) -> tuple[list[int], dict[str, list[list[float]]]]:

@@ -84,7 +84,7 @@ class ParamSpaceConfig(FigureConfig):
 
 
 @dataclass(frozen=True)
-class LocalizedConfig(FigureConfig):
+class LocalizedFigureConfig(FigureConfig):
     arms: tuple = ()  # drift curves per arm; the first arm also gives overlap vs forgetting
     seeds: int = 3
     run: RunSettings = field(default_factory=RunSettings)

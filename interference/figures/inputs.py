@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from interference.metrics.stats import format_estimate
 from interference.figures.runs import MissingInput
-from interference.io import number
+
 
 HYP_COMMAND = "python -m interference.run_hypothesis {name}{quick} --out {out}"
 # the forecast CLI reads the world (quick or default) from the run whose SFT set it is given
@@ -271,12 +272,8 @@ def load_hypothesis(name: str, hyp_dir: str | Path = "runs/hypotheses", quick: b
 
 
 def fmt(e) -> str:
-    """'mean [low, high]' of an estimate dict, 'n/a' without a value."""
-    if not is_estimate(e) or not math.isfinite(number(e.get("value"))):
-        return "n/a"  # missing (null on disk, nan in memory), never a number
-    lo, hi = number(e.get("low")), number(e.get("high"))
-    ci = f" [{lo:.3f}, {hi:.3f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
-    return f"{number(e['value']):.3f}{ci}"
+    """``metrics.stats.format_estimate`` without a stand-in for a missing interval."""
+    return format_estimate(e, missing_ci="")
 
 
 def describe_verdict(v: dict) -> str:

@@ -1,9 +1,10 @@
 """The fine-tuning runs behind the figures: named arms, trained once, found again by config.
 
-Every run goes through ``interference.train.finetune`` into ``<runs>/<method>-s<seed>-<hash>``,
-where the hash is that of the full ``FinetuneConfig``: a finished run with the same config is
+Every run is found or trained by the run store (``interference.runs.RunStore``: one directory per
+``FinetuneConfig``, named ``<method>-s<seed>-<hash>``): a finished run with the same config is
 returned as it is (never retrained), a changed setting gets a new directory, and two figures that
-need the same run (the SFT runs serve six figures) share it.
+need the same run (the SFT runs serve six figures) share it, as do the forecast's evaluation and
+the analyses when they ask for the same config.
 
 Runs trained here carry two extra records, so that any later figure can use any run:
 - probe snapshots (``ProbeCallback``: residual stream of the held-out and new facts at the
@@ -21,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from interference.io import atomic_save, atomic_write_json, check_fields, config_hash
+from interference.io import atomic_save, atomic_write_json, check_fields
+from interference.runs import RunStore
 
 SNAPSHOTS = 8  # probe / parameter snapshots per run: enough points for a curve, little disk
 PATH_DIR = "param_path"
@@ -131,15 +133,15 @@ class RunCache:
 
     def __init__(self, root: str | Path, quick: bool, progress: bool = False, device: str | None = None):
         self.root, self.quick, self.progress, self.device = Path(root), quick, progress, device
+        self.store = RunStore(self.root, progress=progress, device=device)
         self.trained = 0
         self.reused = 0
         self.status = None  # optional callable(str): told which run is being trained (a progress bar's postfix)
 
     def run_dir(self, arm: Arm, seed: int, settings: RunSettings = RunSettings()) -> Path:
-        cfg = finetune_config(arm, seed, self.quick, settings)
-        # named by method and config hash, not by label: two figures asking for the same config
-        # under different labels (``sft`` and ``all (SFT)``) share one run
-        return self.root / f"{arm.method}-s{seed}-{config_hash(cfg.to_dict(), 10)}"
+        # named by the config (the store's one scheme), not by label: two figures asking for the
+        # same config under different labels (``sft`` and ``all (SFT)``) share one run
+        return self.store.path(finetune_config(arm, seed, self.quick, settings))
 
     def is_cached(self, arm: Arm, seed: int, settings: RunSettings = RunSettings()) -> bool:
         return (self.run_dir(arm, seed, settings) / "metrics.json").exists()
@@ -147,19 +149,15 @@ class RunCache:
     def get(self, arm: Arm, seed: int, settings: RunSettings = RunSettings()):
         """The RunRecord of (arm, seed), trained now only if no finished run of its config exists."""
         from interference.probes import ProbeCallback
-        from interference.train import finetune, load_run
         cfg = finetune_config(arm, seed, self.quick, settings)
-        out = self.run_dir(arm, seed, settings)
-        if (out / "metrics.json").exists() and json.loads((out / "config.json").read_text()) == \
-                json.loads(json.dumps(cfg.to_dict())):
-            self.reused += 1
-            return load_run(out)
-        if self.status is not None:
-            self.status(f"training {out.name}")
         every = _every(cfg)
-        callbacks = [ProbeCallback(("stability", "plasticity"), every=every), ParamPathCallback(every)]
-        rec = finetune(cfg, out, callbacks=callbacks, progress=self.progress, device=self.device)
-        self.trained += 1
+        trained = self.store.trained
+        rec = self.store.get(cfg, callbacks=[ProbeCallback(("stability", "plasticity"), every=every),
+                                             ParamPathCallback(every)], status=self.status)
+        if self.store.trained > trained:
+            self.trained += 1
+        else:
+            self.reused += 1
         return rec
 
     def seeds(self, arm: Arm, n_seeds: int, settings: RunSettings = RunSettings()) -> list:

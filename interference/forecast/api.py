@@ -128,7 +128,8 @@ def read_sft_data(path: str | Path) -> dict:
 def resolve_inputs(sft_data: str | Path, base: str | Path | None = None):
     """(model, tokenizer, base_dir, watch facts, train facts, new ids, slick, run config or None)."""
     from interference.models import ModelError, load_model
-    from interference.pretrain import BaseSpec, cache_root, load_slick
+    from interference import bases
+    from interference.bases import BaseSpec, load_slick
     from interference.world import World, WorldConfig
 
     d = read_sft_data(sft_data)
@@ -140,7 +141,7 @@ def resolve_inputs(sft_data: str | Path, base: str | Path | None = None):
             cfg = FinetuneConfig.from_dict(json.loads(run_cfg_path.read_text()))
         except (ValueError, TypeError, json.JSONDecodeError):
             cfg = None
-    base_dir = Path(base) if base else (base_dir_of(cfg) if cfg else cache_root() / f"base-{BaseSpec.default().hash()}")
+    base_dir = Path(base) if base else (base_dir_of(cfg) if cfg else bases.base_dir(BaseSpec.default()))
     if not (base_dir / "config.json").exists():
         raise ForecastInputError(f"no pre-trained base at {base_dir}; pass --base DIR (a directory written by interference.pretrain).")
     try:

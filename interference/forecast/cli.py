@@ -67,7 +67,7 @@ def is_quick_base(base: dict) -> bool:
     JSON holds lists where the dataclass holds tuples, so comparing dicts called every quick run
     a default-world one (and the evaluation then pre-trained the default base)."""
     from interference.io import config_hash
-    from interference.pretrain import BaseSpec
+    from interference.bases import BaseSpec
     return config_hash(base) == BaseSpec.default(quick=True).hash()
 
 

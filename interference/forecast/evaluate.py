@@ -10,7 +10,7 @@ Pre-registered before the first evaluation run (kept as written):
   epochs, lr 3e-4), seeds 0-4; seed s sets both the SFT data draw and the model-side seed.
 - **Scoring.** Leave-one-seed-out: the combiner is fitted on four seeds' facts and scores the
   fifth's; AUROC, average precision and precision among the top 5% per held-out seed; mean and
-  95% t-interval over the 5 seeds (``hypotheses.common.estimate``).
+  95% t-interval over the 5 seeds (``metrics.stats.estimate``).
 - **Decision rule.** The forecast meets the goal if its mean AUROC >= 0.9 *and* the per-seed
   difference forecast - fragility has mean >= 0.05 with a 95% interval above 0. Fragility = the
   fact's own base gold log-prob (negated), unfitted. Both are reported whatever they are.
@@ -33,7 +33,7 @@ import numpy as np
 
 import interference.forecast.combine as C
 from interference.forecast.predict import FeatureTable, GROUP_PREFIXES, compute_features, group_of
-from interference.forecast.runs import forgotten_labels, run_config, run_dir
+from interference.forecast.runs import forgotten_labels, run_config
 from interference.io import atomic_write_json, config_hash
 
 PREDICTORS = ("forecast", "fragility", "overlap", "gradient_alignment", "random")
@@ -77,7 +77,7 @@ def teacher_for(method_cfg, model, tok, world, data, base_dir):
     the very weights the run was distilled from (built once, shared)."""
     import dataclasses
     from interference.methods import get_method
-    from interference.pretrain import base_fingerprint
+    from interference.bases import base_fingerprint
     from interference.teacher import format_teacher
     method = get_method(method_cfg.method, **method_cfg.method_options)
     recipe = dataclasses.replace(method_cfg.teacher_recipe(), epochs=method.stages()["teacher"])
@@ -88,12 +88,14 @@ def seed_tables(cfg: EvalConfig, seed: int, root: Path, progress: bool = False) 
     """{method: (features, forgotten labels)} for one seed: fine-tunes each method (reused when the
     run exists) and computes the a-priori features from the base and the SFT set (cached)."""
     from interference.models import load_model
-    from interference.pretrain import load_slick
-    from interference.train import base_dir_of, finetune
+    from interference.bases import load_slick
+    from interference.runs import RunStore
+    from interference.train import base_dir_of
 
     out = {}
     cfgs = {m: run_config(m, seed, base_dir=cfg.base_dir, quick=cfg.quick, data=_data_cfg(cfg)) for m in cfg.methods}
-    recs = {m: finetune(c, run_dir(root, m, seed), progress=progress) for m, c in cfgs.items()}
+    store = RunStore(root, progress=progress)
+    recs = {m: store.get(c) for m, c in cfgs.items()}
     key = {"runs": {m: c.to_dict() for m, c in cfgs.items()}, "version": 3}  # bump when a feature changes (3: lookahead)
     cache = root / "features" / f"seed{seed}-{config_hash(key)}.json"
     if cache.exists():
@@ -141,7 +143,7 @@ def predictor_scores(tables: Sequence[FeatureTable], labels: Sequence[np.ndarray
 
 
 def summarise(scores: dict[str, list[np.ndarray]], labels: Sequence[np.ndarray], top: float) -> dict:
-    from interference.hypotheses.common import estimate
+    from interference.metrics.stats import estimate
     per_seed = {p: [C.scores(s, y, top) for s, y in zip(ss, labels)] for p, ss in scores.items()}
 
     def est(values):
@@ -204,7 +206,7 @@ def evaluate(cfg: EvalConfig, root: str | Path, out: str | Path, progress: bool 
     result["forecast_minus_fragility"] = first["forecast_minus_fragility"]
     result["goal_met"] = bool(result["auroc"]["forecast"]["mean"] >= 0.9 and first["forecast_minus_fragility"]["mean"] >= 0.05
                               and first["forecast_minus_fragility"]["lo"] > 0)
-    from interference.hypotheses.common import write_json
+    from interference.io import atomic_write_json as write_json
     from interference.io import atomic_write_text
     atomic_write_text(out / "per_fact.jsonl", "".join(json.dumps(r) + "\n" for r in fact_rows))
     write_json(out / "forecast.json", result)

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from interference.hooks import EMBED_OUT, resid_posts
 from interference.data import Fact
 from interference.metrics.overlap import overlap_with_new
 
@@ -112,7 +113,7 @@ def overlap(model, tok, watch: Sequence[Fact], new: Sequence[Fact],
     new fact (filled with the column's minimum by the caller: no new fact, no overlap)."""
     from interference.probes import capture
     L = int(model.cfg.n_layers)
-    hooks = ["embed.hook_out"] + [f"blocks.{i}.hook_resid_post" for i in range(L)]
+    hooks = [EMBED_OUT, *resid_posts(L)]
     names = ["embed"] + [f"L{i}" for i in range(L)]
     w = capture(model, tok, watch, hooks, list(positions))
     nw = capture(model, tok, new, hooks, list(positions))

@@ -20,7 +20,7 @@ METHOD_OPTIONS = {"sft": {}, "self_distill": {}, "freeze": {"groups": "attn"}}
 def run_config(method: str, seed: int, *, base_dir: str | None = None, quick: bool = False,
                data: SFTDataConfig | None = None, **overrides):
     """The FinetuneConfig of one evaluation run (default world: 50% Unknown, the default data)."""
-    from interference.pretrain import BaseSpec
+    from interference.bases import BaseSpec
     from interference.train import FinetuneConfig
 
     if method not in METHOD_OPTIONS:
@@ -34,8 +34,10 @@ def run_config(method: str, seed: int, *, base_dir: str | None = None, quick: bo
     return FinetuneConfig(**{**kw, **overrides})
 
 
-def run_dir(root: str | Path, method: str, seed: int) -> Path:
-    return Path(root) / f"{method}-seed{seed}"
+def run_dir(root: str | Path, method: str, seed: int, **config) -> Path:
+    """Where the run of ``run_config(method, seed, **config)`` lives: the run store's name."""
+    from interference.runs import run_name
+    return Path(root) / run_name(run_config(method, seed, **config))
 
 
 def forgotten_labels(run_out: str | Path, set_name: str = "stability") -> dict[str, bool]:

@@ -17,7 +17,9 @@ from typing import Sequence
 from interference.data import Fact
 from interference.evaluate import accuracy, score_facts
 from interference.io import config_hash
-from interference.metrics.endpoints import encode_outcomes, first_step_reaching, outcome_rates
+from interference.metrics.endpoints import outcome_rates
+from interference.metrics.matched import first_crossing
+from interference.records import FactOutcomes, encode_outcomes, positional_ids
 
 NEVER_STOP = 1.01  # a learned_at no share reaches: the loop runs all max_steps (step matching)
 
@@ -48,7 +50,7 @@ def facts_hash(facts: Sequence[Fact]) -> str:
 def run_arm(ctx, base_spec, train: Sequence[Fact], watch: Sequence[Fact], sft, extra: dict | None = None) -> dict:
     """Fine-tune the cached base of ``base_spec`` on ``train`` with ``sft`` (an ``SFTSpec``: method,
     steps, seed) and return the JSON-able curve of ``watch`` outcomes."""
-    from interference.hypotheses.common import finetune_on
+    from interference.train import finetune_on
     model, tok = ctx.base(base_spec)
     curve = OutcomeCurve(tok, watch, train, extra)
     res = finetune_on(model, tok, list(train), sft, world=ctx.world, callbacks=[curve], dist=ctx.dist)
@@ -70,13 +72,17 @@ def step_matched(result: dict, step: int | None = None) -> dict:
 
 
 def learned_step(result: dict, at: float) -> int | None:
-    rows = result["curve"][1:]  # step 0 is the base: it has learned nothing yet
-    return first_step_reaching([r["step"] for r in rows], [r["plasticity"] for r in rows], at)
+    """The arm's learning-matched step: its curve's ``first_crossing`` of ``at`` (None: never)."""
+    row = first_crossing(result["curve"], at)
+    return None if row is None else int(row["step"])
 
 
 def rates_at(result: dict, row: dict, key: str = "watch") -> dict:
-    """Forgetting / hallucination / abstention among the facts the base got right, at ``row``."""
-    return outcome_rates(result["curve"][0][key], row[key])
+    """Forgetting / hallucination / abstention among the facts the base got right, at ``row``
+    (codes stored in the watch list's order: named by position)."""
+    base = result["curve"][0][key]
+    ids = positional_ids(len(base))
+    return outcome_rates(FactOutcomes.from_codes(ids, base), FactOutcomes.from_codes(ids, row[key]))
 
 
 def readout(result: dict, learned_at: float) -> dict:

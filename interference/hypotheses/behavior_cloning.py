@@ -61,7 +61,10 @@ import sys
 from dataclasses import dataclass
 
 from interference.hypotheses.arms import fixed_steps, rates_at, readout, run_arm, step_matched
-from interference.hypotheses.common import Cell, Preregistration, SFTSpec, estimate
+from interference.hypotheses.grid import Cell
+from interference.hypotheses.prereg import Preregistration
+from interference.train import SFTSpec
+from interference.metrics.stats import estimate
 from interference.metrics.endpoints import share_of_reference
 
 NAME = "behavior_cloning"
@@ -252,7 +255,8 @@ def summarize(cfg: BehaviorCloningConfig, results, ctx) -> dict:
 
 def run(cfg: BehaviorCloningConfig | None = None, ctx=None) -> dict:
     """Run (or reuse) the behavior-cloning grid and write ``<out>/behavior_cloning/verdict.json``."""
-    from interference.hypotheses.common import Context, run_module
-    from interference.pretrain import BaseSpec
+    from interference.hypotheses.context import Context
+    from interference.hypotheses.runner import run_module
+    from interference.bases import BaseSpec
     return run_module(sys.modules[__name__], cfg or BehaviorCloningConfig(),
                       ctx or Context(BaseSpec.default(), "runs/hypotheses"))

@@ -58,7 +58,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from interference.hypotheses.arms import fixed_steps, readout, run_arm
-from interference.hypotheses.common import Cell, Preregistration, SFTSpec, estimate
+from interference.hypotheses.grid import Cell
+from interference.hypotheses.prereg import Preregistration
+from interference.train import SFTSpec
+from interference.metrics.stats import estimate
 from interference.metrics.endpoints import pooled_persistence, slope_per_doubling
 
 NAME = "capacity"
@@ -165,8 +168,8 @@ def cells(cfg: CapacityConfig, ctx) -> list[Cell]:
 def _n_params(spec) -> float:
     """Parameters of a base (embeddings included), from its pre-training metrics: what "room" is."""
     import json
-    from interference.pretrain import cache_root
-    f = cache_root() / f"base-{spec.hash()}" / "metrics.json"
+    from interference.bases import base_dir
+    f = base_dir(spec) / "metrics.json"
     return float(json.loads(f.read_text()).get("n_params", math.nan)) if f.exists() else math.nan
 
 
@@ -262,7 +265,8 @@ def _forgetting_at(result: dict, step: int) -> float:
 
 def run(cfg: CapacityConfig | None = None, ctx=None) -> dict:
     """Run (or reuse) the capacity grid and write ``<out>/capacity/verdict.json``."""
-    from interference.hypotheses.common import Context, run_module
-    from interference.pretrain import BaseSpec
+    from interference.hypotheses.context import Context
+    from interference.hypotheses.runner import run_module
+    from interference.bases import BaseSpec
     return run_module(sys.modules[__name__], cfg or CapacityConfig(),
                       ctx or Context(BaseSpec.default(), "runs/hypotheses"))

@@ -54,7 +54,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from interference.hypotheses.common import Cell, Preregistration, SFTSpec, subject_states
+from interference.hypotheses.grid import Cell
+from interference.hypotheses.prereg import Preregistration
+from interference.train import SFTSpec
+from interference.probes import subject_states
 from interference.hypotheses.localized_summary import DOSE, MAIN_EXCESS, NEGLIGIBLE_SLOPE, PREDICT_ARMS
 from interference.metrics.overlap import overlap_with_new
 
@@ -83,7 +86,7 @@ PREREGISTERED = Preregistration(endpoint=ENDPOINT, predictions=PREDICTIONS, rule
 
 
 @dataclass(frozen=True)
-class Arm:
+class LocalizedArm:
     keys: str  # semantic | uuid | disjoint
     keep: tuple[int, ...] | None = None  # semantic: which target positions the new name keeps
     method: str = "sft"
@@ -91,18 +94,18 @@ class Arm:
 
 
 FROZEN_EMBED = (("groups", "attn,mlp,norm"),)  # what trains when embedding + unembedding are frozen
-ARMS: dict[str, Arm] = {
-    "share0": Arm("semantic", ()),
-    "share1_first": Arm("semantic", (0,)),
-    "share1_second": Arm("semantic", (1,)),
-    "share1_last": Arm("semantic", (2,)),
-    "share2": Arm("semantic", (0, 1)),
-    "uuid": Arm("uuid"),
-    "disjoint": Arm("disjoint"),
-    "share2_frozen": Arm("semantic", (0, 1), "freeze", FROZEN_EMBED),
-    "uuid_frozen": Arm("uuid", None, "freeze", FROZEN_EMBED),
-    "disjoint_frozen": Arm("disjoint", None, "freeze", FROZEN_EMBED),
-    "share2_distill": Arm("semantic", (0, 1), "self_distill", (("teacher", "format"),)),
+ARMS: dict[str, LocalizedArm] = {
+    "share0": LocalizedArm("semantic", ()),
+    "share1_first": LocalizedArm("semantic", (0,)),
+    "share1_second": LocalizedArm("semantic", (1,)),
+    "share1_last": LocalizedArm("semantic", (2,)),
+    "share2": LocalizedArm("semantic", (0, 1)),
+    "uuid": LocalizedArm("uuid"),
+    "disjoint": LocalizedArm("disjoint"),
+    "share2_frozen": LocalizedArm("semantic", (0, 1), "freeze", FROZEN_EMBED),
+    "uuid_frozen": LocalizedArm("uuid", None, "freeze", FROZEN_EMBED),
+    "disjoint_frozen": LocalizedArm("disjoint", None, "freeze", FROZEN_EMBED),
+    "share2_distill": LocalizedArm("semantic", (0, 1), "self_distill", (("teacher", "format"),)),
 }
 CORE = ("share0", "share1_first", "share2", "uuid")  # dose series + the signature's null arm
 PATCH_ARMS = ("share2", "uuid")  # arms whose forgotten facts are patched
@@ -176,7 +179,7 @@ def lookalikes(world, targets, keep: tuple[int, ...], values, seed: int, arm_ind
     return out
 
 
-def new_entities_for(world, arm: Arm, targets, values, seed: int, arm_index: int):
+def new_entities_for(world, arm: LocalizedArm, targets, values, seed: int, arm_index: int):
     if arm.keys == "semantic":
         return lookalikes(world, targets, arm.keep, values, seed, arm_index)
     from interference.world import Entity
@@ -275,8 +278,9 @@ def summarize(cfg: LocalizedConfig, results: list[dict], ctx) -> dict:
 def run(cfg: LocalizedConfig | None = None, ctx=None) -> dict:
     """Run (or reuse) the localized grid and write ``<out>/localized/verdict.json``."""
     import sys
-    from interference.hypotheses.common import Context, run_module
-    from interference.pretrain import BaseSpec
+    from interference.hypotheses.context import Context
+    from interference.hypotheses.runner import run_module
+    from interference.bases import BaseSpec
     return run_module(sys.modules[__name__], cfg or LocalizedConfig(),
                       ctx or Context(BaseSpec.default(), "runs/hypotheses"))
 

@@ -9,9 +9,11 @@ import math
 
 import numpy as np
 
-from interference.hypotheses.common import estimate
-from interference.metrics.dose import (dose_response_slope, forgetting, is_monotone, signature_vs_null,
-                                       targets_minus_rest)
+from interference.hypotheses.prereg import decide_estimate
+from interference.metrics.stats import estimate
+from interference.metrics.dose import dose_response_slope, is_monotone, signature_vs_null, targets_minus_rest
+from interference.metrics.forgetting import forgetting_rate
+from interference.records import FactOutcomes
 
 READS = ("learned", "final")  # equal learning (primary) and equal steps
 FEATURES = ("fragility", "overlap_mid", "shared_pieces", "gradient_conflict")
@@ -51,31 +53,30 @@ def index_results(results: list[dict]) -> tuple[dict, dict]:
 
 
 def decide_localized(slope: dict, monotone: bool, excess: dict, checks_pass: bool) -> str:
-    """The pre-registered rule (``localized.RULE``) on the dose slope's estimate."""
-    lo, hi, n = slope.get("low"), slope.get("high"), slope.get("n", 0)
-    if n < 2 or lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
-        return "inconclusive"
-    if hi < NEGLIGIBLE_SLOPE:
-        return "not_supported"
-    if not checks_pass:
-        return "inconclusive"
-    if lo > 0 and monotone:
-        ex_lo = excess.get("low")
-        return "main_driver" if ex_lo is not None and math.isfinite(ex_lo) and ex_lo >= MAIN_EXCESS else "contributes"
-    return "inconclusive"
+    """The pre-registered rule (``localized.RULE``), composed of the one rule ``prereg.decide``:
+    the dose slope's interval decides not_supported (upper bound under ``NEGLIGIBLE_SLOPE``) and
+    contributes (lower bound above 0, with a monotone dose response and the required checks); a
+    contributing slope is the main driver when the targeted excess's lower bound reaches
+    ``MAIN_EXCESS``. The slope alone never says main_driver (its ``main_at`` is infinite)."""
+    word = decide_estimate(slope, checks_pass=checks_pass and monotone, main_at=math.inf,
+                           negligible_below=NEGLIGIBLE_SLOPE)
+    if word == "contributes" and decide_estimate(excess, main_at=MAIN_EXCESS) == "main_driver":
+        return "main_driver"
+    return word
 
 
-def _arm_stats(m: dict, prefix: str, base_ok, now, is_t) -> float:
-    ft, fr = forgetting(base_ok, now, is_t), forgetting(base_ok, now, ~is_t)
+def _arm_stats(m: dict, prefix: str, base: FactOutcomes, now: FactOutcomes, is_t) -> float:
+    ft, fr = forgetting_rate(base, now, is_t), forgetting_rate(base, now, ~is_t)
     m[f"{prefix}/forget_targets"], m[f"{prefix}/forget_rest"] = ft, fr
-    m[f"{prefix}/forget_all"] = forgetting(base_ok, now)
-    m[f"{prefix}/contrast"] = d = targets_minus_rest(base_ok, now, is_t)
+    m[f"{prefix}/forget_all"] = forgetting_rate(base, now)
+    m[f"{prefix}/contrast"] = d = targets_minus_rest(base, now, is_t)
     return d
 
 
 def per_seed(seed: int, base: dict, runs: dict, arms, n_layers: int) -> dict:
     fids = base["fact_ids"]
     base_ok = np.array(base["base_ok"], bool)
+    base_rec = FactOutcomes.from_mask(fids, base_ok)
     m: dict = {"seed": seed}
     for read in READS:
         contrast = {}
@@ -93,7 +94,7 @@ def per_seed(seed: int, base: dict, runs: dict, arms, n_layers: int) -> dict:
                 contrast[arm] = math.nan
                 continue
             m[f"{read}/{arm}/steps"], m[f"{read}/{arm}/plasticity"] = rd["step"], rd["plasticity"]
-            contrast[arm] = _arm_stats(m, f"{read}/{arm}", base_ok, _bool(rd["correct"]), is_t)
+            contrast[arm] = _arm_stats(m, f"{read}/{arm}", base_rec, FactOutcomes.from_mask(fids, _bool(rd["correct"])), is_t)
         dose = [a for a in DOSE if a in contrast]
         m[f"{read}/dose_slope"] = dose_response_slope([DOSE[a] for a in dose], [contrast[a] for a in dose])
         if {"share1_first", "share1_second"} <= set(contrast):

@@ -9,8 +9,10 @@ from typing import Sequence
 
 import numpy as np
 
+from interference.callbacks import WhenLearned
 from interference.data import Fact
-from interference.hypotheses.common import finetune_on, outcomes
+from interference.train import finetune_on
+from interference.evaluate import outcomes
 
 
 @dataclass
@@ -23,22 +25,6 @@ def _read(model, tok, watch, step: int, plasticity: float) -> dict:
     ok, preds = outcomes(model, tok, watch)
     return {"step": int(step), "plasticity": float(plasticity), "correct": "".join("1" if x else "0" for x in ok),
             "predictions": preds}
-
-
-class ReadWhenLearned:
-    """Loop callback: at each evaluation after step 0, score the new facts; the first time the
-    score reaches ``at``, read the watched facts (the learning-matched read)."""
-
-    def __init__(self, score, at: float, read):
-        self.score, self.at, self.read_fn = score, at, read
-        self.read = None
-
-    def on_eval(self, state) -> None:
-        if state.step == 0 or self.read is not None:
-            return
-        p = float(self.score(state.model))
-        if p >= self.at:
-            self.read = self.read_fn(state.model, state.step, p)
 
 
 def train_arm(ctx, cfg, arm, train: Sequence[Fact], watch: Sequence[Fact], seed: int) -> ArmRun:
@@ -63,7 +49,7 @@ def train_arm(ctx, cfg, arm, train: Sequence[Fact], watch: Sequence[Fact], seed:
         m.train(was)
         return acc
 
-    reader = ReadWhenLearned(score, at, lambda m, step, p: _read(m, tok, watch, step, p))
+    reader = WhenLearned(score, at, stop=False, on_learned=lambda m, step, p: _read(m, tok, watch, step, p))
     teacher = ctx.teacher(cfg.sft.teacher_recipe()) if arm.method == "self_distill" else None
     res = finetune_on(model, tok, train, spec, teacher=teacher, world=ctx.world, callbacks=[reader],
                       dist=ctx.dist)  # a real model's context sets its precision

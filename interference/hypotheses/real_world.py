@@ -53,9 +53,11 @@ from interference.data import Fact, load_qa_records
 from interference.hypotheses import behavior_cloning as bc
 from interference.hypotheses import localized as loc
 from interference.hypotheses.arms import fixed_steps, run_arm
-from interference.hypotheses.common import Cell, SFTSpec, subject_states
+from interference.hypotheses.grid import Cell
+from interference.train import SFTSpec
+from interference.probes import subject_states
 from interference.io import config_hash
-from interference.real_data import KNOWN, RealSpec, cached_slick, data_fingerprint, kept_relations, model_fingerprint
+from interference.real_data import KNOWN, RealSpec, cached_slick, data_fingerprint, kept_relations, model_dir_fingerprint
 
 NAMES = ("behavior_cloning", "localized")
 N_WATCH = 400  # watched facts per run: enough for a share with a few-point CI, cheap to score every evaluation
@@ -73,7 +75,7 @@ class RealBase:
 
     def __init__(self, spec: RealSpec, precision: str = "fp32"):
         self.spec, self.precision = spec, precision
-        self.weights = model_fingerprint(spec.model)
+        self.weights = model_dir_fingerprint(spec.model)
         self.data = data_fingerprint(spec.data)
         self.pretrain = SimpleNamespace(consolidation=None)
 
@@ -129,7 +131,7 @@ class RealWorld:
 
 
 class RealContext:
-    """What ``common.run_module`` and the arms need of a ``Context``, for a given real model."""
+    """What ``runner.run_module`` and the arms need of a ``Context``, for a given real model."""
 
     def __init__(self, spec: RealSpec, out: str | Path, device: str | None = None, progress: bool = True,
                  min_known_share: float = 0.3, precision: str = "auto"):

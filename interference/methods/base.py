@@ -47,7 +47,7 @@ class RunContext:
     world: Any
     data: Any  # interference.sft_data.SFTData
     out: Path | None
-    config: Any = None  # interference.train.FinetuneConfig, or hypotheses.common.SFTSpec
+    config: Any = None  # interference.train.FinetuneConfig, or train.SFTSpec
     base_dir: Path | None = None  # the cached pre-training run (for teacher caches, statements)
     device: torch.device = torch.device("cpu")
     step: int = 0

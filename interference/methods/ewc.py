@@ -31,7 +31,7 @@ class EWCConfig(MethodConfig):
 
 
 def pretraining_sample(world, n: int, seed: int) -> list[tuple[str, str]]:
-    from interference.pretrain import pretraining_pairs
+    from interference.corpus import pretraining_pairs
     pairs = pretraining_pairs(world)
     return random.Random(f"pretrain-sample-{seed}").sample(pairs, min(n, len(pairs)))
 

@@ -37,7 +37,7 @@ class Replay(Method):
     Config = ReplayConfig
 
     def setup(self, ctx) -> None:
-        from interference.pretrain import pretraining_pairs, qa_pairs
+        from interference.corpus import pretraining_pairs, qa_pairs
         pairs = pretraining_pairs(ctx.world)
         if self.config.corpus == "pretraining":
             pairs = pairs + qa_pairs(ctx.world, "pretrain_qa")

@@ -200,33 +200,3 @@ def gradient_alignment(model, tokenizer, new_facts: Sequence[Fact], known_facts:
             p.requires_grad_(f)
         model.train(was_training)
     return GradientAlignment([f.fact_id for f in known_facts], names, cos)
-
-
-class GradientAlignmentCallback:
-    """Training-loop callback: gradient alignment per unit *along* training.
-
-    Every ``every`` steps (and at step 0) it measures ``gradient_alignment`` between the run's
-    new facts (plasticity set) and a fixed sample of ``n_known`` held-out known facts (stability
-    set), and appends one JSON row per evaluation to ``<run>/gradient_alignment.jsonl``:
-    {step, mean: {unit: cos}, conflict: {unit: share < 0}}. Costs one backward pass per sampled
-    known fact, so keep ``n_known`` small (default 32).
-    """
-
-    def __init__(self, every: int = 100, n_known: int = 32, by_layer: bool = True, seed: int = 0):
-        self.every, self.n_known, self.by_layer, self.seed = every, n_known, by_layer, seed
-        self.rows: list[dict] = []
-
-    def on_eval(self, ctx, step: int) -> None:
-        from interference.io import json_line
-        import random
-
-        if step % self.every:
-            return
-        known = list(ctx.data.eval_sets["stability"])
-        known = random.Random(self.seed).sample(known, min(self.n_known, len(known)))
-        ga = gradient_alignment(ctx.model, ctx.tokenizer, ctx.data.eval_sets["plasticity"], known, self.by_layer)
-        row = {"step": step, "mean": ga.mean_by_unit(), "conflict": ga.conflict_by_unit()}
-        self.rows.append(row)
-        if ctx.out is not None:
-            with open(ctx.out / "gradient_alignment.jsonl", "a") as fh:
-                fh.write(json_line(row))

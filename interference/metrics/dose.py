@@ -8,7 +8,8 @@ behavior cloning predict none of the three: for them it does not matter which en
 imitates. Each statistic here is computed within one run (targets vs rest), so run-to-run noise in
 the total amount of forgetting cancels and no control run needs subtracting.
 
-All functions are pure: boolean / string arrays in, numbers out.
+All functions are pure: per-fact records (``records.FactOutcomes``) or boolean / string arrays in,
+numbers out; forgetting is always ``metrics.forgetting.forgetting_rate``.
 """
 from __future__ import annotations
 
@@ -18,26 +19,20 @@ from typing import Sequence
 import numpy as np
 
 from interference.evaluate import normalize_answer
+from interference.metrics.forgetting import forgetting_rate
+from interference.records import FactOutcomes
 
 
 def _bool(x) -> np.ndarray:
     return np.asarray(x, dtype=bool).ravel()
 
 
-def forgetting(base_ok, now_ok, where=None) -> float:
-    """Share of facts right in the base (within ``where``) that are now wrong; nan if none."""
-    b, n = _bool(base_ok), _bool(now_ok)
-    if b.shape != n.shape:
-        raise ValueError(f"base_ok has {b.size} facts but now_ok has {n.size}; pass the same facts in the same order.")
-    sel = b if where is None else b & _bool(where)
-    return float((~n[sel]).mean()) if sel.any() else math.nan
-
-
-def targets_minus_rest(base_ok, now_ok, is_target) -> float:
+def targets_minus_rest(base: FactOutcomes, now: FactOutcomes, is_target) -> float:
     """Within-run contrast: forgetting of the targeted entities' facts minus that of all other
-    watched facts of the same run. 0 when damage ignores which entity the new facts resemble."""
+    watched facts of the same run (``forgetting_rate`` on each part). 0 when damage ignores which
+    entity the new facts resemble."""
     t = _bool(is_target)
-    return forgetting(base_ok, now_ok, t) - forgetting(base_ok, now_ok, ~t)
+    return forgetting_rate(base, now, t) - forgetting_rate(base, now, ~t)
 
 
 def dose_response_slope(doses: Sequence[float], values: Sequence[float]) -> float:

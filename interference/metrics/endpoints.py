@@ -1,7 +1,7 @@
 """The endpoint statistics of the capacity and behavior-cloning experiments: pure functions.
 
-Per-fact outcomes travel as one character per fact (``OUTCOME_CODES``), so a run's whole curve
-fits in its cell file. Every rate is taken among the facts the *base* answered right (the
+Per-fact outcomes arrive as ``records.FactOutcomes`` (cells store them in its compact codec).
+Every rate is taken among the facts the *base* answered right (the
 pre-existing knowledge), as in the paper: forgetting = now not right; hallucination = now a
 confident wrong answer (not an abstention); abstention = now "I don't know".
 """
@@ -12,38 +12,19 @@ from typing import Sequence
 
 import numpy as np
 
-OUTCOME_CODES = {"correct": "c", "abstain": "a", "hallucination": "h", "wrong": "w"}
+from interference.metrics.forgetting import forgetting_rate
+from interference.metrics.hallucination import abstention_rate, hallucination_rate
+from interference.records import FactOutcomes
 
-
-def encode_outcomes(outcomes: Sequence[str]) -> str:
-    """['correct', 'hallucination', ...] -> 'ch...'; refuses an outcome it does not know."""
-    try:
-        return "".join(OUTCOME_CODES[o] for o in outcomes)
-    except KeyError as e:
-        raise ValueError(f"unknown outcome {e.args[0]!r}; expected one of {list(OUTCOME_CODES)}.") from None
-
-
-def outcome_rates(base: str, now: str) -> dict[str, float]:
-    """Among facts whose ``base`` code is 'c': the share now forgotten (any code but 'c'), now a
-    confident wrong answer ('h'), now abstaining ('a'); nan when the base knew none."""
-    if len(base) != len(now):
-        raise ValueError(f"base has {len(base)} facts but now has {len(now)}; compare the same facts.")
-    b, n = np.frombuffer(base.encode(), "S1"), np.frombuffer(now.encode(), "S1")
-    known = b == b"c"
-    k = int(known.sum())
-    if k == 0:
+def outcome_rates(base: FactOutcomes, now: FactOutcomes) -> dict[str, float]:
+    """Among the facts ``base`` answered right: the share now forgotten (``forgetting_rate``), now
+    a confident wrong answer (``hallucination_rate``), now abstaining (``abstention_rate``); nan
+    when the base knew none."""
+    known = int(base.correct.sum())
+    if known == 0:
         return {"forgetting": math.nan, "hallucination": math.nan, "abstention": math.nan, "n_known": 0}
-    m = n[known]
-    return {"forgetting": float((m != b"c").mean()), "hallucination": float((m == b"h").mean()),
-            "abstention": float((m == b"a").mean()), "n_known": k}
-
-
-def first_step_reaching(steps: Sequence[int], values: Sequence[float], at: float) -> int | None:
-    """The first step whose value is >= ``at`` (the learning-matched read-out point), or None."""
-    for s, v in zip(steps, values):
-        if v is not None and v >= at:
-            return int(s)
-    return None
+    return {"forgetting": forgetting_rate(base, now), "hallucination": hallucination_rate(base, now),
+            "abstention": abstention_rate(base, now), "n_known": known}
 
 
 def pooled_persistence(joint: Sequence[float], plain: Sequence[float], control: Sequence[float]) -> float:

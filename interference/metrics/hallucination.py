@@ -35,6 +35,13 @@ def hallucination_rate(base: FactOutcomes, now: FactOutcomes) -> float:
     return rate(confident_wrong[base.correct])
 
 
+def abstention_rate(base: FactOutcomes, now: FactOutcomes) -> float:
+    """Share of base-correct facts that ``now`` abstains on ("I don't know")."""
+    check_same_facts(base, now)
+    abstains = np.array([o == "abstain" for o in now.outcome], dtype=bool)
+    return rate(abstains[base.correct])
+
+
 def retained(base: FactOutcomes, now: FactOutcomes) -> float:
     """Share of base-correct facts still correct (1 - forgetting)."""
     return 1.0 - forgetting_rate(base, now)

@@ -13,6 +13,12 @@ history give that without extra runs:
   that bracket it), so evaluation spacing does not favour one method.
 
 Both are pure: a list of evaluation dicts (``{"step", "plasticity", ...}``) in, numbers out.
+
+``is_learned`` is the one definition of "learned" in the project: a share of the new facts
+answered as trained that reaches the threshold. ``first_crossing`` (an evaluation history), the
+hypothesis arms' learning-matched read (``hypotheses.arms.learned_step``) and the loop callback
+that stops or reads a run once it has learned (``callbacks.WhenLearned``) all ask it, and all
+skip step 0 (the base is never asked whether it already knows the new facts).
 """
 from __future__ import annotations
 
@@ -24,10 +30,16 @@ def _sorted(history: Sequence[dict]) -> list[dict]:
     return sorted(history, key=lambda h: h["step"])
 
 
+def is_learned(share: float | None, threshold: float) -> bool:
+    """Whether a share of new facts answered as trained counts as learned (>= ``threshold``); a
+    missing or nan share is not."""
+    return share is not None and share >= threshold
+
+
 def first_crossing(history: Sequence[dict], threshold: float, key: str = "plasticity") -> dict | None:
-    """The first evaluation (after step 0) whose ``key`` is >= ``threshold``; None if none is."""
+    """The first evaluation (after step 0) whose ``key`` is learned at ``threshold``; None if none is."""
     for h in _sorted(history):
-        if h["step"] > 0 and h.get(key) is not None and h[key] >= threshold:
+        if h["step"] > 0 and is_learned(h.get(key), threshold):
             return h
     return None
 

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from interference.hooks import resid_post
 from interference.data import Fact
 from interference.models import model_device
 from interference.probes import plan_capture
@@ -28,7 +29,7 @@ from interference.tokenizer import encode_qa
 
 
 def resid_hook(layer: int) -> str:
-    return f"blocks.{layer}.hook_resid_post"
+    return resid_post(layer)
 
 
 @dataclass

@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import stats as _st
 
+from interference.io import number
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -117,3 +119,23 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
         return math.nan
     ranks = _st.rankdata(s)
     return float((ranks[l].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def estimate(values: Sequence[float]) -> dict:
+    """Mean and 95% t-interval over seeds, ignoring nan seeds; JSON-ready. The one estimate dict
+    of verdicts, analyses and tables (``format_estimate`` prints it)."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return {"value": math.nan, "low": math.nan, "high": math.nan, "n": 0, "level": 0.95}
+    e: Estimate = mean_ci(v)
+    return {"value": e.value, "low": e.low, "high": e.high, "n": e.n, "level": e.level}
+
+
+def format_estimate(e, missing_ci: str = "[n/a]") -> str:
+    """'mean [low, high]' of an ``estimate`` dict, for tables printed or written in markdown;
+    ``missing_ci`` stands in for an interval that is not there (one seed), "" to leave it out."""
+    if not isinstance(e, dict) or not math.isfinite(number(e.get("value"))):
+        return "n/a"  # missing (null on disk, nan in memory: e.g. n = 0 seeds), never a number
+    lo, hi = number(e.get("low")), number(e.get("high"))
+    ci = f"[{lo:.3f}, {hi:.3f}]" if math.isfinite(lo) and math.isfinite(hi) else missing_ci
+    return f"{number(e['value']):.3f} {ci}".rstrip()

@@ -1,0 +1,49 @@
+"""Run one hypothesis module: claim its output directory, run its grid (reusing stored cells),
+summarise, and write ``verdict.json`` and ``per_seed.json``. Plots are drawn by the CLI
+(``interference.run_hypothesis``) from the returned verdict, never here.
+
+A hypothesis module provides ``NAME``, ``PREREGISTERED`` (``prereg.Preregistration``), a config
+with ``to_dict()`` and ``seeds``, ``cells(cfg, ctx) -> [Cell]`` and ``summarize(cfg, results,
+ctx) -> dict`` with ``verdict``, ``statistics`` and ``per_seed``.
+"""
+from __future__ import annotations
+
+from interference.hypotheses.context import Context
+from interference.hypotheses.grid import ResultSet, run_grid, run_in_workers
+from interference.hypotheses.prereg import preregistration_of, with_prereg
+from interference.io import atomic_write_json, claim_run_dir, json_ready
+
+
+def hypothesis_config(module, cfg, ctx) -> dict:
+    """What makes an output directory compatible: everything but the number of seeds (more seeds
+    extend an earlier run; cells are keyed individually), including the pre-registration hash."""
+    return {"hypothesis": module.NAME, "base": ctx.spec.to_dict(),
+            "config": {k: v for k, v in cfg.to_dict().items() if k != "seeds"},
+            "preregistered": preregistration_of(module).hash()}
+
+
+def run_module(module, cfg, ctx: Context) -> dict:
+    """Claim ``<out>/<name>``, run the grid (reusing stored cells), summarise, write verdict.json
+    (with per-seed metrics); return the verdict dict."""
+    prereg = preregistration_of(module)
+    d = claim_run_dir(ctx.out / module.NAME, hypothesis_config(module, cfg, ctx), what=f"{module.NAME} run")
+    cells = with_prereg(module.cells(cfg, ctx), prereg.hash())
+    if getattr(ctx, "jobs", 1) > 1:  # workers store the cells; the serial pass below only reads them
+        for b in {c.base.hash(): c.base for c in cells if c.base is not None}.values():
+            ctx.fingerprint(b)  # every base pre-trained here first: two workers must never train one
+        run_in_workers(cells, lambda part: run_grid(part, ctx.cache(), progress=False, desc=module.NAME,
+                                                    fingerprint=ctx.fingerprint), ctx.jobs)
+    rep = run_grid(cells, ctx.cache(), progress=ctx.progress, desc=module.NAME, fingerprint=ctx.fingerprint)
+    v = module.summarize(cfg, ResultSet(cells, rep.results), ctx)
+    v["preregistered"] = prereg.record()
+    v["seeds"] = cfg.seeds
+    v["cells"] = {"computed": rep.computed, "reused": rep.reused, "recomputed_other_weights": rep.stale,
+                  "seconds": round(rep.seconds, 1)}
+    v["config"] = cfg.to_dict()
+    v["base_hash"] = ctx.spec.hash()
+    v["base_fingerprints"] = {b.hash(): ctx.fingerprint(b) for b in {c.base.hash(): c.base for c in cells
+                                                                      if c.base is not None}.values()}
+    v = json_ready(v)  # as verdict.json will read back: a missing statistic is None, also in memory
+    atomic_write_json(d / "per_seed.json", v["per_seed"])
+    atomic_write_json(d / "verdict.json", v)
+    return v
