@@ -69,6 +69,10 @@ def run(out: Path) -> dict:
     for d in sorted(fig.rglob("*.json")):
         numbers[f"figure/{d.relative_to(fig)}"] = strip(json.loads(d.read_text()))
     (out / "numbers.json").write_text(json.dumps(numbers, indent=1, sort_keys=True))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "interference"], cwd=repo, capture_output=True,
+                                text=True).stdout.strip())
+    (out / "meta.json").write_text(json.dumps({"commit": commit, "uncommitted_changes": dirty}))
     print(f"{len(numbers)} products -> {out / 'numbers.json'}")
     return numbers
 
@@ -107,12 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare")
     c.add_argument("before", type=Path)
     c.add_argument("after", type=Path)
+    c.add_argument("--write", type=Path, help="also write the comparison (products, differences) as JSON here")
     args = p.parse_args(argv)
     if args.cmd == "run":
         run(args.out)
         return 0
     found = compare(args.before, args.after)
-    n = len(json.loads((args.before / "numbers.json").read_text()))
+    products = sorted(json.loads((args.before / "numbers.json").read_text()))
+    n = len(products)
+    if args.write:
+        meta = {d: json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
+                for d in (args.before, args.after)}
+        args.write.write_text(json.dumps({"before": meta[args.before], "after": meta[args.after], "products": products,
+                                          "differences": found, "identical": not found}, indent=1) + "\n")
     if found:
         print(f"{len(found)} difference(s) over {n} products:")
         print("\n".join(found[:200]))

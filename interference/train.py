@@ -170,6 +170,8 @@ RUN_FILES = ("config.json", "metrics.json", TIMELINE, "sft_data.json", "model") 
 
 
 def load_run(out: str | Path) -> RunRecord:
+    """The ``RunRecord`` of a finished fine-tuning run directory (config, metrics; its timeline and
+    model are read on demand)."""
     out = Path(out)
     if not (out / "metrics.json").exists():
         raise RunDirError(f"{out} holds no finished fine-tuning run (no metrics.json).")
