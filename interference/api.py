@@ -5,10 +5,9 @@ re-exported by name; see ``interference/__init__.py`` for the list.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from interference.bases import BaseSpec
+from interference.hypotheses.runner import run
 
 
 def run_hypothesis(name: str, *, quick: bool = False, seeds: int | None = None, out: str | Path = "runs/hypotheses",
@@ -17,15 +16,4 @@ def run_hypothesis(name: str, *, quick: bool = False, seeds: int | None = None, 
     ``python -m interference.run_hypothesis NAME`` does, and return its verdict dict (``verdict``,
     ``share`` with its 95% CI over seeds, ``statistics``, ``per_seed``, ``preregistered``).
     Cells are stored under ``out/cells`` and reused, so a second call trains nothing."""
-    from interference.hypotheses import HYPOTHESES
-    from interference.hypotheses.context import Context
-    from interference.models import resolve_device
-    from interference.run_hypothesis import run_and_draw
-    if name not in HYPOTHESES:
-        raise ValueError(f"unknown hypothesis {name!r}; choose one of {', '.join(HYPOTHESES)}.")
-    module = HYPOTHESES[name]
-    cfg = module.config(quick)
-    if seeds is not None:
-        cfg = dataclasses.replace(cfg, seeds=seeds)
-    ctx = Context(BaseSpec.default(quick=quick), Path(out), device=str(resolve_device(device)), progress=progress)
-    return run_and_draw(module, cfg, ctx)
+    return run(name, quick=quick, seeds=seeds, out=out, device=device, progress=progress)

@@ -250,19 +250,3 @@ def forgotten_facts(rec, eval_set: str = "stability") -> list[str]:
     """Ids of the facts of ``eval_set`` a run got right at step 0 and wrong at the end: candidates to explore."""
     from interference.metrics.forgetting import forgetting_events
     return [fid for fid, e in forgetting_events(rec.timeline(), eval_set).items() if e.forgotten]
-
-
-def explorer_runs(quick: bool = True, root: str | Path | None = None, labels=("sft", "self_distill"),
-                  seed: int = 0) -> dict:
-    """label -> RunRecord of the ``curves`` figure's arms (same configs, same cache as
-    ``python -m interference.figures`` run at the repository root), so the notebook explores the
-    runs the figures show; trains only what is missing."""
-    from interference.figures.config import REPO, ArmsConfig, load_config
-    from interference.figures.runs import RunCache
-    cfg = load_config(ArmsConfig, "curves", quick)
-    arms = {a.label: a for a in cfg.arms}
-    missing = [l for l in labels if l not in arms]
-    if missing:
-        raise ValueError(f"no arm {missing[0]!r} in analyses/figures/curves.json; choose from {sorted(arms)}.")
-    cache = RunCache(root or REPO / ("runs/figures_quick" if quick else "runs/figures"), quick)
-    return {l: cache.get(arms[l], seed, cfg.run) for l in labels}

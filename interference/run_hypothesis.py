@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from interference.hypotheses import HYPOTHESES
+from interference.hypotheses.runner import run_and_draw
 from interference.metrics.stats import format_estimate
 
 DEFAULT_OUT = "runs/hypotheses"
@@ -201,19 +202,6 @@ def _main_real(args) -> int:
     print(format_table(v, out / module.NAME))
     print(f"done in {time.time() - t0:.0f}s")
     return 0
-
-
-def run_and_draw(module, cfg, ctx) -> dict:
-    """``runner.run_module``, then the hypothesis' plots beside its verdict (listed in it): the
-    runner computes and stores, the command draws."""
-    from interference.hypotheses.runner import run_module
-    from interference.io import atomic_write_json
-    from interference.plots import plot_hypothesis
-    v = run_module(module, cfg, ctx)
-    d = ctx.out / module.NAME
-    v["plots"] = [str(p) for p in plot_hypothesis(v, d)]
-    atomic_write_json(d / "verdict.json", v)
-    return v
 
 
 def format_table(v: dict, d: Path) -> str:

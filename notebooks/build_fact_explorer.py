@@ -20,7 +20,8 @@ The runs are those of `python -m interference.figures` (same configs, same cache
 are trained once. `QUICK = True` uses the tiny world (seconds); `False` the default world."""),
     ("code", """import os
 import matplotlib.pyplot as plt
-from interference.report import explorer_runs, fact_report, forgotten_facts
+from interference.figures.explore import explorer_runs
+from interference.report import fact_report, forgotten_facts
 from interference.figures.plot_fact import plot_fact_report
 
 QUICK = os.environ.get("FACT_EXPLORER_QUICK", "1") == "1"

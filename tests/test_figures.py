@@ -281,18 +281,18 @@ def test_produce_finds_only_the_missing_verdicts(tmp_path):
     assert got == {str(tmp_path): ["capacity", "behavior_cloning"]}
 
 
-def test_produce_hands_jobs_to_the_hypothesis_command(tmp_path, monkeypatch):
+def test_produce_hands_jobs_to_the_hypothesis_runner(tmp_path, monkeypatch):
     import types
 
-    import interference.run_hypothesis as rh
+    import interference.hypotheses.runner as runner
     from interference.figures.config import ResultsConfig
     from interference.figures.produce import produce
     calls = []
-    monkeypatch.setattr(rh, "main", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(runner, "run", lambda name, **kw: calls.append((name, kw)) or {"verdict": "inconclusive"})
     cfg = ResultsConfig(hypotheses_dir=str(tmp_path))
     lines = produce({"capacity": cfg}, types.SimpleNamespace(quick=True), jobs=2)
-    assert [c[0] for c in calls] == ["capacity"] and calls[0][-2:] == ["--jobs", "2"] and "--quick" in calls[0]
-    assert len(lines) == 1 and "exit 0" in lines[0]
+    assert [c[0] for c in calls] == ["capacity"] and calls[0][1]["jobs"] == 2 and calls[0][1]["quick"] is True
+    assert len(lines) == 1 and "--jobs 2" in lines[0] and lines[0].endswith("inconclusive")
     calls.clear()
     produce({"capacity": cfg}, types.SimpleNamespace(quick=True))
-    assert "--jobs" not in calls[0]  # one job: the command's own default
+    assert calls[0][1]["jobs"] == 1  # one job: the runner's own default

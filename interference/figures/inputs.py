@@ -256,14 +256,11 @@ def risk_deciles(risk, forgotten, n_bins: int = 10) -> list[dict]:
 def load_hypothesis(name: str, hyp_dir: str | Path = "runs/hypotheses", quick: bool = False,
                     run_if_missing: bool = False, seeds: int | None = None) -> dict:
     """{"verdict", "per_seed", "plots"} of one hypothesis' saved results. With ``run_if_missing``
-    a missing verdict is produced first by the hypothesis CLI itself (cells it finds are reused)."""
+    a missing verdict is produced first, as the hypothesis CLI would (cells it finds are reused)."""
     path = Path(hyp_dir) / name / "verdict.json"
     if not path.exists() and run_if_missing:
-        from interference.run_hypothesis import main as run_hypothesis
-        argv = [name, "--out", str(hyp_dir), "--no-progress"] + (["--quick"] if quick else []) + \
-            (["--seeds", str(seeds)] if seeds else [])
-        if run_hypothesis(argv) != 0:
-            raise MissingInput(f"`python -m interference.run_hypothesis {' '.join(argv)}` failed; see its message above.")
+        from interference.hypotheses.runner import run  # imports every design: only when one must run
+        run(name, quick=quick, seeds=seeds, out=hyp_dir, progress=False)
     v = verdict(hyp_dir, name, quick)
     per_seed_file = Path(hyp_dir) / name / "per_seed.json"
     per_seed = json.loads(per_seed_file.read_text()) if per_seed_file.exists() else v.get("per_seed", [])

@@ -32,16 +32,16 @@ def missing_hypotheses(cfgs: dict) -> dict[str, list[str]]:
 
 def produce(cfgs: dict, ctx, progress: bool = False, jobs: int = 1) -> list[str]:
     """Run the missing producers; returns one line per command run (or why it could not be).
-    ``jobs`` is handed to the hypothesis CLI, whose cells are independent processes as the
+    ``jobs`` is handed to the hypothesis runner, whose cells are independent processes as the
     figures' runs are (on 2 cores, two at a time halves the longest step of a --produce build)."""
-    from interference.run_hypothesis import main as run_hypothesis
+    from interference.hypotheses.runner import run  # imports every design: only when one must run
     done = []
     for hyp_dir, names in missing_hypotheses(cfgs).items():
         for n in names:
             argv = [n, "--out", str(hyp_dir)] + (["--quick"] if ctx.quick else []) + ([] if progress else ["--no-progress"])
             argv += ["--jobs", str(jobs)] if jobs > 1 else []
-            rc = run_hypothesis(argv)
-            done.append(f"python -m interference.run_hypothesis {' '.join(argv)}: exit {rc}")
+            v = run(n, quick=ctx.quick, out=hyp_dir, device=getattr(ctx, "device", None), progress=progress, jobs=jobs)
+            done.append(f"python -m interference.run_hypothesis {' '.join(argv)}: {v['verdict']}")
     fc = cfgs.get("forecast")
     if fc is not None and not (Path(fc.forecast_dir) / "forecast.json").exists():
         done.append(_forecast(fc, ctx))

@@ -1,6 +1,8 @@
 """Run one hypothesis module: claim its output directory, run its grid (reusing stored cells),
-summarise, and write ``verdict.json`` and ``per_seed.json``. Plots are drawn by the CLI
-(``interference.run_hypothesis``) from the returned verdict, never here.
+summarise, and write ``verdict.json`` and ``per_seed.json`` (``run_module``: computes and stores,
+never draws). ``run_and_draw`` then draws the verdict's plots beside it (``interference.plots``),
+and ``run`` does both for a design by name on the synthetic world: what the CLI, the Python API
+and the figures' ``--produce`` all call.
 
 A hypothesis module provides ``NAME``, ``PREREGISTERED`` (``prereg.Preregistration``), a config
 with ``to_dict()`` and ``seeds``, ``cells(cfg, ctx) -> [Cell]`` and ``summarize(cfg, results,
@@ -8,10 +10,15 @@ ctx) -> dict`` with ``verdict``, ``statistics`` and ``per_seed``.
 """
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+from interference.bases import BaseSpec
 from interference.hypotheses.context import Context
 from interference.hypotheses.grid import ResultSet, run_grid, run_in_workers
 from interference.hypotheses.prereg import preregistration_of, with_prereg
 from interference.io import atomic_write_json, claim_run_dir, json_ready
+from interference.plots import plot_hypothesis
 
 
 def hypothesis_config(module, cfg, ctx) -> dict:
@@ -47,3 +54,33 @@ def run_module(module, cfg, ctx: Context) -> dict:
     atomic_write_json(d / "per_seed.json", v["per_seed"])
     atomic_write_json(d / "verdict.json", v)
     return v
+
+
+def run_and_draw(module, cfg, ctx) -> dict:
+    """``run_module``, then the hypothesis' plots beside its verdict (listed in it)."""
+    v = run_module(module, cfg, ctx)
+    d = ctx.out / module.NAME
+    v["plots"] = [str(p) for p in plot_hypothesis(v, d)]
+    atomic_write_json(d / "verdict.json", v)
+    return v
+
+
+def run(name: str, *, quick: bool = False, seeds: int | None = None, out: str | Path = "runs/hypotheses",
+        device: str | None = None, progress: bool = True, jobs: int = 1) -> dict:
+    """Run (or reuse) one pre-registered design on the synthetic world, as
+    ``python -m interference.run_hypothesis NAME`` does, and return its verdict dict (``verdict``,
+    ``share`` with its 95% CI over seeds, ``statistics``, ``per_seed``, ``preregistered``).
+    Cells are stored under ``out/cells`` and reused, so a second call trains nothing."""
+    from interference.hypotheses import HYPOTHESES  # the registry imports every design module
+    from interference.models import resolve_device
+    from interference.threads import configure_threads
+    if name not in HYPOTHESES:
+        raise ValueError(f"unknown hypothesis {name!r}; choose one of {', '.join(HYPOTHESES)}.")
+    module = HYPOTHESES[name]
+    cfg = module.config(quick)
+    if seeds is not None:
+        cfg = dataclasses.replace(cfg, seeds=seeds)
+    device = str(resolve_device(device))
+    configure_threads(device)  # one thread on CPU: see interference.threads
+    ctx = Context(BaseSpec.default(quick=quick), Path(out), device=device, progress=progress, jobs=jobs)
+    return run_and_draw(module, cfg, ctx)
