@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -32,10 +31,10 @@ from tqdm.auto import tqdm
 
 from interference.batching import Packed, answer_token_accuracy, pack
 from interference.callbacks import Checkpoints
-from interference.checkpoint import has_checkpoint
+from interference.checkpoint import clear_checkpoints, has_checkpoint
 from interference.consolidation import ConsolidationRule, FromMemorised, UntilMemorised, memorised_state
 from interference.evaluate import SLICK_CATEGORIES, accuracy, category_counts, score_facts, slick_categorize
-from interference.io import (atomic_write_json, atomic_write_text, check_finite, claim_run_dir, config_hash,
+from interference.io import (real_out, atomic_write_json, atomic_write_text, check_finite, claim_run_dir, config_hash,
                              finished_run, json_line, release_run_dir, seal_run_dir)
 from interference.loop import LoopConfig, train_loop
 from interference.models import (ModelConfig, ModelError, build_model, load_model, model_logits, resolve_device,
@@ -143,10 +142,28 @@ def load_slick(run_dir: str | Path) -> dict[str, dict]:
     path = Path(run_dir) / SLICK_FILE
     try:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line]
-        return {r["fact_id"]: r for r in rows}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        table = {r["fact_id"]: r for r in rows}
+        bad = next((i for i, r in table.items() if r.get("category") not in SLICK_CATEGORIES), None)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ModelError(f"{run_dir} is not a finished pre-training run ({SLICK_FILE} is missing or unreadable: "
                          f"{type(e).__name__}); pass a directory written by `python -m interference.pretrain`.") from None
+    if bad is not None:
+        raise ModelError(f"{path} gives fact {bad} no SliCK category (one of {', '.join(SLICK_CATEGORIES)}); "
+                         "pre-train that base again.")
+    return table
+
+
+def base_world(run_dir: str | Path) -> WorldConfig:
+    """The world config a pre-training run directory was made for; one sentence when its
+    ``config.json`` is unreadable or names no world."""
+    f = Path(run_dir) / "config.json"
+    try:
+        cfg = json.loads(f.read_bytes().decode("utf-8"))
+        world = cfg["world"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ModelError(f"{f} is unreadable or names no world; pass a directory written by "
+                         "`python -m interference.pretrain`.") from None
+    return WorldConfig.from_dict(world)
 
 
 FINGERPRINT_FILE = "fingerprint.json"  # {"weights": sha256[:16] of the saved state}: what the cache holds
@@ -161,23 +178,61 @@ def write_fingerprint(run_dir: str | Path, model) -> str:
 def base_fingerprint(run_dir: str | Path) -> str:
     """The weights fingerprint of a finished pre-training run. A config hash names what a base was
     *asked* to be; thread counts and machines change what it *is* (three default bases once shared
-    one hash), so teachers and hypothesis cells are keyed by this instead. Bases saved before
-    fingerprints existed get theirs computed from model.safetensors and recorded now."""
+    one hash), so teachers and hypothesis cells are keyed by this instead.
+
+    ``fingerprint.json`` is trusted only inside the run's seal (``checksums.json`` lists it and it
+    matches); otherwise (a base saved before fingerprints were sealed, an edited or unreadable file)
+    it is computed from ``model.safetensors`` (itself sealed) and recorded, with a note when the
+    file said something else. A directory without weights (a real model's SliCK cache entry, whose
+    fingerprint ``real_data.cached_slick`` keeps) is read as it is."""
+    from interference.io import CHECKSUMS, sha256_file
     run_dir = Path(run_dir)
     f = run_dir / FINGERPRINT_FILE
-    if f.exists():
-        return json.loads(f.read_text())["weights"]
+    stored = _stored_fingerprint(f)
+    weights = run_dir / "model.safetensors"
+    if not weights.is_file():
+        if stored is None:
+            raise ModelError(f"{run_dir} holds no readable model.safetensors to fingerprint; pre-train it again.")
+        return stored
+    try:
+        sums = json.loads((run_dir / CHECKSUMS).read_bytes().decode("utf-8"))
+        sealed = isinstance(sums, dict) and sums.get(FINGERPRINT_FILE) == sha256_file(f)
+    except (OSError, ValueError):
+        sealed = False
+    if stored is not None and sealed:
+        return stored
     from safetensors.torch import load_file
     try:
-        fp = weights_fingerprint(load_file(str(run_dir / "model.safetensors")))
+        fp = weights_fingerprint(load_file(str(weights)))
     except Exception:
         raise ModelError(f"{run_dir} holds no readable model.safetensors to fingerprint; pre-train it again.") from None
-    atomic_write_json(f, {"weights": fp})
+    if stored is not None and stored != fp:
+        print(f"note: {f} says weights {stored}, but {weights} has weights {fp}; using {fp}.", file=sys.stderr)
+    if stored != fp:
+        atomic_write_json(f, {"weights": fp})
     return fp
 
 
+def _stored_fingerprint(f: Path) -> str | None:
+    """The ``weights`` of a fingerprint file, or None when it is missing or not one of ours."""
+    try:
+        d = json.loads(f.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    w = d.get("weights") if isinstance(d, dict) else None
+    return w if isinstance(w, str) and w else None
+
+
 def cache_root() -> Path:
-    return Path(os.environ.get("INTERFERENCE_CACHE", Path.cwd() / ".cache" / "interference"))
+    """``$INTERFERENCE_CACHE``, or ``.cache/interference`` under the current directory when it is
+    unset. Set but empty is refused: it would put the cache in the current directory."""
+    env = os.environ.get("INTERFERENCE_CACHE")
+    if env is None:
+        return Path.cwd() / ".cache" / "interference"
+    if not env.strip():
+        raise ValueError("INTERFERENCE_CACHE is set but empty, which would put the cache in the current directory; "
+                         "unset it or name a directory.")
+    return Path(env)
 
 
 def statement_pairs(world: World) -> list[tuple[str, str]]:
@@ -229,25 +284,27 @@ def phase_loop_config(cfg: PretrainConfig, phase: str, rule: ConsolidationRule |
 
 def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progress: bool = True) -> dict:
     """Train (or resume, or reuse) the base model described by ``spec`` into ``out``; return metrics."""
-    out = Path(out)
+    out = real_out(out)
     full_cfg = {**spec.to_dict(), "hash": spec.hash()}
     if finished_run(out, full_cfg, RUN_FILES, "pre-training run"):
         return json.loads((out / "metrics.json").read_text())
+    dev = resolve_device(device)
+    world = World(spec.world)
+    tok = world_tokenizer(world)
+    cfg = spec.pretrain
+    # the corpus is packed before the directory is claimed: an example longer than the model's
+    # context is refused with nothing created
+    statements = pack(tok, pretraining_pairs(world), spec.model.n_ctx)
+    qa = pack(tok, qa_pairs(world, "pretrain_qa"), spec.model.n_ctx)
     # a cache entry is shared: wait for another process pre-training it, then reuse its result
     claim_run_dir(out, full_cfg, what="pre-training run", wait=out.resolve().parent == cache_root().resolve())
     if finished_run(out, full_cfg, RUN_FILES, "pre-training run", quiet=True):
         release_run_dir(out)
         return json.loads((out / "metrics.json").read_text())
 
-    dev = resolve_device(device)
-    world = World(spec.world)
-    tok = world_tokenizer(world)
-    cfg = spec.pretrain
     torch.manual_seed(cfg.seed)
     model = build_model(spec.model, len(tok), tokenizer=tok, device=dev)
 
-    statements = pack(tok, pretraining_pairs(world), spec.model.n_ctx)
-    qa = pack(tok, qa_pairs(world, "pretrain_qa"), spec.model.n_ctx)
     corpus = Packed.cat([statements] + [qa] * cfg.qa_weight, tok.pad_token_id) if len(qa) else statements
     corpus = corpus.to(dev)
     statements = pack(tok, statement_pairs(world), spec.model.n_ctx)  # the memorisation probe: no filler
@@ -300,7 +357,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
                    phase_loop_config(cfg, "consolidate", rule),
                    callbacks=[checkpoints(out / "checkpoint"), FromMemorised(memo / "checkpoint", history), Probe()],
                    progress=progress, desc="pretrain (consolidate)", group_lengths=True)
-        shutil.rmtree(out / "checkpoint_memorise", ignore_errors=True)
+        clear_checkpoints(out / "checkpoint_memorise")
     train_seconds = time.time() - t0
 
     save_model(model, spec.model, tok, out)
@@ -317,7 +374,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
                     "device": str(dev), "n_params": sum(p.numel() for p in model.parameters())})
     atomic_write_json(out / "metrics.json", metrics)
     _clear_checkpoint(out)
-    seal_run_dir(out, RUN_FILES)
+    seal_run_dir(out, RUN_FILES + (FINGERPRINT_FILE,))
     release_run_dir(out)
     return metrics
 
@@ -342,8 +399,7 @@ def evaluate_base(model, tok, world: World, cfg: PretrainConfig) -> tuple[dict, 
 
 
 def _clear_checkpoint(out: Path) -> None:
-    import shutil
-    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    clear_checkpoints(out / "checkpoint")
 
 
 def base_model(spec: BaseSpec, device: str | None = None, progress: bool = True):
@@ -369,14 +425,14 @@ def consolidation_help() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from interference.cli import Parser, device_name, run_main
+    from interference.cli import Parser, device_name, out_dir, run_main, seed_int
     ap = Parser(prog="python -m interference.pretrain", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", help="run directory (default: the cache, keyed by config hash)")
+    ap.add_argument("--out", type=out_dir, help="run directory (default: the cache, keyed by config hash)")
     ap.add_argument("--quick", action="store_true", help="tiny world and model (seconds)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
     ap.add_argument("--steps", type=int, help="train a fixed number of steps instead of to the consolidation criterion")
     ap.add_argument("--consolidation", type=float, help=consolidation_help())
-    ap.add_argument("--seed", type=int, help="seed for model init and data order")
+    ap.add_argument("--seed", type=seed_int, help="seed for model init and data order")
     ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)

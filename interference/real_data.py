@@ -104,19 +104,25 @@ def few_shot_prompt(fact: Fact, exemplars: Sequence[Fact], n_shots: int, sep: st
 
 
 # ------------------------------------------------------------------ SliCK
+def slick_chosen(records: Sequence[QARecord], cfg: SliCKConfig) -> list[QARecord]:
+    """The records SliCK categorises: all, or ``max_per_relation`` of each relation (a pure
+    function of the records and settings, so a cached table can be checked for completeness)."""
+    if cfg.max_per_relation is None:
+        return list(records)
+    rng = random.Random(f"cap-{cfg.seed}")
+    by_rel: dict[str, list[QARecord]] = defaultdict(list)
+    for r in records:
+        by_rel[r.fact.relation].append(r)
+    return [r for rel in sorted(by_rel) for r in
+            (rng.sample(by_rel[rel], cfg.max_per_relation) if len(by_rel[rel]) > cfg.max_per_relation
+             else by_rel[rel])]
+
+
 def slick_real(model, tokenizer, records: Sequence[QARecord], cfg: SliCKConfig) -> dict[str, dict]:
     """fact_id -> {category, p_greedy, p_sample, answer (the alias the model gave, if any),
     relation, split} for every record (or ``max_per_relation`` of each relation)."""
     sets = exemplar_sets(records, cfg)
-    chosen = list(records)
-    if cfg.max_per_relation is not None:
-        rng = random.Random(f"cap-{cfg.seed}")
-        by_rel: dict[str, list[QARecord]] = defaultdict(list)
-        for r in records:
-            by_rel[r.fact.relation].append(r)
-        chosen = [r for rel in sorted(by_rel) for r in
-                  (rng.sample(by_rel[rel], cfg.max_per_relation) if len(by_rel[rel]) > cfg.max_per_relation
-                   else by_rel[rel])]
+    chosen = slick_chosen(records, cfg)
     # one scored copy per (fact, alias); the copy id says which alias it asks for
     copies = [(i, a, r.fact) for i, r in enumerate(chosen) for a in range(len(r.aliases))]
     greedy_hits = [[0] * len(r.aliases) for r in chosen]
@@ -212,9 +218,18 @@ class RealCorpus:
 
 
 # ------------------------------------------------------------------ fingerprints and cache
-def _file_digest(h, f: Path, edge: int = 1 << 20) -> None:
-    """Name, size and the first and last MiB: enough to tell weight files apart without reading
-    gigabytes, and unlike an mtime it changes whenever the content is rewritten differently."""
+def _file_digest(h, f: Path, block: int = 1 << 24) -> None:
+    """Name, size and every byte, streamed: weights changed anywhere (not only in the first and
+    last MiB, which is all an earlier version read) give another fingerprint, and so another
+    SliCK table. Costs one read of the model files per run (``benchmarks/`` measures it)."""
+    size = f.stat().st_size
+    h.update(f"{f.name}:{size}:".encode())
+    with open(f, "rb") as fh:
+        for chunk in iter(lambda: fh.read(block), b""):
+            h.update(chunk)
+
+
+def _edge_digest(h, f: Path, edge: int = 1 << 20) -> None:
     size = f.stat().st_size
     h.update(f"{f.name}:{size}:".encode())
     with open(f, "rb") as fh:
@@ -224,11 +239,24 @@ def _file_digest(h, f: Path, edge: int = 1 << 20) -> None:
             h.update(fh.read(edge))
 
 
+def _model_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
 def model_fingerprint(path: str | Path) -> str:
-    path = Path(path)
+    """sha256 (16 hex digits) over every model file's name, size and bytes."""
     h = hashlib.sha256()
-    for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
+    for f in _model_files(Path(path)):
         _file_digest(h, f)
+    return h.hexdigest()[:16]
+
+
+def legacy_model_fingerprint(path: str | Path) -> str:
+    """The fingerprint runs made before every byte was hashed carry (first and last MiB of each
+    file); a finished run stamped with it is still recognised as made from this model."""
+    h = hashlib.sha256()
+    for f in _model_files(Path(path)):
+        _edge_digest(h, f)
     return h.hexdigest()[:16]
 
 
@@ -239,41 +267,73 @@ def data_fingerprint(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def slick_cache_dir(spec: RealSpec) -> Path:
+def slick_cache_dir(spec: RealSpec, fingerprint: str | None = None) -> Path:
     from interference.pretrain import cache_root
-    key = {"model": model_fingerprint(spec.model), "data": data_fingerprint(spec.data), "slick": spec.slick}
+    key = {"model": fingerprint or model_fingerprint(spec.model), "data": data_fingerprint(spec.data),
+           "slick": spec.slick}
     return cache_root() / f"real-{config_hash(key)}"
 
 
-def _read_slick(f: Path) -> dict[str, dict] | None:
+SLICK_SEAL = "slick.seal.json"  # sha256 of slick.jsonl, written after it (write_checked_json)
+
+
+def _read_slick(f: Path, expected: set[str] | None = None) -> tuple[dict[str, dict] | None, str]:
+    """(table, "") of a cached SliCK file, or (None, why it is not used). The table must cover
+    exactly the ``expected`` fact ids (a file truncated at a line boundary parses fine but lacks
+    rows) with a known category per row, and match its seal when it has one."""
+    from interference.io import read_checked_json, sha256_file
     if not f.is_file():
-        return None
+        return None, "missing"
+    seal = f.parent / SLICK_SEAL
+    if seal.exists():
+        meta, why = read_checked_json(seal, legacy_ok=False)
+        if meta is None or meta.get("sha256") != sha256_file(f):
+            return None, f"it does not match its seal {seal.name} ({why or 'checksum differs'})"
     try:
-        rows = [json.loads(line) for line in f.read_text().splitlines() if line]
-        return {r.pop("fact_id"): r for r in rows}
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError, AttributeError):
-        return None  # a damaged cache entry is recomputed, never read
+        rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line]
+        table = {r.pop("fact_id"): r for r in rows}
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError, AttributeError, TypeError):
+        return None, "it is not one JSON row per fact"
+    bad = next((k for k, r in table.items() if not isinstance(r, dict) or r.get("category") not in SLICK_CATEGORIES
+                or not isinstance(r.get("relation"), str)), None)
+    if bad is not None:
+        return None, f"its row for {bad} has no valid category or relation"
+    if expected is not None and set(table) != expected:
+        return None, f"it covers {len(set(table) & expected)} of the {len(expected)} facts it should"
+    return table, ""
 
 
 def cached_slick(spec: RealSpec, model, tokenizer, records: Sequence[QARecord], dist=None) -> tuple[dict[str, dict], Path]:
     """SliCK table for this (model, data, settings), computed once and stored as JSONL. Under
-    ``accelerate launch`` the main process computes it while the others wait, then read it."""
-    d = slick_cache_dir(spec)
+    ``accelerate launch`` the main process computes it while the others wait, then read it. A
+    damaged, truncated or edited table is computed again with a note, never read."""
+    import sys
+
+    from interference.io import atomic_write_json, sha256_file, write_checked_json
+    from interference.pretrain import FINGERPRINT_FILE
+    fp = model_fingerprint(spec.model)
+    d = slick_cache_dir(spec, fp)
     f = d / "slick.jsonl"
+    cfg = SliCKConfig.from_dict(spec.slick)
+    expected = {r.fact.fact_id for r in slick_chosen(records, cfg)}
     if dist is not None and not dist.is_main:
         dist.barrier()
-        table = _read_slick(f)
+        table, why = _read_slick(f, expected)
         if table is None:
-            raise SFTDataError(f"the main process did not leave a readable SliCK table at {f}.")
+            raise SFTDataError(f"the main process did not leave a readable SliCK table at {f} ({why}).")
         return table, d
-    table = _read_slick(f)
+    table, why = _read_slick(f, expected)
     if table is None:
-        table = slick_real(model, tokenizer, records, SliCKConfig.from_dict(spec.slick))
+        if why != "missing":
+            print(f"note: the cached SliCK table {f} is not used ({why}); computing it again.", file=sys.stderr)
+        table = slick_real(model, tokenizer, records, cfg)
         atomic_write_text(f, "".join(json.dumps({"fact_id": k, **v}) + "\n" for k, v in table.items()))
-    from interference.pretrain import FINGERPRINT_FILE
-    if not (d / FINGERPRINT_FILE).exists():  # what teachers cached beside this table are keyed by
-        from interference.io import atomic_write_json
-        atomic_write_json(d / FINGERPRINT_FILE, {"weights": model_fingerprint(spec.model)})
+        write_checked_json(d / SLICK_SEAL, {"sha256": sha256_file(f)})
+    # what teachers cached beside this table are keyed by: the directory is named by this very
+    # fingerprint, so a file saying anything else was edited and is put right
+    from interference.pretrain import _stored_fingerprint
+    if _stored_fingerprint(d / FINGERPRINT_FILE) != fp:
+        atomic_write_json(d / FINGERPRINT_FILE, {"weights": fp})
     if dist is not None:
         dist.barrier()
     return table, d

@@ -147,13 +147,17 @@ class RunCache:
     def get(self, arm: Arm, seed: int, settings: RunSettings = RunSettings()):
         """The RunRecord of (arm, seed), trained now only if no finished run of its config exists."""
         from interference.probes import ProbeCallback
-        from interference.train import finetune, load_run
+        from interference.io import verify_run_dir
+        from interference.train import RUN_FILES, check_same_base, finetune, load_run
         cfg = finetune_config(arm, seed, self.quick, settings)
         out = self.run_dir(arm, seed, settings)
+        # a damaged run falls through to finetune(), which says so and trains it again
         if (out / "metrics.json").exists() and json.loads((out / "config.json").read_text()) == \
-                json.loads(json.dumps(cfg.to_dict())):
+                json.loads(json.dumps(cfg.to_dict())) and not verify_run_dir(out, RUN_FILES):
+            rec = load_run(out)
+            check_same_base(rec)
             self.reused += 1
-            return load_run(out)
+            return rec
         if self.status is not None:
             self.status(f"training {out.name}")
         every = _every(cfg)
