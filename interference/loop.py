@@ -196,7 +196,7 @@ def check_divergence(loss: float, first: float | None, step: int, fp16: bool = F
     if not fp16 and not math.isfinite(loss):
         raise DivergenceError(f"training diverged at step {step}: the loss is {loss}; lower the learning rate "
                               "(--lr) or check the data, then start the run again in a fresh --out.")
-    if first is not None and math.isfinite(first) and loss > EXPLODE_FACTOR * max(first, 1.0):
+    if first is not None and math.isfinite(first) and math.isfinite(loss) and loss > EXPLODE_FACTOR * max(first, 1.0):
         raise DivergenceError(f"training diverged at step {step}: the loss is {loss:.3g}, more than "
                               f"{EXPLODE_FACTOR:g} x its first value {first:.3g}; lower the learning rate (--lr), "
                               "then start the run again in a fresh --out.")

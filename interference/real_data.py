@@ -274,7 +274,7 @@ def slick_cache_dir(spec: RealSpec, fingerprint: str | None = None) -> Path:
     return cache_root() / f"real-{config_hash(key)}"
 
 
-SLICK_SEAL = "slick.seal.json"  # sha256 of slick.jsonl, written after it (write_checked_json)
+SLICK_SEAL = "slick.seal.json"  # {"file_sha256": of slick.jsonl}, written after it (write_checked_json)
 
 
 def _read_slick(f: Path, expected: set[str] | None = None) -> tuple[dict[str, dict] | None, str]:
@@ -287,7 +287,7 @@ def _read_slick(f: Path, expected: set[str] | None = None) -> tuple[dict[str, di
     seal = f.parent / SLICK_SEAL
     if seal.exists():
         meta, why = read_checked_json(seal, legacy_ok=False)
-        if meta is None or meta.get("sha256") != sha256_file(f):
+        if meta is None or meta.get("file_sha256") != sha256_file(f):
             return None, f"it does not match its seal {seal.name} ({why or 'checksum differs'})"
     try:
         rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line]
@@ -328,7 +328,7 @@ def cached_slick(spec: RealSpec, model, tokenizer, records: Sequence[QARecord], 
             print(f"note: the cached SliCK table {f} is not used ({why}); computing it again.", file=sys.stderr)
         table = slick_real(model, tokenizer, records, cfg)
         atomic_write_text(f, "".join(json.dumps({"fact_id": k, **v}) + "\n" for k, v in table.items()))
-        write_checked_json(d / SLICK_SEAL, {"sha256": sha256_file(f)})
+        write_checked_json(d / SLICK_SEAL, {"file_sha256": sha256_file(f)})
     # what teachers cached beside this table are keyed by: the directory is named by this very
     # fingerprint, so a file saying anything else was edited and is put right
     from interference.pretrain import _stored_fingerprint

@@ -42,7 +42,7 @@ from interference.models import ModelError, clone_model, load_model, model_logit
 from interference.pretrain import BASE_FILES, BaseSpec, base_fingerprint, base_model, base_world, load_slick
 from interference.teacher import TeacherRecipe, provide_stages
 from interference.sft_data import EVAL_SETS, SFTDataConfig, build_sft_data
-from interference.world import World, WorldConfig
+from interference.world import World
 
 
 # Fields added after runs were cached, with the default that reproduces the older runs.
