@@ -194,8 +194,8 @@ _noted: set[str] = set()  # data paths whose duplicate/contradiction notes were 
 def _one_per_question(records: list[QARecord], path) -> list[QARecord]:
     """One record per (relation, question). A question asked twice with the same answers is kept
     once (a copy in another split would be trained on *and* held out); one asked with different
-    answers (no answer that every copy accepts) is dropped entirely (which answer a model "knows" is then undefined). Each is one
-    note on stderr; the remaining records keep their fact ids."""
+    answers (no answer that every copy accepts) is dropped entirely (which answer a model "knows"
+    is then undefined). Each is one note on stderr; the remaining records keep their fact ids."""
     import sys
     groups: dict[tuple[str, str], list[QARecord]] = {}
     for r in records:
@@ -210,8 +210,9 @@ def _one_per_question(records: list[QARecord], path) -> list[QARecord]:
     if str(path) not in _noted:
         _noted.add(str(path))
         if dups:
-            print(f"note: {path}: {sum(len(g) - 1 for g in dups)} duplicate question(s) (e.g. {dups[0][0].fact.prompt!r} "
-                  f"as {dups[0][0].fact.fact_id} and {dups[0][1].fact.fact_id}) are kept once.", file=sys.stderr)
+            first, second = dups[0][0].fact, dups[0][1].fact
+            print(f"note: {path}: {sum(len(g) - 1 for g in dups)} duplicate question(s) (e.g. {first.prompt!r} as "
+                  f"{first.fact_id} and {second.fact_id}) are kept once.", file=sys.stderr)
         if clash:
             g = clash[0]
             print(f"note: {path}: {len(clash)} question(s) are given contradicting answers (e.g. {g[0].fact.prompt!r}: "

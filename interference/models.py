@@ -197,7 +197,8 @@ def _load_checked_hf(path: Path, dtype, trust_remote_code: bool):
         what = "lack" if missing else "hold in another shape"
         raise ModelError(f"the weight files in {path} {what} {len(bad)} tensor(s) its config.json asks for "
                          f"({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''}), which would be randomly "
-                         "initialised; restore the model's original weight files (and a config.json of the same family).")
+                         "initialised; restore the model's original weight files (and a config.json of their "
+                         "family).")
     return hf
 
 

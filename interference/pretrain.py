@@ -34,8 +34,8 @@ from interference.callbacks import Checkpoints
 from interference.checkpoint import clear_checkpoints, has_checkpoint
 from interference.consolidation import ConsolidationRule, FromMemorised, UntilMemorised, memorised_state
 from interference.evaluate import SLICK_CATEGORIES, accuracy, category_counts, score_facts, slick_categorize
-from interference.io import (real_out, atomic_write_json, atomic_write_text, check_finite, claim_run_dir, config_hash,
-                             finished_run, json_line, release_run_dir, seal_run_dir)
+from interference.io import (atomic_write_json, atomic_write_text, check_finite, claim_run_dir, config_hash,
+                             finished_run, json_line, real_out, release_run_dir, seal_run_dir)
 from interference.loop import LoopConfig, train_loop
 from interference.models import (ModelConfig, ModelError, build_model, load_model, model_logits, resolve_device,
                                  save_model, weights_fingerprint)

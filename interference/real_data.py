@@ -221,7 +221,7 @@ class RealCorpus:
 def _file_digest(h, f: Path, block: int = 1 << 24) -> None:
     """Name, size and every byte, streamed: weights changed anywhere (not only in the first and
     last MiB, which is all an earlier version read) give another fingerprint, and so another
-    SliCK table. Costs one read of the model files per run (``benchmarks/`` measures it)."""
+    SliCK table."""
     size = f.stat().st_size
     h.update(f"{f.name}:{size}:".encode())
     with open(f, "rb") as fh:
@@ -243,12 +243,21 @@ def _model_files(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+_fingerprints: dict[tuple, str] = {}  # (path, files' names, sizes, mtimes) -> fingerprint, this process only
+
+
 def model_fingerprint(path: str | Path) -> str:
-    """sha256 (16 hex digits) over every model file's name, size and bytes."""
-    h = hashlib.sha256()
-    for f in _model_files(Path(path)):
-        _file_digest(h, f)
-    return h.hexdigest()[:16]
+    """sha256 (16 hex digits) over every model file's name, size and bytes (about 3 s per GiB on
+    one CPU core). Computed once per process for files whose names, sizes and mtimes stay the
+    same: a run asks for it several times (SliCK cache, cells, the finished-run check)."""
+    files = _model_files(Path(path))
+    stamp = (str(Path(path).resolve()), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if stamp not in _fingerprints:
+        h = hashlib.sha256()
+        for f in files:
+            _file_digest(h, f)
+        _fingerprints[stamp] = h.hexdigest()[:16]
+    return _fingerprints[stamp]
 
 
 def legacy_model_fingerprint(path: str | Path) -> str:
@@ -366,6 +375,30 @@ def add_arguments(ap) -> None:
     g.add_argument("--min-known-share", type=float, help="keep relations with at least this share Known (default 0.3)")
 
 
+def max_positions(hf_cfg: dict) -> int | None:
+    """The longest sequence a model's config allows (GPT-2's learned positions index out of range
+    past it), or None when the config does not say."""
+    for k in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if isinstance(hf_cfg.get(k), int) and hf_cfg[k] > 0:
+            return hf_cfg[k]
+    return None
+
+
+def check_lengths(records: Sequence[QARecord], tokenizer, hf_cfg: dict) -> None:
+    """Refuse a question (with its longest answer) longer than the model's positions: one
+    sentence naming it, instead of an IndexError deep in the first forward pass."""
+    from interference.data import DataError
+    from interference.tokenizer import encode_qa
+    limit = max_positions(hf_cfg)
+    if limit is None:
+        return
+    for r in records:
+        n = max(sum(map(len, encode_qa(tokenizer, r.fact.prompt, a))) for a in r.aliases)
+        if n > limit:
+            raise DataError(f"question {r.fact.fact_id} ({r.fact.prompt[:60]!r}...) is {n} tokens with its answer, "
+                            f"more than the model's {limit} positions; shorten or drop that record.")
+
+
 def resolve_model_and_data(args) -> RealSpec | None:
     """A validated ``RealSpec`` from ``--model``/``--data``, or None on the synthetic path.
 
@@ -383,8 +416,8 @@ def resolve_model_and_data(args) -> RealSpec | None:
     path = Path(model)
     cfg = _hf_config(path)
     family_of(model_type=cfg["model_type"], architecture=(cfg.get("architectures") or [None])[0])
-    load_hf_tokenizer(path)
-    load_qa_records(data)
+    tok = load_hf_tokenizer(path)
+    check_lengths(load_qa_records(data), tok, cfg)
     slick = {k: v for k, v in {"n_shots": getattr(args, "shots", None),
                                "n_exemplar_sets": getattr(args, "exemplar_sets", None),
                                "n_samples": getattr(args, "samples", None),

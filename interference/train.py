@@ -33,8 +33,8 @@ from interference.batching import pack
 from interference.callbacks import Checkpoints
 from interference.evaluate import score_facts
 from interference.checkpoint import clear_checkpoints, has_checkpoint, mark_jsonl, restore_jsonl
-from interference.io import (RunDirError, real_out, atomic_write_json, check_fields, check_finite, check_not_busy, claim_run_dir,
-                             finished_run, json_line, number, release_run_dir, seal_run_dir, verify_run_dir)
+from interference.io import (RunDirError, atomic_write_json, check_fields, check_finite, check_not_busy, claim_run_dir,
+                             finished_run, json_line, number, real_out, release_run_dir, seal_run_dir, verify_run_dir)
 from interference.loop import LoopConfig, steps_for_epochs, train_loop
 from interference.methods import get_method
 from interference.methods.base import RunContext

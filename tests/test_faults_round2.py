@@ -246,6 +246,7 @@ def test_real_model_fingerprint_reads_every_byte(tmp_path):
     fp, legacy = model_fingerprint(d), legacy_model_fingerprint(d)
     blob[len(blob) // 2] ^= 1  # one bit in the middle
     (d / "model.safetensors").write_bytes(bytes(blob))
+    os.utime(d / "model.safetensors", ns=(1, 1))  # another mtime: the in-process memo must not answer
     assert model_fingerprint(d) != fp
     assert legacy_model_fingerprint(d) == legacy  # what the old fingerprint missed
 
@@ -287,6 +288,19 @@ def _model_copy(tmp_path, arch: str) -> Path:
     d = tmp_path / arch
     shutil.copytree(rf.model_dir(arch), d)
     return d
+
+
+def test_question_longer_than_the_models_positions_is_one_sentence(tmp_path, capsys):
+    import real_fixtures as rf
+
+    from interference.finetune import main
+    rows = [{"question": "Where was " + " ".join(["Ada"] * 200) + " born ?", "answers": ["London"]}]
+    data = _eq(tmp_path / "eq", rows + [{"question": "Where was Alan born ?", "answers": ["Paris"]}])
+    out = tmp_path / "run"
+    assert _exit_code(main, ["--method", "sft", "--model", str(rf.model_dir("gpt2")), "--data", str(data),
+                             "--out", str(out), "--no-progress", "--device", "cpu"]) == 2
+    assert "more than the model's 128 positions" in _one_error(capsys)
+    assert not out.exists()
 
 
 def test_model_whose_weights_lack_tensors_is_refused_by_name(tmp_path):
@@ -456,3 +470,12 @@ def test_interrupted_finetune_says_to_resume_with_the_flag(capsys, monkeypatch):
     monkeypatch.setattr("interference.train.finetune", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     code = ft.main(["--method", "sft", "--quick", "--out", "x", "--no-progress"])
     assert code == 130 and "with --resume" in capsys.readouterr().err
+
+
+def test_absurd_lora_rank_is_refused_before_allocating(ft_base_dir, tmp_path, capsys):
+    from interference.finetune import main
+    out = tmp_path / "run"
+    assert _exit_code(main, ["--method", "lora", "--quick", "--base-dir", ft_base_dir, "--option", f"rank={10**11}",
+                             "--out", str(out), "--no-progress"]) == 2
+    assert "exceeds the model's widest layer" in _one_error(capsys)
+    assert not out.exists()
