@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from interference.io import atomic_write_json, check_finite, config_hash
+from interference.evaluate import SLICK_CATEGORIES
+from interference.io import CHECKSUMS, atomic_write_json, check_finite, config_hash, sha256_file
 from interference.models import ModelConfig, ModelError, weights_fingerprint
 from interference.world import WorldConfig
 
@@ -118,10 +120,28 @@ def load_slick(run_dir: str | Path) -> dict[str, dict]:
     path = Path(run_dir) / SLICK_FILE
     try:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line]
-        return {r["fact_id"]: r for r in rows}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        table = {r["fact_id"]: r for r in rows}
+        bad = next((i for i, r in table.items() if r.get("category") not in SLICK_CATEGORIES), None)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise ModelError(f"{run_dir} is not a finished pre-training run ({SLICK_FILE} is missing or unreadable: "
                          f"{type(e).__name__}); pass a directory written by `python -m interference.pretrain`.") from None
+    if bad is not None:
+        raise ModelError(f"{path} gives fact {bad} no SliCK category (one of {', '.join(SLICK_CATEGORIES)}); "
+                         "pre-train that base again.")
+    return table
+
+
+def base_world(run_dir: str | Path) -> WorldConfig:
+    """The world config a pre-training run directory was made for; one sentence when its
+    ``config.json`` is unreadable or names no world."""
+    f = Path(run_dir) / "config.json"
+    try:
+        cfg = json.loads(f.read_bytes().decode("utf-8"))
+        world = cfg["world"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ModelError(f"{f} is unreadable or names no world; pass a directory written by "
+                         "`python -m interference.pretrain`.") from None
+    return WorldConfig.from_dict(world)
 
 
 FINGERPRINT_FILE = "fingerprint.json"  # {"weights": sha256[:16] of the saved state}: what the cache holds
@@ -136,27 +156,63 @@ def write_fingerprint(run_dir: str | Path, model) -> str:
 def base_fingerprint(run_dir: str | Path) -> str:
     """The weights fingerprint of a finished pre-training run. A config hash names what a base was
     *asked* to be; thread counts and machines change what it *is* (three default bases once shared
-    one hash), so teachers and hypothesis cells are keyed by this instead. Bases saved before
-    fingerprints existed get theirs computed from model.safetensors and recorded now."""
+    one hash), so teachers and hypothesis cells are keyed by this instead.
+
+    ``fingerprint.json`` is trusted only inside the run's seal (``checksums.json`` lists it and it
+    matches); otherwise (a base saved before fingerprints were sealed, an edited or unreadable file)
+    it is computed from ``model.safetensors`` (itself sealed) and recorded, with a note when the
+    file said something else. A directory without weights (a real model's SliCK cache entry, whose
+    fingerprint ``real_data.cached_slick`` keeps) is read as it is."""
     run_dir = Path(run_dir)
     f = run_dir / FINGERPRINT_FILE
-    if f.exists():
-        return json.loads(f.read_text())["weights"]
+    stored = _stored_fingerprint(f)
+    weights = run_dir / "model.safetensors"
+    if not weights.is_file():
+        if stored is None:
+            raise ModelError(f"{run_dir} holds no readable model.safetensors to fingerprint; pre-train it again.")
+        return stored
+    try:
+        sums = json.loads((run_dir / CHECKSUMS).read_bytes().decode("utf-8"))
+        sealed = isinstance(sums, dict) and sums.get(FINGERPRINT_FILE) == sha256_file(f)
+    except (OSError, ValueError):
+        sealed = False
+    if stored is not None and sealed:
+        return stored
     from safetensors.torch import load_file
     try:
-        fp = weights_fingerprint(load_file(str(run_dir / "model.safetensors")))
+        fp = weights_fingerprint(load_file(str(weights)))
     except Exception:
         raise ModelError(f"{run_dir} holds no readable model.safetensors to fingerprint; pre-train it again.") from None
-    atomic_write_json(f, {"weights": fp})
+    if stored is not None and stored != fp:
+        print(f"note: {f} says weights {stored}, but {weights} has weights {fp}; using {fp}.", file=sys.stderr)
+    if stored != fp:
+        atomic_write_json(f, {"weights": fp})
     return fp
 
 
+def _stored_fingerprint(f: Path) -> str | None:
+    """The ``weights`` of a fingerprint file, or None when it is missing or not one of ours."""
+    try:
+        d = json.loads(f.read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    w = d.get("weights") if isinstance(d, dict) else None
+    return w if isinstance(w, str) and w else None
+
+
 def cache_root() -> Path:
-    return Path(os.environ.get("INTERFERENCE_CACHE", Path.cwd() / ".cache" / "interference"))
+    """``$INTERFERENCE_CACHE``, or ``.cache/interference`` under the current directory when it is
+    unset. Set but empty is refused: it would put the cache in the current directory."""
+    env = os.environ.get("INTERFERENCE_CACHE")
+    if env is None:
+        return Path.cwd() / ".cache" / "interference"
+    if not env.strip():
+        raise ValueError("INTERFERENCE_CACHE is set but empty, which would put the cache in the current directory; "
+                         "unset it or name a directory.")
+    return Path(env)
 
 
 def base_dir(spec: "BaseSpec") -> Path:
     """The cache entry of the base ``spec`` names: ``<cache root>/base-<spec hash>``. The one
     spelling of that path; a base outside the cache is passed as a directory instead."""
     return cache_root() / f"base-{spec.hash()}"
-

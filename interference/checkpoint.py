@@ -5,6 +5,11 @@ never leave a checkpoint that looks complete. Each checkpoint is a ``step-N/`` f
 file by file; ``latest.json`` is rewritten (atomically) only after the folder is complete, so it
 is the commit point, and older folders are removed after it.
 
+Why only the folder the previous ``latest.json`` named: a checkpoint root is a folder people can
+point elsewhere (a symlink to a bigger disk, an archive unpacked beside it), so rotation and the
+final cleanup remove only folders this run wrote (``step-NNNNNNN`` holding nothing but our three
+files) and refuse a root or folder that is a symlink, instead of following it out of the run.
+
 Why no pickle: a run directory is something people share and unpack from archives, and
 unpickling runs code. So every tensor (weights, optimizer moments, RNG states) goes to
 safetensors and everything else (step, schedule, the loop's ``extra``) to JSON; ``latest.json``
@@ -23,7 +28,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from interference.io import atomic_save, atomic_write_json, sha256_file
+from interference.io import RunDirError, atomic_save, atomic_write_json, sha256_file
 from interference.models import ModelError, load_state
 
 LATEST = "latest.json"
@@ -75,10 +80,56 @@ def _train_state(opt, sched, step: int, extra: dict) -> dict:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
+def check_root(root: Path) -> None:
+    """Refuse a checkpoint root (or a step folder in it) that is a symlink: saving, loading or
+    cleaning up through it would read or delete files outside the run directory."""
+    root = Path(root)
+    links = [p for p in ([root] + (sorted(root.glob("step-*")) if root.is_dir() else [])) if p.is_symlink()]
+    if links:
+        raise RunDirError(f"{links[0]} is a symbolic link, and checkpoints are only written, read and deleted "
+                          "inside the run directory; replace the link by a real folder or choose another --out.")
+
+
+def _ours(folder: Path) -> bool:
+    """A step folder this package wrote: a real folder holding only checkpoint files (and the
+    dot-temporaries a kill may leave)."""
+    if folder.is_symlink() or not folder.is_dir() or not _STEP_DIR.fullmatch(folder.name):
+        return False
+    allowed = {WEIGHTS, TENSORS, STATE, LEGACY_STATE}
+    return all((f.name in allowed or f.name.startswith(".")) and f.is_file() and not f.is_symlink()
+               for f in folder.iterdir())
+
+
+def _previous(root: Path) -> str | None:
+    try:
+        name = json.loads((root / LATEST).read_bytes().decode("utf-8")).get("dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and _STEP_DIR.fullmatch(name) else None
+
+
+def clear_checkpoints(root: Path) -> None:
+    """Remove what checkpointing wrote under ``root`` (a finished run's cleanup): ``latest.json``
+    and our step folders; anything else (a file someone put there) stays, and so does ``root``
+    then. A symlinked root is left alone."""
+    root = Path(root)
+    if root.is_symlink() or not root.is_dir():
+        return
+    for folder in root.glob("step-*"):
+        if _ours(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+    (root / LATEST).unlink(missing_ok=True)
+    try:
+        root.rmdir()
+    except OSError:
+        pass  # not empty: what is left is not ours
+
+
 def save_checkpoint(root: Path, model, opt, sched, step: int, extra: dict) -> None:
     """Write a checkpoint of ``step`` under ``root``; ``extra`` holds loop state (history, ...):
     JSON values and tensors, nested in dicts, lists and tuples."""
     root = Path(root)
+    check_root(root)
     ck = root / f"step-{step:07d}"
     ck.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -88,10 +139,10 @@ def save_checkpoint(root: Path, model, opt, sched, step: int, extra: dict) -> No
     atomic_save(ck / TENSORS, lambda tmp: save_file(tensors, tmp))
     atomic_write_json(ck / STATE, tree)
     sums = {f: sha256_file(ck / f) for f in (WEIGHTS, TENSORS, STATE)}
+    previous = _previous(root)
     atomic_write_json(root / LATEST, {"step": step, "dir": ck.name, "sha256": sums})
-    for old in root.glob("step-*"):
-        if old.name != ck.name:
-            shutil.rmtree(old, ignore_errors=True)
+    if previous is not None and previous != ck.name and _ours(root / previous):
+        shutil.rmtree(root / previous, ignore_errors=True)
 
 
 def _corrupt(root: Path, why: str) -> ModelError:
@@ -131,6 +182,7 @@ def load_checkpoint(root: Path, model, opt, sched) -> tuple[int, dict] | None:
     """
     root = Path(root)
     latest = root / LATEST
+    check_root(root)
     if not latest.exists():
         return None
     try:

@@ -36,6 +36,30 @@ def finite_float(text: str) -> float:
     return v
 
 
+def out_dir(text: str) -> str:
+    """argparse type: an output directory that names something (``--out ''`` would write the run
+    into the current directory, beside whatever is there)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path names the current directory; give --out a directory name")
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"{text!r} holds a NUL character, which no path may hold")
+    return text
+
+
+MAX_SEED = 2**32 - 1  # what every RNG seeded here (torch, numpy, random) takes without overflowing
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed in [0, 2**32) (``--seed 2**70`` overflowed inside torch, vaguely)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= v <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed {text} is outside 0..{MAX_SEED}")
+    return v
+
+
 def device_name(text: str) -> str:
     """argparse type: auto, or a device torch knows (cpu, cuda, cuda:1, mps)."""
     if text == "auto":
@@ -56,6 +80,11 @@ def known_errors() -> tuple[type[BaseException], ...]:
 
 
 def one_line(e: BaseException) -> str:
+    import errno
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" {e.filename}" if e.filename else ""
+        return (f"cannot write{where} ({e.strerror}); what was written before it is kept, so free some space "
+                "and run the same command again to continue.")
     if isinstance(e, OSError) and e.strerror:
         where = f" {e.filename}" if e.filename else ""
         return (f"cannot write or read{where} ({e.strerror}); check that the disk has space and the "
@@ -63,13 +92,18 @@ def one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
 
 
-def run_main(body: Callable[[], int]) -> int:
-    """``body()``'s exit code, or 2 after printing one sentence for a known error."""
+RESUME_HINT = "run the same command again to resume from the last checkpoint"
+
+
+def run_main(body: Callable[[], int], resume_hint: str = RESUME_HINT) -> int:
+    """``body()``'s exit code, or 2 after printing one sentence for a known error. ``resume_hint``
+    says how to continue after Ctrl-C (fine-tuning needs ``--resume``; the others resume by
+    themselves)."""
     try:
         return body()
     except known_errors() as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("error: interrupted; run the same command again to resume from the last checkpoint.", file=sys.stderr)
+        print(f"error: interrupted; {resume_hint}.", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -128,14 +128,29 @@ class FromMemorised:
 
 
 def memorised_state(memo) -> dict:
-    """The rule's state stored beside a memorised checkpoint (``memo`` = its parent folder); read
-    from the checkpoint itself for memorised states saved before the JSON file existed."""
+    """The rule's state of a memorised checkpoint (``memo`` = its parent folder), read from the
+    checkpoint's own state, which ``latest.json`` seals by checksum: ``memorised.json`` beside it
+    is a copy for people, outside that seal, so an edited copy is reported and not used."""
     import json
+    import sys
     from pathlib import Path
+
+    from interference.checkpoint import LATEST, _corrupt, _read_state
     memo = Path(memo)
-    if (memo / MEMORISED_FILE).exists():
-        return json.loads((memo / MEMORISED_FILE).read_text())
-    import torch
     ck = memo / "checkpoint"
-    latest = json.loads((ck / "latest.json").read_text())["dir"]
-    return torch.load(ck / latest / "train_state.pt", map_location="cpu", weights_only=True)["extra"]["rule"]
+    try:
+        latest = json.loads((ck / LATEST).read_bytes().decode("utf-8"))
+    except (OSError, ValueError):
+        raise _corrupt(ck, f"{LATEST} is missing or not valid JSON") from None
+    rule = _read_state(ck, latest).get("extra", {}).get("rule")
+    if not isinstance(rule, dict):
+        raise _corrupt(ck, "its state holds no memorisation step")
+    f = memo / MEMORISED_FILE
+    try:
+        copy = json.loads(f.read_bytes().decode("utf-8")) if f.exists() else rule
+    except (OSError, ValueError):
+        copy = None
+    if copy != rule:
+        print(f"note: {f} disagrees with the memorised checkpoint beside it; using the checkpoint's "
+              f"memorisation step {rule.get('memorised_step')}.", file=sys.stderr)
+    return rule

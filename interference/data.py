@@ -185,7 +185,42 @@ def load_qa_records(path: str | Path, prompt_template: str = "Q: {question} A:")
     ids = [r.fact.fact_id for r in records]
     if len(set(ids)) != len(ids):
         raise DataError(f"{path} names the same file twice; pass each data file once.")
-    return records
+    return _one_per_question(records, path)
+
+
+_noted: set[str] = set()  # data paths whose duplicate/contradiction notes were printed in this process
+
+
+def _one_per_question(records: list[QARecord], path) -> list[QARecord]:
+    """One record per (relation, question). A question asked twice with the same answers is kept
+    once (a copy in another split would be trained on *and* held out); one asked with different
+    answers (no answer that every copy accepts) is dropped entirely (which answer a model "knows"
+    is then undefined). Each is one note on stderr; the remaining records keep their fact ids."""
+    import sys
+    groups: dict[tuple[str, str], list[QARecord]] = {}
+    for r in records:
+        groups.setdefault((r.fact.relation, " ".join(r.fact.prompt.split()).lower()), []).append(r)
+    def agree(g: list[QARecord]) -> bool:  # some answer every copy accepts
+        return bool(set.intersection(*({a.strip().lower() for a in x.aliases} for x in g)))
+    dups = [g for g in groups.values() if len(g) > 1 and agree(g)]
+    clash = [g for g in groups.values() if len(g) > 1 and not agree(g)]
+    if not dups and not clash:
+        return records
+    drop = {id(x) for g in dups for x in g[1:]} | {id(x) for g in clash for x in g}
+    if str(path) not in _noted:
+        _noted.add(str(path))
+        if dups:
+            first, second = dups[0][0].fact, dups[0][1].fact
+            print(f"note: {path}: {sum(len(g) - 1 for g in dups)} duplicate question(s) (e.g. {first.prompt!r} as "
+                  f"{first.fact_id} and {second.fact_id}) are kept once.", file=sys.stderr)
+        if clash:
+            g = clash[0]
+            print(f"note: {path}: {len(clash)} question(s) are given contradicting answers (e.g. {g[0].fact.prompt!r}: "
+                  f"{list(g[0].aliases)} vs {list(g[1].aliases)}) and are left out.", file=sys.stderr)
+    kept = [r for r in records if id(r) not in drop]
+    if not kept:
+        raise DataError(f"{path} holds no question with one consistent answer; every question contradicts another.")
+    return kept
 
 
 def load_entity_questions(path: str | Path, prompt_template: str = "Q: {question} A:") -> list[Fact]:

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import sys
 
-from interference.cli import Parser, device_name, finite_float, run_main
+from interference.cli import Parser, device_name, finite_float, out_dir, run_main, seed_int
 from interference.methods import METHODS, MethodError
 from interference.bases import BaseSpec
 from interference.real_data import add_arguments as add_real_arguments, resolve_model_and_data
@@ -74,16 +74,16 @@ def build_config(args) -> "FinetuneConfig":
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog="python -m interference.finetune", description=__doc__.split("\n\n")[0])
     ap.add_argument("--method", required=True, help=f"one of {sorted(METHODS)}")
-    ap.add_argument("--out", required=True, help="run directory")
+    ap.add_argument("--out", required=True, type=out_dir, help="run directory")
     ap.add_argument("--unknown-fraction", type=finite_float, default=0.5, help="share of Unknown facts in the SFT set")
     ap.add_argument("--n-facts", type=int, help="SFT set size")
     ap.add_argument("--n-task", type=int, help="held-out Known facts for task learning")
     ap.add_argument("--n-stability", type=int, help="held-out HighlyKnown facts for stability")
-    ap.add_argument("--data-seed", type=int, help="which facts are drawn (default 0)")
+    ap.add_argument("--data-seed", type=seed_int, help="which facts are drawn (default 0)")
     ap.add_argument("--quick", action="store_true", help="tiny world, model and run (seconds)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
     ap.add_argument("--base-dir", help="a pre-training run directory to fine-tune instead of the cached base")
-    ap.add_argument("--seed", type=int, default=0, help="data-order seed")
+    ap.add_argument("--seed", type=seed_int, default=0, help="data-order seed")
     ap.add_argument("--steps", type=int, help="optimizer steps (overrides --epochs)")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--lr", type=finite_float)
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         rec = finetune(cfg, args.out, progress=not args.no_progress, device=args.device, resume=args.resume)
         print(format_summary(rec.metrics, args.out))
         return 0
-    return run_main(body)
+    return run_main(body, resume_hint="run the same command with --resume to continue from the last checkpoint")
 
 
 def format_summary(m: dict, out) -> str:

@@ -69,11 +69,34 @@ def _atomic(path: str | Path, write: Callable[[str], None]) -> None:
         os.chmod(tmp, 0o666 & ~_umask())  # like any other new file; mkstemp makes it 0600
         _fault("kill-before", path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if _disk_full(e):
+            raise disk_full(path) from None
         raise
     _fault("kill-after", path)
+
+
+def _disk_full(e: BaseException) -> bool:
+    """ENOSPC/EDQUOT, also from safetensors, whose Rust error is no OSError ("No space left on
+    device (os error 28)")."""
+    import errno
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return type(e).__name__ == "SafetensorError" and ("os error 28" in str(e) or "No space left" in str(e))
+
+
+def disk_full(path: Path) -> OSError:
+    """The OSError a full disk becomes: names the file and the space left, and says that what was
+    written before is kept (the temporary file is gone; the last checkpoint stays resumable)."""
+    import errno
+    import shutil
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return OSError(errno.ENOSPC, f"No space left on device, {free}", str(path))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -291,6 +314,15 @@ def _check_claimable(out: Path, config: dict, what: str) -> None:
     elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise RunDirError(f"{out} is not empty and holds no config.json, so it is not a {what} of ours; "
                           "choose another --out.")
+
+
+def real_out(out: str | Path) -> Path:
+    """``out`` with symlinks and ``..`` resolved, before anything is created: ``CACHE/x/../base-H``
+    is ``CACHE/base-H`` (and is refused there as another run) rather than a new ``x/`` made on
+    the way; an empty path, which names the current directory, is refused."""
+    if not str(out).strip():
+        raise RunDirError("an empty output path names the current directory; give --out a directory name.")
+    return Path(os.path.realpath(out))
 
 
 def claim_run_dir(out: str | Path, config: dict, what: str = "run", wait: bool = False) -> Path:

@@ -17,6 +17,9 @@ What a caller adds comes in through callbacks, objects with any of
   so they hold the evaluation's results);
 - ``on_end`` runs once after training, also after an early stop.
 
+A loss that is non-finite or explodes stops the loop with ``DivergenceError`` naming the step, before
+that update is applied (``check_divergence``: the rule and why).
+
 Ready-made callbacks live in ``interference.callbacks`` (checkpoints/resume, stop-when-learned,
 in-memory activation snapshots); fine-tuning adds its timeline and the user's probe and
 gradient-alignment callbacks on top.
@@ -174,6 +177,31 @@ def _length_parts(rows: torch.Tensor, factor: float, weights: torch.Tensor, leng
             for g in length_groups(lengths[rows], overhead)]
 
 
+class DivergenceError(ValueError):
+    """Training diverged (a non-finite or exploding loss); the message names the step."""
+
+
+# A loss above this multiple of the run's first loss (and of 1, so that a base that already knows
+# its facts, first loss ~0.01, may still fluctuate) is divergence. Cross-entropy over a vocabulary of
+# V tokens starts near log V and every method's loss here is a few such terms, so a healthy run
+# stays far below 1000 x; an lr of 1e6 reaches 1e13 within steps.
+EXPLODE_FACTOR = 1000.0
+
+
+def check_divergence(loss: float, first: float | None, step: int, fp16: bool = False) -> None:
+    """Stop a run whose loss is non-finite or has exploded (``EXPLODE_FACTOR``): its later updates
+    and every number computed from them would be noise reported as results. Under fp16 a non-finite
+    loss is the loss scaler's business (it skips that update and lowers the scale), so only the
+    explosion rule applies there. Reads the loss only; a healthy run is unchanged bit for bit."""
+    if not fp16 and not math.isfinite(loss):
+        raise DivergenceError(f"training diverged at step {step}: the loss is {loss}; lower the learning rate "
+                              "(--lr) or check the data, then start the run again in a fresh --out.")
+    if first is not None and math.isfinite(first) and math.isfinite(loss) and loss > EXPLODE_FACTOR * max(first, 1.0):
+        raise DivergenceError(f"training diverged at step {step}: the loss is {loss:.3g}, more than "
+                              f"{EXPLODE_FACTOR:g} x its first value {first:.3g}; lower the learning rate (--lr), "
+                              "then start the run again in a fresh --out.")
+
+
 def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: LoopConfig,
                loss_fn: LossFn = default_loss, callbacks: Sequence = (), progress: bool = False,
                desc: str = "train", dist=None, group_lengths: bool = False) -> LoopState:
@@ -203,6 +231,7 @@ def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: L
     state = LoopState(model=model, params=params, opt=opt, sched=sched, cfg=cfg)
     _call(callbacks, "on_start", state)
     start = state.step
+    first = None  # the first loss this process computed: what "exploding" is measured against
     bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True)
     if start == 0:
         _eval(callbacks, state)
@@ -224,6 +253,9 @@ def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: L
                 loss = loss + part.detach().float() * factor
         dist.sync_gradients(params)
         loss = dist.mean_loss(loss)
+        value = float(loss.detach())
+        first = value if step == start and first is None else first
+        check_divergence(value, first, step + 1, fp16=getattr(dist, "scaler", None) is not None)
         scaler = getattr(dist, "scaler", None)  # fp16: gradients are scaled until unscale_
         if scaler is not None:
             scaler.unscale_(opt)  # before clipping, so grad_clip is in true gradient units
@@ -237,7 +269,7 @@ def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: L
             scaler.update()  # ... and then lowers the scale
             state.skipped += scaler.get_scale() < scale
         sched.step()
-        state.step, state.loss, state.logs = step + 1, float(loss.detach()), logs
+        state.step, state.loss, state.logs = step + 1, value, logs
         bar.update(1)
         if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps:
             _eval(callbacks, state)

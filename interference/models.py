@@ -164,8 +164,11 @@ def load_hf_model(path: str | Path, device: str | torch.device | None = None, dt
     hf_logging.disable_progress_bar()  # "Loading weights" bars would bury our own one-line messages
     dev = resolve_device(device)
     try:
+        hf = _load_checked_hf(path, dtype, trust_remote_code).to(dev)
         model = TransformerBridge.boot_transformers(str(path), tokenizer=tok, device=str(dev), dtype=dtype,
-                                                    trust_remote_code=trust_remote_code)
+                                                    trust_remote_code=trust_remote_code, hf_model=hf)
+    except ModelError:
+        raise
     except Exception as e:  # safetensors / transformers raise many types for bad weight files
         raise ModelError(f"the weights in {path} could not be loaded ({type(e).__name__}: "
                          f"{str(e).splitlines()[0][:160] if str(e) else 'no detail'}); restore the model's "
@@ -174,6 +177,29 @@ def load_hf_model(path: str | Path, device: str | torch.device | None = None, dt
         raise ModelError(f"the tokenizer in {path} has {len(tok)} tokens but the model only {model.cfg.d_vocab}; "
                          "use the tokenizer the model was trained with.")
     return model, tok
+
+
+def _load_checked_hf(path: Path, dtype, trust_remote_code: bool):
+    """The Hugging Face model at ``path``, refused when its weight files do not cover its config.
+
+    transformers fills a tensor the files lack (or hold in another shape) with random values and
+    reports it in its loading info, which the bridge never shows: a directory whose config names
+    another family than its weights, or whose files lost some tensors, would train and report as
+    that model. So the model is loaded here with ``output_loading_info=True`` and handed to the
+    bridge, which then loads nothing itself."""
+    from transformers import AutoModelForCausalLM
+    hf, info = AutoModelForCausalLM.from_pretrained(str(path), output_loading_info=True, dtype=dtype,
+                                                    trust_remote_code=trust_remote_code)
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in (info.get("mismatched_keys") or []))
+    if missing or mismatched:
+        bad = missing or mismatched
+        what = "lack" if missing else "hold in another shape"
+        raise ModelError(f"the weight files in {path} {what} {len(bad)} tensor(s) its config.json asks for "
+                         f"({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''}), which would be randomly "
+                         "initialised; restore the model's original weight files (and a config.json of their "
+                         "family).")
+    return hf
 
 
 def model_logits(model, tokens: torch.Tensor) -> torch.Tensor:

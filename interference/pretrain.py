@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,17 +28,17 @@ import torch
 
 from interference.batching import Packed, answer_token_accuracy, pack
 from interference.callbacks import Checkpoints
-from interference.checkpoint import has_checkpoint
+from interference.checkpoint import clear_checkpoints, has_checkpoint
 from interference.consolidation import ConsolidationRule, FromMemorised, UntilMemorised, memorised_state
 from interference.evaluate import SLICK_CATEGORIES, accuracy, category_counts, score_facts, slick_categorize
-from interference.io import (atomic_write_json, atomic_write_text, claim_run_dir, finished_run, json_line,
+from interference.io import (atomic_write_json, atomic_write_text, claim_run_dir, finished_run, json_line, real_out,
                              release_run_dir, seal_run_dir)
 from interference.loop import LoopConfig, train_loop
 from interference.models import build_model, load_model, model_logits, resolve_device, save_model
 from interference.threads import configure_threads
 from interference.tokenizer import world_tokenizer
-from interference.bases import (RUN_FILES, SLICK_FILE, BaseSpec, PretrainConfig, base_dir, base_fingerprint, cache_root,
-                                write_fingerprint)
+from interference.bases import (FINGERPRINT_FILE, RUN_FILES, SLICK_FILE, BaseSpec, PretrainConfig, base_dir,
+                                base_fingerprint, cache_root, write_fingerprint)
 from interference.corpus import pretraining_pairs, qa_pairs, statement_pairs
 from interference.world import World, WorldConfig
 
@@ -71,25 +70,27 @@ def phase_loop_config(cfg: PretrainConfig, phase: str, rule: ConsolidationRule |
 
 def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progress: bool = True) -> dict:
     """Train (or resume, or reuse) the base model described by ``spec`` into ``out``; return metrics."""
-    out = Path(out)
+    out = real_out(out)
     full_cfg = {**spec.to_dict(), "hash": spec.hash()}
     if finished_run(out, full_cfg, RUN_FILES, "pre-training run"):
         return json.loads((out / "metrics.json").read_text())
+    dev = resolve_device(device)
+    world = World(spec.world)
+    tok = world_tokenizer(world)
+    cfg = spec.pretrain
+    # the corpus is packed before the directory is claimed: an example longer than the model's
+    # context is refused with nothing created
+    statements = pack(tok, pretraining_pairs(world), spec.model.n_ctx)
+    qa = pack(tok, qa_pairs(world, "pretrain_qa"), spec.model.n_ctx)
     # a cache entry is shared: wait for another process pre-training it, then reuse its result
     claim_run_dir(out, full_cfg, what="pre-training run", wait=out.resolve().parent == cache_root().resolve())
     if finished_run(out, full_cfg, RUN_FILES, "pre-training run", quiet=True):
         release_run_dir(out)
         return json.loads((out / "metrics.json").read_text())
 
-    dev = resolve_device(device)
-    world = World(spec.world)
-    tok = world_tokenizer(world)
-    cfg = spec.pretrain
     torch.manual_seed(cfg.seed)
     model = build_model(spec.model, len(tok), tokenizer=tok, device=dev)
 
-    statements = pack(tok, pretraining_pairs(world), spec.model.n_ctx)
-    qa = pack(tok, qa_pairs(world, "pretrain_qa"), spec.model.n_ctx)
     corpus = Packed.cat([statements] + [qa] * cfg.qa_weight, tok.pad_token_id) if len(qa) else statements
     corpus = corpus.to(dev)
     statements = pack(tok, statement_pairs(world), spec.model.n_ctx)  # the memorisation probe: no filler
@@ -142,7 +143,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
                    phase_loop_config(cfg, "consolidate", rule),
                    callbacks=[checkpoints(out / "checkpoint"), FromMemorised(memo / "checkpoint", history), Probe()],
                    progress=progress, desc="pretrain (consolidate)", group_lengths=True)
-        shutil.rmtree(out / "checkpoint_memorise", ignore_errors=True)
+        clear_checkpoints(out / "checkpoint_memorise")
     train_seconds = time.time() - t0
 
     save_model(model, spec.model, tok, out)
@@ -159,7 +160,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
                     "device": str(dev), "n_params": sum(p.numel() for p in model.parameters())})
     atomic_write_json(out / "metrics.json", metrics)
     _clear_checkpoint(out)
-    seal_run_dir(out, RUN_FILES)
+    seal_run_dir(out, RUN_FILES + (FINGERPRINT_FILE,))
     release_run_dir(out)
     return metrics
 
@@ -184,8 +185,7 @@ def evaluate_base(model, tok, world: World, cfg: PretrainConfig) -> tuple[dict, 
 
 
 def _clear_checkpoint(out: Path) -> None:
-    import shutil
-    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    clear_checkpoints(out / "checkpoint")
 
 
 def base_model(spec: BaseSpec, device: str | None = None, progress: bool = True):
@@ -211,14 +211,14 @@ def consolidation_help() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from interference.cli import Parser, device_name, run_main
+    from interference.cli import Parser, device_name, out_dir, run_main, seed_int
     ap = Parser(prog="python -m interference.pretrain", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", help="run directory (default: the cache, keyed by config hash)")
+    ap.add_argument("--out", type=out_dir, help="run directory (default: the cache, keyed by config hash)")
     ap.add_argument("--quick", action="store_true", help="tiny world and model (seconds)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
     ap.add_argument("--steps", type=int, help="train a fixed number of steps instead of to the consolidation criterion")
     ap.add_argument("--consolidation", type=float, help=consolidation_help())
-    ap.add_argument("--seed", type=int, help="seed for model init and data order")
+    ap.add_argument("--seed", type=seed_int, help="seed for model init and data order")
     ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)

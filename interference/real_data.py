@@ -104,19 +104,25 @@ def few_shot_prompt(fact: Fact, exemplars: Sequence[Fact], n_shots: int, sep: st
 
 
 # ------------------------------------------------------------------ SliCK
+def slick_chosen(records: Sequence[QARecord], cfg: SliCKConfig) -> list[QARecord]:
+    """The records SliCK categorises: all, or ``max_per_relation`` of each relation (a pure
+    function of the records and settings, so a cached table can be checked for completeness)."""
+    if cfg.max_per_relation is None:
+        return list(records)
+    rng = random.Random(f"cap-{cfg.seed}")
+    by_rel: dict[str, list[QARecord]] = defaultdict(list)
+    for r in records:
+        by_rel[r.fact.relation].append(r)
+    return [r for rel in sorted(by_rel) for r in
+            (rng.sample(by_rel[rel], cfg.max_per_relation) if len(by_rel[rel]) > cfg.max_per_relation
+             else by_rel[rel])]
+
+
 def slick_real(model, tokenizer, records: Sequence[QARecord], cfg: SliCKConfig) -> dict[str, dict]:
     """fact_id -> {category, p_greedy, p_sample, answer (the alias the model gave, if any),
     relation, split} for every record (or ``max_per_relation`` of each relation)."""
     sets = exemplar_sets(records, cfg)
-    chosen = list(records)
-    if cfg.max_per_relation is not None:
-        rng = random.Random(f"cap-{cfg.seed}")
-        by_rel: dict[str, list[QARecord]] = defaultdict(list)
-        for r in records:
-            by_rel[r.fact.relation].append(r)
-        chosen = [r for rel in sorted(by_rel) for r in
-                  (rng.sample(by_rel[rel], cfg.max_per_relation) if len(by_rel[rel]) > cfg.max_per_relation
-                   else by_rel[rel])]
+    chosen = slick_chosen(records, cfg)
     # one scored copy per (fact, alias); the copy id says which alias it asks for
     copies = [(i, a, r.fact) for i, r in enumerate(chosen) for a in range(len(r.aliases))]
     greedy_hits = [[0] * len(r.aliases) for r in chosen]
@@ -212,9 +218,18 @@ class RealCorpus:
 
 
 # ------------------------------------------------------------------ fingerprints and cache
-def _file_digest(h, f: Path, edge: int = 1 << 20) -> None:
-    """Name, size and the first and last MiB: enough to tell weight files apart without reading
-    gigabytes, and unlike an mtime it changes whenever the content is rewritten differently."""
+def _file_digest(h, f: Path, block: int = 1 << 24) -> None:
+    """Name, size and every byte, streamed: weights changed anywhere (not only in the first and
+    last MiB, which is all an earlier version read) give another fingerprint, and so another
+    SliCK table."""
+    size = f.stat().st_size
+    h.update(f"{f.name}:{size}:".encode())
+    with open(f, "rb") as fh:
+        for chunk in iter(lambda: fh.read(block), b""):
+            h.update(chunk)
+
+
+def _edge_digest(h, f: Path, edge: int = 1 << 20) -> None:
     size = f.stat().st_size
     h.update(f"{f.name}:{size}:".encode())
     with open(f, "rb") as fh:
@@ -224,11 +239,33 @@ def _file_digest(h, f: Path, edge: int = 1 << 20) -> None:
             h.update(fh.read(edge))
 
 
+def _model_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+_fingerprints: dict[tuple, str] = {}  # (path, files' names, sizes, mtimes) -> fingerprint, this process only
+
+
 def model_dir_fingerprint(path: str | Path) -> str:
-    path = Path(path)
+    """sha256 (16 hex digits) over every model file's name, size and bytes (about 3 s per GiB on
+    one CPU core). Computed once per process for files whose names, sizes and mtimes stay the
+    same: a run asks for it several times (SliCK cache, cells, the finished-run check)."""
+    files = _model_files(Path(path))
+    stamp = (str(Path(path).resolve()), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if stamp not in _fingerprints:
+        h = hashlib.sha256()
+        for f in files:
+            _file_digest(h, f)
+        _fingerprints[stamp] = h.hexdigest()[:16]
+    return _fingerprints[stamp]
+
+
+def legacy_model_fingerprint(path: str | Path) -> str:
+    """The fingerprint runs made before every byte was hashed carry (first and last MiB of each
+    file); a finished run stamped with it is still recognised as made from this model."""
     h = hashlib.sha256()
-    for f in sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")):
-        _file_digest(h, f)
+    for f in _model_files(Path(path)):
+        _edge_digest(h, f)
     return h.hexdigest()[:16]
 
 
@@ -239,41 +276,73 @@ def data_fingerprint(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def slick_cache_dir(spec: RealSpec) -> Path:
+def slick_cache_dir(spec: RealSpec, fingerprint: str | None = None) -> Path:
     from interference.bases import cache_root
-    key = {"model": model_dir_fingerprint(spec.model), "data": data_fingerprint(spec.data), "slick": spec.slick}
+    key = {"model": fingerprint or model_dir_fingerprint(spec.model), "data": data_fingerprint(spec.data),
+           "slick": spec.slick}
     return cache_root() / f"real-{config_hash(key)}"
 
 
-def _read_slick(f: Path) -> dict[str, dict] | None:
+SLICK_SEAL = "slick.seal.json"  # {"file_sha256": of slick.jsonl}, written after it (write_checked_json)
+
+
+def _read_slick(f: Path, expected: set[str] | None = None) -> tuple[dict[str, dict] | None, str]:
+    """(table, "") of a cached SliCK file, or (None, why it is not used). The table must cover
+    exactly the ``expected`` fact ids (a file truncated at a line boundary parses fine but lacks
+    rows) with a known category per row, and match its seal when it has one."""
+    from interference.io import read_checked_json, sha256_file
     if not f.is_file():
-        return None
+        return None, "missing"
+    seal = f.parent / SLICK_SEAL
+    if seal.exists():
+        meta, why = read_checked_json(seal, legacy_ok=False)
+        if meta is None or meta.get("file_sha256") != sha256_file(f):
+            return None, f"it does not match its seal {seal.name} ({why or 'checksum differs'})"
     try:
-        rows = [json.loads(line) for line in f.read_text().splitlines() if line]
-        return {r.pop("fact_id"): r for r in rows}
-    except (json.JSONDecodeError, KeyError, UnicodeDecodeError, AttributeError):
-        return None  # a damaged cache entry is recomputed, never read
+        rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line]
+        table = {r.pop("fact_id"): r for r in rows}
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError, AttributeError, TypeError):
+        return None, "it is not one JSON row per fact"
+    bad = next((k for k, r in table.items() if not isinstance(r, dict) or r.get("category") not in SLICK_CATEGORIES
+                or not isinstance(r.get("relation"), str)), None)
+    if bad is not None:
+        return None, f"its row for {bad} has no valid category or relation"
+    if expected is not None and set(table) != expected:
+        return None, f"it covers {len(set(table) & expected)} of the {len(expected)} facts it should"
+    return table, ""
 
 
 def cached_slick(spec: RealSpec, model, tokenizer, records: Sequence[QARecord], dist=None) -> tuple[dict[str, dict], Path]:
     """SliCK table for this (model, data, settings), computed once and stored as JSONL. Under
-    ``accelerate launch`` the main process computes it while the others wait, then read it."""
-    d = slick_cache_dir(spec)
+    ``accelerate launch`` the main process computes it while the others wait, then read it. A
+    damaged, truncated or edited table is computed again with a note, never read."""
+    import sys
+
+    from interference.io import atomic_write_json, sha256_file, write_checked_json
+    from interference.bases import FINGERPRINT_FILE
+    fp = model_dir_fingerprint(spec.model)
+    d = slick_cache_dir(spec, fp)
     f = d / "slick.jsonl"
+    cfg = SliCKConfig.from_dict(spec.slick)
+    expected = {r.fact.fact_id for r in slick_chosen(records, cfg)}
     if dist is not None and not dist.is_main:
         dist.barrier()
-        table = _read_slick(f)
+        table, why = _read_slick(f, expected)
         if table is None:
-            raise SFTDataError(f"the main process did not leave a readable SliCK table at {f}.")
+            raise SFTDataError(f"the main process did not leave a readable SliCK table at {f} ({why}).")
         return table, d
-    table = _read_slick(f)
+    table, why = _read_slick(f, expected)
     if table is None:
-        table = slick_real(model, tokenizer, records, SliCKConfig.from_dict(spec.slick))
+        if why != "missing":
+            print(f"note: the cached SliCK table {f} is not used ({why}); computing it again.", file=sys.stderr)
+        table = slick_real(model, tokenizer, records, cfg)
         atomic_write_text(f, "".join(json.dumps({"fact_id": k, **v}) + "\n" for k, v in table.items()))
-    from interference.bases import FINGERPRINT_FILE
-    if not (d / FINGERPRINT_FILE).exists():  # what teachers cached beside this table are keyed by
-        from interference.io import atomic_write_json
-        atomic_write_json(d / FINGERPRINT_FILE, {"weights": model_dir_fingerprint(spec.model)})
+        write_checked_json(d / SLICK_SEAL, {"file_sha256": sha256_file(f)})
+    # what teachers cached beside this table are keyed by: the directory is named by this very
+    # fingerprint, so a file saying anything else was edited and is put right
+    from interference.bases import _stored_fingerprint
+    if _stored_fingerprint(d / FINGERPRINT_FILE) != fp:
+        atomic_write_json(d / FINGERPRINT_FILE, {"weights": fp})
     if dist is not None:
         dist.barrier()
     return table, d
@@ -306,6 +375,30 @@ def add_arguments(ap) -> None:
     g.add_argument("--min-known-share", type=float, help="keep relations with at least this share Known (default 0.3)")
 
 
+def max_positions(hf_cfg: dict) -> int | None:
+    """The longest sequence a model's config allows (GPT-2's learned positions index out of range
+    past it), or None when the config does not say."""
+    for k in ("n_positions", "max_position_embeddings", "n_ctx"):
+        if isinstance(hf_cfg.get(k), int) and hf_cfg[k] > 0:
+            return hf_cfg[k]
+    return None
+
+
+def check_lengths(records: Sequence[QARecord], tokenizer, hf_cfg: dict) -> None:
+    """Refuse a question (with its longest answer) longer than the model's positions: one
+    sentence naming it, instead of an IndexError deep in the first forward pass."""
+    from interference.data import DataError
+    from interference.tokenizer import encode_qa
+    limit = max_positions(hf_cfg)
+    if limit is None:
+        return
+    for r in records:
+        n = max(sum(map(len, encode_qa(tokenizer, r.fact.prompt, a))) for a in r.aliases)
+        if n > limit:
+            raise DataError(f"question {r.fact.fact_id} ({r.fact.prompt[:60]!r}...) is {n} tokens with its answer, "
+                            f"more than the model's {limit} positions; shorten or drop that record.")
+
+
 def resolve_model_and_data(args) -> RealSpec | None:
     """A validated ``RealSpec`` from ``--model``/``--data``, or None on the synthetic path.
 
@@ -323,8 +416,8 @@ def resolve_model_and_data(args) -> RealSpec | None:
     path = Path(model)
     cfg = _hf_config(path)
     family_of(model_type=cfg["model_type"], architecture=(cfg.get("architectures") or [None])[0])
-    load_hf_tokenizer(path)
-    load_qa_records(data)
+    tok = load_hf_tokenizer(path)
+    check_lengths(load_qa_records(data), tok, cfg)
     slick = {k: v for k, v in {"n_shots": getattr(args, "shots", None),
                                "n_exemplar_sets": getattr(args, "exemplar_sets", None),
                                "n_samples": getattr(args, "samples", None),

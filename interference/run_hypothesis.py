@@ -79,14 +79,30 @@ def _check_compatible(d: Path, expected: dict, name: str) -> None:
         raise UsageError(f"{d} is not empty and holds no run of ours; choose another --out.")
 
 
+MAX_SEEDS = 1000  # a grid of more cells than this is a typo (--seeds 10**30 ran until memory was gone)
+OUR_MARKS = ("cells", "summary.json", *HYPOTHESES, "behavior_cloning", "localized")
+
+
+def _check_out(out: Path, seeds: int | None) -> None:
+    """Refuse, touching nothing, ``--out`` that is a non-empty directory with nothing of ours in
+    it (no cells, no hypothesis directory, no summary), and a seed count that cannot finish."""
+    if seeds is not None and not 1 <= seeds <= MAX_SEEDS:
+        raise UsageError(f"--seeds {seeds} must be between 1 and {MAX_SEEDS} (2+ for a verdict).")
+    if out.is_dir():
+        names = {p.name for p in out.iterdir() if not p.name.startswith(".")}
+        if names and not names & set(OUR_MARKS):
+            raise UsageError(f"{out} is not empty and holds no hypothesis run of ours (no cells/, no hypothesis "
+                             "directory, no summary.json); choose another --out.")
+
+
 def parse(argv):
-    from interference.cli import Parser, device_name
+    from interference.cli import Parser, device_name, out_dir
     ap = Parser(prog="python -m interference.run_hypothesis", description=__doc__.split("\n\n")[0])
     ap.add_argument("hypothesis", help=f"one of {', '.join(list(HYPOTHESES) + ['all'])}")
     ap.add_argument("--seeds", type=int, help="seeds per grid cell (default: per hypothesis, see its config)")
     ap.add_argument("--quick", action="store_true", help="tiny world, model and grid (< 2 min)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
-    ap.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+    ap.add_argument("--out", default=DEFAULT_OUT, type=out_dir, help=f"output directory (default {DEFAULT_OUT})")
     ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--jobs", type=int, default=1,
                     help="compute cells in this many worker processes (on a shared CPU each gets its own slice)")
@@ -130,6 +146,8 @@ def _main(args) -> int:
         raise UsageError(f"--jobs {args.jobs} must be at least 1.")
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds} leaves nothing to run; use at least 1 (2+ for a verdict).")
+    from interference.io import real_out
+    _check_out(real_out(args.out), args.seeds)
     try:
         spec = BaseSpec.default(quick=args.quick)
         if args.world:
@@ -137,7 +155,7 @@ def _main(args) -> int:
         device = str(resolve_device(args.device))
     except (WorldConfigError, ModelError) as e:
         raise UsageError(str(e)) from None
-    out = Path(args.out)
+    out = real_out(args.out)
     ctx = Context(spec, out, device=device, progress=not args.no_progress, jobs=args.jobs)
     levels = _levels(args.consolidations) if args.consolidations is not None else None
     cfgs = {n: _config(HYPOTHESES[n], args.quick, args.seeds, levels) for n in names}
@@ -183,8 +201,10 @@ def _main_real(args) -> int:
                              "or parallel workers that would each load the model); leave it out with --model.")
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds} leaves nothing to run; use at least 1 (2+ for a verdict).")
+    from interference.io import real_out
+    _check_out(real_out(args.out), args.seeds)
     spec = resolve_model_and_data(args)  # refuses a bad path, family or data record before any work
-    out = Path(args.out)
+    out = real_out(args.out)
     for d in (out, out / "cells", out / args.hypothesis):
         if d.exists() and not d.is_dir():
             raise UsageError(f"{d} is a file where a directory belongs; choose another --out or move that file.")

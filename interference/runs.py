@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
-from interference.io import config_hash
-from interference.train import FinetuneConfig, RunRecord, finetune, load_run
+from interference.io import config_hash, verify_run_dir
+from interference.train import RUN_FILES, FinetuneConfig, RunRecord, check_same_base, finetune, load_run
 
 
 def run_name(cfg: FinetuneConfig) -> str:
@@ -38,12 +38,14 @@ class RunStore:
         return self.root / run_name(cfg)
 
     def is_done(self, cfg: FinetuneConfig) -> bool:
-        """A finished run of exactly this config is stored (its metrics and config are there and
-        the config is this one)."""
+        """A finished run of exactly this config is stored: its metrics and config are there, the
+        config is this one and its seal verifies (a damaged run is not done: ``get`` hands it to
+        ``finetune``, which says so and trains it again)."""
         d = self.path(cfg)
         try:
             return (d / "metrics.json").exists() and \
-                json.loads((d / "config.json").read_text()) == json.loads(json.dumps(cfg.to_dict()))
+                json.loads((d / "config.json").read_text()) == json.loads(json.dumps(cfg.to_dict())) and \
+                not verify_run_dir(d, RUN_FILES)
         except (OSError, ValueError):
             return False
 
@@ -52,8 +54,10 @@ class RunStore:
         (``callbacks`` are the run's, e.g. probe snapshots; a stored run is never retrained)."""
         out = self.path(cfg)
         if self.is_done(cfg):
+            rec = load_run(out)
+            check_same_base(rec)  # a base re-trained under the same hash is refused, never mixed
             self.reused += 1
-            return load_run(out)
+            return rec
         if status is not None:
             status(f"training {out.name}")
         rec = finetune(cfg, out, callbacks=callbacks, progress=self.progress, device=self.device)

@@ -96,6 +96,16 @@ class SFTData:
     format_facts: list[Fact] = field(default_factory=list)  # what the format teacher trains on
     relations: list[str] = field(default_factory=list)  # relations kept by the filter
 
+    def __post_init__(self) -> None:
+        # a held-out fact that is also trained on would be counted as kept knowledge it is not
+        trained = {f.fact_id for f in self.train} | {f.prompt for f in self.train}
+        for name in ("task", "stability"):
+            both = [f for f in self.eval_sets.get(name, []) if f.fact_id in trained or f.prompt in trained]
+            if both:
+                raise SFTDataError(f"{len(both)} held-out {name} question(s) are also in the SFT set (e.g. "
+                                   f"{both[0].prompt!r}), so they would be counted as held out; remove the "
+                                   "duplicate questions from the data.")
+
     def to_dict(self) -> dict:
         return {"train": [f.fact_id for f in self.train], "known_ids": self.known_ids,
                 "unknown_ids": self.unknown_ids, "relations": self.relations,

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from interference.batching import pack
 from interference.data import Fact
-from interference.io import atomic_save, atomic_write_json, config_hash
+from interference.io import atomic_save, config_hash, read_checked_json, sha256_file, write_checked_json
 from interference.loop import LoopConfig, steps_for_epochs, train_loop
 from interference.methods.base import MethodError
 from interference.models import clone_model, load_state
@@ -87,18 +88,36 @@ def format_teacher(base, tokenizer, facts: Sequence[Fact], recipe: TeacherRecipe
     key = teacher_key(fingerprint, recipe, facts) if fingerprint else None
     cache = Path(base_dir) / TEACHER_DIR / f"format-{config_hash(key)}" if key and base_dir else None
     if cache is not None and (cache / "model.safetensors").exists() and (cache / "teacher.json").exists():
-        if json.loads((cache / "teacher.json").read_text()) == json.loads(json.dumps(key)):
+        why = _check_entry(cache, key)
+        if not why:
             teacher = clone_model(base)
             load_state(teacher, cache / "model.safetensors")
             return frozen(teacher)
+        print(f"note: the cached format teacher in {cache} {why}; training it again.", file=sys.stderr)
     teacher = sft_copy(base, tokenizer, facts, recipe.loop_config(len(facts)))
     if cache is not None:
         from safetensors.torch import save_file
         cache.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in teacher.state_dict().items()}
         atomic_save(cache / "model.safetensors", lambda tmp: save_file(state, tmp))
-        atomic_write_json(cache / "teacher.json", key)  # written last: the commit point of the entry
+        # written last: the commit point of the entry, sealing the weights by their sha256
+        write_checked_json(cache / "teacher.json", {**key, "weights_sha256": sha256_file(cache / "model.safetensors")})
     return frozen(teacher)
+
+
+def _check_entry(cache: Path, key: dict) -> str:
+    """'' if ``cache`` holds the teacher of ``key`` with the weights its seal names, else why not.
+    An entry written before teachers were sealed (no ``weights_sha256``) cannot be trusted: a
+    valid safetensors file swapped in would be used as the teacher."""
+    meta, why = read_checked_json(cache / "teacher.json", legacy_ok=False)
+    if meta is None:
+        return f"cannot be trusted (teacher.json: {why})"
+    want = meta.pop("weights_sha256", None)
+    if meta != json.loads(json.dumps(key)):
+        return "was built for other base weights, recipe or facts"
+    if want != sha256_file(cache / "model.safetensors"):
+        return "has weights that do not match its checksum"
+    return ""
 
 
 def provide_stages(method, ctx, *, format_facts: Sequence[Fact] = (), recipe: TeacherRecipe = TeacherRecipe(),

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,18 +33,18 @@ from interference.batching import answer_token_accuracy, pack
 from interference.callbacks import Checkpoints, Snapshots, WhenLearned
 from interference.evaluate import score_facts
 from interference.data import Fact
-from interference.checkpoint import has_checkpoint, mark_jsonl, restore_jsonl
+from interference.checkpoint import clear_checkpoints, has_checkpoint, mark_jsonl, restore_jsonl
 from interference.io import (RunDirError, atomic_write_json, check_fields, check_finite, check_not_busy, claim_run_dir,
-                             finished_run, json_line, number, release_run_dir, seal_run_dir, verify_run_dir)
+                             finished_run, json_line, number, real_out, release_run_dir, seal_run_dir, verify_run_dir)
 from interference.loop import LoopConfig, steps_for_epochs, train_loop
 from interference.methods import get_method
 from interference.methods.base import RunContext
 from interference.models import ModelError, clone_model, load_model, model_device, model_logits, save_model
-from interference.bases import BASE_FILES, BaseSpec, base_dir, base_fingerprint, load_slick
+from interference.bases import BASE_FILES, BaseSpec, base_dir, base_fingerprint, base_world, load_slick
 from interference.pretrain import base_model
 from interference.teacher import TeacherRecipe, provide_stages
 from interference.sft_data import EVAL_SETS, SFTData, SFTDataConfig, build_sft_data
-from interference.world import World, WorldConfig
+from interference.world import World
 
 
 # Fields added after runs were cached, with the default that reproduces the older runs.
@@ -154,9 +153,33 @@ class RunRecord:
     def world_and_data(self):
         """(World, SFTData) of this run, rebuilt deterministically from its config."""
         base_dir = base_dir_of(self.config)
-        world = World(WorldConfig.from_dict(json.loads((base_dir / "config.json").read_text())["world"]))
+        world = World(base_world(base_dir))
         new = world.new_entities(**self.config.new_entities) if self.config.new_entities else None
         return world, build_sft_data(world, load_slick(base_dir), self.config.data, new_entities=new)
+
+
+def current_base_fingerprint(cfg: "FinetuneConfig") -> str | None:
+    """The weights fingerprint of the base ``cfg`` trains from as it is on disk now, or None when
+    that base is not there (yet): a config hash names what a base was asked to be, not its weights."""
+    if cfg.real:
+        from interference.real_data import model_dir_fingerprint
+        return model_dir_fingerprint(cfg.real["model"]) if Path(cfg.real["model"]).is_dir() else None
+    d = base_dir_of(cfg)
+    return base_fingerprint(d) if (d / "model.safetensors").is_file() else None
+
+
+def check_same_base(rec: "RunRecord") -> None:
+    """Refuse a finished run made from other base weights than the base its config names now has
+    (a base re-trained under the same hash): its numbers would be served as this base's."""
+    was = rec.metrics.get("base_fingerprint")
+    now = current_base_fingerprint(rec.config)
+    if rec.config.real and now is not None and was != now:
+        from interference.real_data import legacy_model_fingerprint  # runs stamped before every byte was hashed
+        now = was if legacy_model_fingerprint(rec.config.real["model"]) == was else now
+    if was is not None and now is not None and was != now:
+        raise RunDirError(f"the finished run in {rec.out} was trained from base weights {was}, but its base now has "
+                          f"weights {now}; delete that run directory (or choose another --out) to train it "
+                          "from the current base.")
 
 
 def base_dir_of(cfg: "FinetuneConfig") -> Path:
@@ -167,6 +190,9 @@ def base_dir_of(cfg: "FinetuneConfig") -> Path:
 TIMELINE = "timeline.jsonl"
 CKPT = "checkpoints"
 RUN_FILES = ("config.json", "metrics.json", TIMELINE, "sft_data.json", "model")  # sealed when finished
+# Written by figure callbacks into the run (probes.PROBE_DIR, figures.runs.PATH_DIR): sealed too when
+# present, so a swapped snapshot fails verification instead of changing a figure; not required.
+SNAPSHOT_DIRS = ("probes", "param_path")
 
 
 def load_run(out: str | Path) -> RunRecord:
@@ -237,7 +263,7 @@ def resolve_base(cfg: FinetuneConfig, device=None, progress: bool = False):
         if why:
             raise ModelError(f"{base_dir} is not a finished pre-training run ({why}); pass a directory written by "
                              "`python -m interference.pretrain --out DIR`.")
-        world = World(WorldConfig.from_dict(json.loads((base_dir / "config.json").read_text())["world"]))
+        world = World(base_world(base_dir))
         model, mcfg, tok = load_model(base_dir, device=device)
         return model, mcfg, tok, world, base_dir
     spec = BaseSpec.from_dict(cfg.base)
@@ -272,14 +298,21 @@ class _Timeline:
     """Loop callback of a fine-tuning run: evaluates the three sets into the timeline and history,
     and drives the user's callbacks (``on_start(ctx)``, ``on_eval(ctx, step)``, ``on_end(ctx)``)."""
 
-    def __init__(self, ctx: RunContext, data, path: Path, callbacks: Sequence, dist=None):
+    def __init__(self, ctx: RunContext, data, path: Path, callbacks: Sequence, dist=None, fingerprint: str | None = None):
         self.ctx, self.data, self.path, self.callbacks, self.dist = ctx, data, path, callbacks, dist
+        self.fingerprint = fingerprint  # the base weights this run trains from
         self.history: list[dict] = []
 
     def checkpoint_extra(self) -> dict:
-        return {"history": self.history, "timeline": mark_jsonl(self.path)}
+        extra = {"history": self.history, "timeline": mark_jsonl(self.path)}
+        return {**extra, "base_fingerprint": self.fingerprint} if self.fingerprint else extra
 
     def restore(self, extra: dict) -> None:
+        was = extra.get("base_fingerprint")
+        if was is not None and self.fingerprint is not None and was != self.fingerprint:
+            raise RunDirError(f"the interrupted run in {self.path.parent} was trained from base weights {was}, but "
+                              f"the base now has weights {self.fingerprint}; resuming would mix the two, so delete "
+                              "that run directory or choose another --out.")
         self.history = [history_row(h) for h in extra["history"]]  # rows written after the checkpoint are dropped:
         restore_jsonl(self.path, extra.get("timeline", extra.get("timeline_offset")), str(self.path.parent))
 
@@ -364,11 +397,13 @@ def finetune(cfg: FinetuneConfig, out: str | Path, callbacks: Sequence = (), pro
     dist = Distributed(precision=cfg.precision, grad_accum=cfg.grad_accum, device=device, strategy=cfg.strategy)
     dist.check_method(cfg.method)
     cfg = dataclasses.replace(cfg, world_size=dist.world_size)
-    out = Path(out)
+    out = real_out(out)
     cfg_dict = cfg.to_dict()
     check_not_busy(out)
     if finished_run(out, cfg_dict, RUN_FILES, "fine-tuning run"):
-        return load_run(out)
+        rec = load_run(out)
+        check_same_base(rec)
+        return rec
     if not resume and has_checkpoint(out / CKPT):
         raise RunDirError(f"{out} holds an interrupted run of this config; resume it (--resume) or choose another --out.")
     dist.check_batch(cfg.batch_size)
@@ -420,7 +455,7 @@ def _finetune(cfg: FinetuneConfig, cfg_dict: dict, out: Path, callbacks: Sequenc
     loop_cfg = cfg.loop_config(len(train))
 
     loss_fn = method_loss(method, ctx)
-    timeline = _Timeline(ctx, data, out / TIMELINE, callbacks, dist)
+    timeline = _Timeline(ctx, data, out / TIMELINE, callbacks, dist, fingerprint)
     extra, restore = with_scaler_state(timeline.checkpoint_extra, timeline.restore, dist.scaler)
     ckpt = Checkpoints(out / CKPT, cfg.ckpt_every, extra=extra, restore=restore, resume=resume)
     train_loop(model, trainable, train, loop_cfg, loss_fn, callbacks=[timeline] if dist.sharded else [ckpt, timeline],
@@ -446,11 +481,11 @@ def _finetune(cfg: FinetuneConfig, cfg_dict: dict, out: Path, callbacks: Sequenc
                                              for p in trainable),
                     "base_fingerprint": fingerprint, "world_size": dist.world_size,
                     "precision": dist.precision})
+    _call(callbacks, "on_end", ctx)  # before the seal: their last snapshots are part of the run
     atomic_write_json(out / "metrics.json", metrics)
-    shutil.rmtree(out / CKPT, ignore_errors=True)
-    seal_run_dir(out, RUN_FILES)
+    clear_checkpoints(out / CKPT)
+    seal_run_dir(out, RUN_FILES + SNAPSHOT_DIRS)
     release_run_dir(out)
-    _call(callbacks, "on_end", ctx)
     return RunRecord(out, cfg, metrics)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,9 @@ class WorldConfig:
                 "use 2 <= min_name_pieces <= max_name_pieces.")
         if not 3 <= self.n_pieces <= len(_all_pieces()):
             raise WorldConfigError(f"n_pieces={self.n_pieces} must be between 3 and {len(_all_pieces())}.")
+        if self.min_name_pieces > self.n_pieces:  # names use distinct pieces: none could ever be drawn
+            raise WorldConfigError(f"names of at least {self.min_name_pieces} distinct pieces cannot be made from "
+                                   f"n_pieces={self.n_pieces}; raise n_pieces or lower min_name_pieces.")
         if self.n_uuid_pieces < self.max_name_pieces:
             raise WorldConfigError(f"n_uuid_pieces={self.n_uuid_pieces} must be at least max_name_pieces="
                                    f"{self.max_name_pieces}.")
@@ -171,7 +175,7 @@ class WorldConfig:
             raise WorldConfigError(
                 f"{self.n_disjoint_pretrain} disjoint-named entities do not fit in {self.n_disjoint_pieces} reserved "
                 "pieces with room for new ones; raise n_disjoint_pieces or lower n_disjoint_pretrain.")
-        capacity = sum(self.n_pieces ** k for k in range(self.min_name_pieces, self.max_name_pieces + 1))
+        capacity = sum(math.perm(self.n_pieces, k) for k in range(self.min_name_pieces, self.max_name_pieces + 1))
         if total - self.n_disjoint_pretrain > capacity // 2:
             raise WorldConfigError(
                 f"{total} entities do not fit in {capacity} possible names with room for new ones; "

@@ -30,8 +30,9 @@ def parse(argv):
     ap = _Parser(prog="python -m interference.figures", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny world, few seeds (minutes on 2 cores)")
     ap.add_argument("--only", help="comma-separated figure names (see --list)")
-    ap.add_argument("--out", help="output directory (default figures/, or figures/quick/ with --quick)")
-    ap.add_argument("--runs", help="fine-tuning run cache (default runs/figures[_quick])")
+    from interference.cli import device_name, out_dir
+    ap.add_argument("--out", type=out_dir, help="output directory (default figures/, or figures/quick/ with --quick)")
+    ap.add_argument("--runs", type=out_dir, help="fine-tuning run cache (default runs/figures[_quick])")
     ap.add_argument("--configs", help="directory of figure configs (default analyses/figures)")
     ap.add_argument("--hypotheses", help="hypothesis results directory (overrides the configs' hypotheses_dir)")
     ap.add_argument("--forecast", help="forecast results directory (overrides the configs' forecast_dir)")
@@ -42,7 +43,7 @@ def parse(argv):
                     help="run the hypothesis / forecast commands whose results a figure needs when they are missing")
     ap.add_argument("--jobs", type=int, default=1,
                     help="train missing runs in this many processes first (one thread each; 2 on 2 cores)")
-    ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--traceback", action="store_true", help="stop at the first failing figure with its traceback")
     return ap.parse_args(argv)
@@ -59,24 +60,28 @@ def select(only: str | None, names: list[str]) -> list[str]:
 
 
 def _cached_data(path: Path, key: dict):
+    """The saved data of a figure if its file verifies (it carries a sha256 of its content) and
+    was computed for ``key``; a damaged, edited or unsealed (older) file is recomputed, never
+    trusted."""
+    from interference.io import read_checked_json
     if not path.exists():
         return None
-    try:
-        stored = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None  # a damaged data file is recomputed, never trusted
+    stored, why = read_checked_json(path, legacy_ok=False)
+    if stored is None:
+        print(f"note: the saved figure data {path} cannot be trusted ({why}); computing it again.", file=sys.stderr)
+        return None
     return stored.get("data") if stored.get("key") == key else None
 
 
 def build(fig, cfg, ctx, out: Path, recompute: bool = False) -> list[Path]:
     """Compute (or reuse) the data of one figure, save it, and draw it."""
-    from interference.io import atomic_write_json, json_ready
+    from interference.io import json_ready, write_checked_json
     data_file = out / "data" / f"{fig.name}.json"
     key = {"figure": fig.name, "config": cfg.to_dict(), "quick": ctx.quick, "version": DATA_VERSION}
     data = None if (recompute or fig.reads_results) else _cached_data(data_file, key)
     if data is None:
         data = json_ready(fig.compute(cfg, ctx))
-        atomic_write_json(data_file, {"key": key, "data": data})
+        write_checked_json(data_file, {"key": key, "data": data})
     elif fig.refresh is not None:
         data = json_ready(fig.refresh(cfg, ctx, data))
     return fig.plot(data, out)

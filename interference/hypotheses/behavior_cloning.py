@@ -57,7 +57,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import sys
 from dataclasses import dataclass
 
 from interference.hypotheses.arms import fixed_steps, rates_at, readout, run_arm, step_matched
@@ -251,12 +250,3 @@ def summarize(cfg: BehaviorCloningConfig, results, ctx) -> dict:
             "share_definition": ENDPOINT, "rule": PREREGISTERED.rule, "checks": checks, "statistics": stats,
             "per_seed": per_seed, "headline": headline,
             "series": {"arms": list(ARMS), "levels": levels, "steps": cfg.sft.max_steps}}
-
-
-def run(cfg: BehaviorCloningConfig | None = None, ctx=None) -> dict:
-    """Run (or reuse) the behavior-cloning grid and write ``<out>/behavior_cloning/verdict.json``."""
-    from interference.hypotheses.context import Context
-    from interference.hypotheses.runner import run_module
-    from interference.bases import BaseSpec
-    return run_module(sys.modules[__name__], cfg or BehaviorCloningConfig(),
-                      ctx or Context(BaseSpec.default(), "runs/hypotheses"))

@@ -52,7 +52,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -261,12 +260,3 @@ def _forgetting_at(result: dict, step: int) -> float:
     """A control's forgetting at ``step`` (its curve is evaluated on the same steps as every arm)."""
     from interference.hypotheses.arms import rates_at, step_matched
     return rates_at(result, step_matched(result, step))["forgetting"]
-
-
-def run(cfg: CapacityConfig | None = None, ctx=None) -> dict:
-    """Run (or reuse) the capacity grid and write ``<out>/capacity/verdict.json``."""
-    from interference.hypotheses.context import Context
-    from interference.hypotheses.runner import run_module
-    from interference.bases import BaseSpec
-    return run_module(sys.modules[__name__], cfg or CapacityConfig(),
-                      ctx or Context(BaseSpec.default(), "runs/hypotheses"))

@@ -273,15 +273,3 @@ def prereg_hash() -> str:
 def summarize(cfg: LocalizedConfig, results: list[dict], ctx) -> dict:
     from interference.hypotheses.localized_summary import summarize as _s
     return {**_s(cfg, results, ctx), "rule": RULE}
-
-
-def run(cfg: LocalizedConfig | None = None, ctx=None) -> dict:
-    """Run (or reuse) the localized grid and write ``<out>/localized/verdict.json``."""
-    import sys
-    from interference.hypotheses.context import Context
-    from interference.hypotheses.runner import run_module
-    from interference.bases import BaseSpec
-    return run_module(sys.modules[__name__], cfg or LocalizedConfig(),
-                      ctx or Context(BaseSpec.default(), "runs/hypotheses"))
-
-

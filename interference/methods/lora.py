@@ -39,6 +39,10 @@ class LoRA(Method):
         linears = model_family(model).linears
         names = "|".join(linears[g] for g in (("attn", "mlp") if self.config.targets == "all" else (self.config.targets,)))
         pattern = rf".*\.({names})\._original_component$"
+        widest = int(max(model.cfg.d_model, getattr(model.cfg, "d_mlp", 0) or 0))
+        if self.config.rank > widest:  # a full-rank update and more: refused before allocating it
+            raise MethodError(f"LoRA rank {self.config.rank} exceeds the model's widest layer ({widest}), so it is "
+                              "no low-rank adapter; use a rank below that.")
         lc = LoraConfig(r=self.config.rank, lora_alpha=self.config.alpha, target_modules=pattern, lora_dropout=0.0)
         return inject_adapter_in_model(lc, model)
 
