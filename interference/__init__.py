@@ -3,13 +3,14 @@
 The public API, for notebooks and scripts::
 
     import interference as itf
-    run = itf.finetune(itf.FinetuneConfig.quick(method="sft"), "runs/example")
+    run = itf.fine_tune(itf.FinetuneConfig.quick(method="sft"), "runs/example")
     base, final = itf.FactOutcomes.base_and_final(run.timeline(), "stability")
     print(itf.forgetting_rate(base, final))
 
 Each name below is the library's own function or class (one implementation, documented where
 it lives), imported on first use: ``import interference`` loads no torch, so a command's
-``--help`` stays fast.
+``--help`` stays fast. No name is also the name of a submodule (``interference.finetune`` and
+``interference.run_hypothesis`` are the CLIs), so ``from interference import X`` means one thing.
 
 Importing the package first sets the OpenMP wait policy (``interference.threads``), which only
 takes effect if it happens before torch loads.
@@ -31,7 +32,7 @@ _API = {
     "load_model": "interference.models",
     # fine-tuning: a run directory, or a run held in memory
     "FinetuneConfig": "interference.train",
-    "finetune": "interference.train",
+    "fine_tune": ("interference.train", "finetune"),  # not "finetune": that name is the CLI module
     "load_run": "interference.train",
     "SFTSpec": "interference.train",
     "finetune_on": "interference.train",
@@ -44,7 +45,7 @@ _API = {
     "capture": "interference.probes",
     "hooks": "interference.hooks",  # TransformerLens hook names: resid_post(i), mlp_out(i), ...
     # hypotheses, forecast, one fact
-    "run_hypothesis": "interference.api",
+    "verdict": ("interference.hypotheses.runner", "run"),  # not "run_hypothesis": that is the CLI module
     "forecast_run": "interference.forecast.api",
     "fact_report": "interference.report",
 }
@@ -55,8 +56,9 @@ __all__ = sorted(_API)
 def __getattr__(name: str):
     if name not in _API:
         raise AttributeError(f"module 'interference' has no attribute {name!r}")
-    module = importlib.import_module(_API[name])
-    value = module if module.__name__.endswith("." + name) else getattr(module, name)
+    where, attr = _API[name] if isinstance(_API[name], tuple) else (_API[name], name)
+    module = importlib.import_module(where)
+    value = module if module.__name__.endswith("." + attr) else getattr(module, attr)
     globals()[name] = value
     return value
 

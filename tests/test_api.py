@@ -30,6 +30,18 @@ def test_every_exported_name_resolves_to_a_documented_object():
         raise AssertionError("an unknown attribute must raise AttributeError")
 
 
+def test_no_api_name_is_shadowed_by_a_submodule():
+    # importing a submodule binds its name on the package: an API function of the same name would
+    # turn into the module once some code ran `import interference.<name>` (the CLIs do)
+    import importlib
+    import pkgutil
+    subs = {m.name for m in pkgutil.iter_modules(interference.__path__)}
+    for name in set(interference.__all__) & subs:  # only modules exported as themselves (hooks, methods)
+        assert getattr(interference, name) is importlib.import_module(f"interference.{name}"), name
+    importlib.import_module("interference.finetune")  # the CLI module
+    assert callable(interference.fine_tune) and interference.fine_tune.__module__ == "interference.train"
+
+
 def test_import_interference_loads_no_torch():
     code = "import sys, interference; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
