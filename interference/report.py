@@ -262,6 +262,6 @@ def explorer_runs(quick: bool = True, root: str | Path | None = None, labels=("s
     arms = {a.label: a for a in cfg.arms}
     missing = [l for l in labels if l not in arms]
     if missing:
-        raise ValueError(f"no arm {missing[0]!r} in analyses/figures/curves.json; choose from {sorted(arms)}.")
+        raise ValueError(f"no arm {missing[0]!r} in interference/figures/configs/curves.json; choose from {sorted(arms)}.")
     cache = RunCache(root or REPO / ("runs/figures_quick" if quick else "runs/figures"), quick)
     return {l: cache.get(arms[l], seed, cfg.run) for l in labels}
