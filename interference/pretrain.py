@@ -18,6 +18,11 @@ Runs are cached by a hash of (world, model, pretrain) configs, checkpointed ever
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # answer --help and bad flags before torch loads (interference.pretrain_cli)
+    from interference.cli import early_parse
+    from interference.pretrain_cli import build_parser
+    early_parse(build_parser)
+
 import dataclasses
 import json
 import os
@@ -369,16 +374,9 @@ def consolidation_help() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from interference.cli import Parser, device_name, run_main
-    ap = Parser(prog="python -m interference.pretrain", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", help="run directory (default: the cache, keyed by config hash)")
-    ap.add_argument("--quick", action="store_true", help="tiny world and model (seconds)")
-    ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
-    ap.add_argument("--steps", type=int, help="train a fixed number of steps instead of to the consolidation criterion")
-    ap.add_argument("--consolidation", type=float, help=consolidation_help())
-    ap.add_argument("--seed", type=int, help="seed for model init and data order")
-    ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
-    ap.add_argument("--no-progress", action="store_true")
+    from interference.cli import run_main
+    from interference.pretrain_cli import build_parser
+    ap = build_parser()
     args = ap.parse_args(argv)
 
     def body() -> int:

@@ -9,7 +9,6 @@ turns cached runs or another command's saved results into a small JSON data dict
 step that draws PNG + PDF from that dict alone. The data dict is saved under ``<out>/data/`` and
 reused while the config is unchanged, so re-drawing never touches a model; tests render every
 plot from a hand-written data dict.
-"""
 
 The registry lives in ``interference.figures.registry`` and is imported on first use of a name
 below: its compute and plot modules load torch and matplotlib, and ``python -m
