@@ -293,7 +293,7 @@ class _Timeline:
         _append_rows(self.path, rows)
         loss = state.loss if step > 0 else None
         self.history.append({"step": step, "loss": loss, **accs})
-        self.ctx.step, self.ctx.last_eval, self.ctx.timeline = step, accs, rows
+        self.ctx.step, self.ctx.last_eval, self.ctx.timeline, self.ctx.last_loss = step, accs, rows, loss
         state.postfix.update(loss=f"{loss if loss is not None else float('nan'):.3f}", task=f"{accs['task']:.2f}",
                              plast=f"{accs['plasticity']:.2f}", stab=f"{accs['stability']:.2f}")
         _call(self.callbacks, "on_eval", self.ctx, step)
