@@ -116,7 +116,9 @@ def build_config(args) -> "FinetuneConfig":
     kw = {"base": base.to_dict(), "base_dir": args.base_dir, "data": data, "method": args.method,
           "method_options": options, "seed": args.seed, "real": real.to_dict() if real else None}
     if args.quick:
-        kw = {**FinetuneConfig.quick().to_dict(), **kw}
+        from interference.train import QUICK_CLI
+        preset = QUICK_CLI if args.steps is None else {}  # with --steps the preset's length is moot: configs keep their hash
+        kw = {**FinetuneConfig.quick().to_dict(), **preset, **kw}
     for k in ("steps", "epochs", "lr", "batch_size", "eval_every", "grad_accum", "precision", "strategy"):
         if getattr(args, k) is not None:
             kw[k] = getattr(args, k)
@@ -126,7 +128,7 @@ def build_config(args) -> "FinetuneConfig":
 def build_parser() -> Parser:
     """The command line (torch-free, so ``--help`` is fast)."""
     ap = Parser(prog="python -m interference.finetune", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--method", required=True, choices=sorted(method_catalog()), help="fine-tuning method")
+    ap.add_argument("--method", required=True, help=f"fine-tuning method: one of {', '.join(sorted(method_catalog()))}")
     ap.add_argument("--out", required=True, help="run directory")
     ap.add_argument("--unknown-fraction", type=finite_float, default=0.5, help="share of Unknown facts in the SFT set")
     ap.add_argument("--n-facts", type=int, help="SFT set size (default: the data config's)")
