@@ -119,7 +119,7 @@ def test_yaml_config_and_a_positional_from_the_file(tmp_path):
 
 @pytest.mark.parametrize("content,says", [
     ('{"method": "sft", "out": "x", "lr": 1e-3, "learning_rate": 1}', "'learning_rate' is not a flag"),
-    ('{"method": "dpo", "out": "x"}', "choose one of"),
+    ('{"method": "sft", "out": "x", "precision": "fp8"}', "choose one of"),
     ('{"method": "sft", "out": "x", "quick": "yes"}', "is a switch"),
     ('{"method": "sft", "out": "x", "lr": "nan"}', "not a finite number"),
     ('[1, 2]', "must hold a mapping"),
