@@ -75,26 +75,35 @@ def plot_localized(d: dict, out: Path, stem: str = "localized") -> list[Path]:
                           yerr=yerr([x["forgetting"] for x in bins], (0, 1)), fmt="o-", color=color(ov["arm"]), capsize=3)
         ax[0, 0].axhline(finite(ov["forgetting"]["value"]), color="k", ls=":", lw=0.8, label="all facts")
         au, fr = ov["auroc_overlap"], ov["auroc_fragility"]
-        ax[0, 0].set_title(f"(a) base overlap -> forgetting ({ov['arm']})\nAUROC overlap {finite(au['value']):.2f}, "
-                           f"fragility baseline {finite(fr['value']):.2f}")
+        chance = finite(au.get("low")) <= 0.5 <= finite(au.get("high"))  # say what a chance-level AUROC means
+        ax[0, 0].set_title(f"(a) base overlap -> forgetting ({ov['arm']})\nAUROC overlap {finite(au['value']):.2f}"
+                           + (f" [{finite(au['low']):.2f}, {finite(au['high']):.2f}]: no better than chance"
+                              if chance else "")
+                           + f"\nfragility baseline {finite(fr['value']):.2f}")
         ax[0, 0].set(xlabel=f"max cosine to a new fact, layer {ov['layer']} (quantile bin mean)",
                      ylabel="share of held-out known facts forgotten")
-        ax[0, 0].legend()
+        ax[0, 0].legend(loc="upper right")
     else:
         note(ax[0, 0], "no overlap data")
     des = d.get("designed") or {}
     if "arms" in des:
-        xs = np.arange(len(des["arms"]))
+        order = sorted(range(len(des["arms"])), key=lambda i: dose_key(des["arms"][i]))
+        arms = [des["arms"][i] for i in order]
+        xs = np.arange(len(arms))
         for k, (key, c, lab) in enumerate((("targets", "#CC3311", "targets (overlapped on purpose)"),
                                            ("rest", "#999999", "rest of the known facts"))):
-            ax[0, 1].bar(xs + (k - 0.5) * 0.38, [finite(e["value"]) for e in des[key]], 0.38,
-                         yerr=yerr(des[key], (0, 1)), capsize=2, color=c, label=lab)
+            est = [des[key][i] for i in order]
+            ax[0, 1].bar(xs + (k - 0.5) * 0.38, [finite(e["value"]) for e in est], 0.38,
+                         yerr=yerr(est, (0, 1)), capsize=2, color=c, label=lab)
         ax[0, 1].set_xticks(xs)
-        ax[0, 1].set_xticklabels([a.replace("_", " ") for a in des["arms"]], fontsize=7, rotation=40, ha="right",
+        ax[0, 1].set_xticklabels([a.replace("_", " ") for a in arms], fontsize=7, rotation=40, ha="right",
                                  rotation_mode="anchor")  # eleven arms: level labels overlap
         ax[0, 1].set(ylabel="share of known facts forgotten", xlabel="arm of the designed intervention",
                      title=f"(b) designed overlap: targets vs rest\nlocalized verdict: {des.get('verdict')}")
-        ax[0, 1].legend()
+        top = max([finite(e.get("high")) for k in ("targets", "rest") for e in des[k] if e.get("high") is not None]
+                  + [finite(e["value"]) for k in ("targets", "rest") for e in des[k]])
+        ax[0, 1].set_ylim(0, 1.3 * top)  # headroom: the legend sits above every bar and interval
+        ax[0, 1].legend(loc="upper left", ncol=2, fontsize=6.5)
     else:
         note(ax[0, 1], "(b) designed intervention\n" + des.get("missing", "not available"))
     for i, (label, c) in enumerate(ordered(d, "drift")):
@@ -102,8 +111,24 @@ def plot_localized(d: dict, out: Path, stem: str = "localized") -> list[Path]:
     ax[0, 2].set(xlabel="optimizer steps", ylabel="drift: 1 - cos(h_t, h_base)",
                  title=f"(c) drift of held-out entities, layer {d['layer']}")
     ax[0, 2].legend()
-    style.caption(fig, f"mean and 95% CI over {d['seeds']} seeds; residual stream at the subject's last token")
+    seeds = f"(a), (c): mean and 95% CI over {d['seeds']} seeds"
+    if des.get("seeds") is not None:
+        seeds += f"; (b): over the verdict's {des['seeds']} seeds"
+    style.caption(fig, f"{seeds}; residual stream at the subject's last token")
     return style.save(fig, out, stem)
+
+
+# The designed intervention's arms by how much of a target's name a new entity shares: none
+# (uuid), pieces from never-watched entities (disjoint), 0, 1 (first/second/last piece), 2;
+# each level's variants (frozen, distilled) right after it. Alphabetical order mixed the doses.
+DOSE = {"uuid": 0, "disjoint": 1, "share0": 2, "share1": 3, "share2": 4}
+VARIANT = {"": 0, "first": 1, "second": 2, "last": 3, "distill": 4, "frozen": 5}
+
+
+def dose_key(arm: str) -> tuple:
+    base = next((k for k in sorted(DOSE, key=len, reverse=True) if arm == k or arm.startswith(k + "_")), None)
+    variant = arm[len(base) + 1:] if base else arm
+    return (DOSE.get(base, len(DOSE)), VARIANT.get(variant, len(VARIANT)), arm)
 
 
 GROUP_ROWS = ("embed", "attn", "mlp", "norm", "unembed")
@@ -175,6 +200,17 @@ def plot_attribution(d: dict, out: Path, stem: str = "attribution") -> list[Path
 CURVE_COLORS = {"uuid": "#777777", "semantic": "#CC3311", "sft": "#CC3311", "joint": "#228833", "drift": "#999933"}
 
 
+STAT_KINDS = {"share": "shares of forgetting (P)", "slope": "slopes: excess SFT forgetting per doubling",
+              "rate": "forgetting rates (share of known facts)"}
+
+
+def stat_kind(name: str) -> str:
+    """Which scale a capacity statistic is on: a share P, a slope per doubling, or a rate."""
+    if name.startswith("P") or "share" in name:
+        return "share"
+    return "slope" if "per doubling" in name or "slope" in name else "rate"
+
+
 def plot_capacity(d: dict, out: Path, stem: str = "capacity") -> list[Path]:
     """Forgetting vs number of new facts, one colour per arm or key style, one line style per
     model size; and the capacity verdict's headline statistics with their CIs."""
@@ -203,21 +239,29 @@ def plot_capacity(d: dict, out: Path, stem: str = "capacity") -> list[Path]:
     else:
         note(ax[0, 0], "this capacity verdict has no forgetting-by-count series")
     stats = d["statistics"]
-    # rates, ratios, slopes; step counts ("steps uuid d64", "learned_step_sft") have another scale
-    keys = [k for k in stats if not re.search(r"(^|[\s_])steps?($|[\s_])", k)][:16]
-    if keys:
-        est = [stats[k] for k in keys]
-        ax[0, 1].barh(range(len(keys)), [finite(e["value"]) for e in est], xerr=yerr(est), capsize=2,
-                      color="#999933")
-        ax[0, 1].set_yticks(range(len(keys)))
-        ax[0, 1].set_yticklabels([k.replace("_", " ") for k in keys], fontsize=6.5)
-        ax[0, 1].invert_yaxis()
-        ax[0, 1].axvline(0, color="k", lw=0.6)
-        ax[0, 1].set(xlabel="value (mean, 95% CI over seeds)", title="capacity: headline statistics")
+    # step counts ("steps uuid d64", "learned_step_sft") have another scale and stay out; the rest
+    # are three kinds on three scales (one shared bar axis hid the slopes next to the shares)
+    keys = [k for k in stats if not re.search(r"(^|[\s_])steps?($|[\s_])", k)]
+    kinds = {kind: [k for k in keys if stat_kind(k) == kind] for kind in STAT_KINDS}
+    kinds = {kind: ks for kind, ks in kinds.items() if ks}
+    ax[0, 1].remove()
+    if kinds:
+        sub = ax[0, 1].get_subplotspec().subgridspec(len(kinds), 1, height_ratios=[len(v) + 1.2 for v in kinds.values()])
+        for r, (kind, ks) in enumerate(kinds.items()):
+            a = fig.add_subplot(sub[r, 0])
+            est = [stats[k] for k in ks]
+            a.errorbar([finite(e["value"]) for e in est], range(len(ks)), xerr=yerr(est), fmt="o", capsize=2,
+                       color="#999933", ms=4)
+            a.set_yticks(range(len(ks)), [k.replace("_", " ") for k in ks], fontsize=6.5)
+            a.set_ylim(len(ks) - 0.5, -0.5)
+            a.axvline(0, color="k", lw=0.6)
+            a.set_title(STAT_KINDS[kind], fontsize=8, loc="left")
+        a.set_xlabel("value (mean, 95% CI over seeds)")
     else:
-        note(ax[0, 1], "no statistics")
+        fig.add_subplot(ax[0, 1].get_subplotspec()).text(0.5, 0.5, "no statistics", ha="center")
     e = d["estimate"]
     fig.suptitle(f"capacity: {d.get('verdict')}  (endpoint {finite(e.get('value')):.2f} "
                  f"[{finite(e.get('low')):.2f}, {finite(e.get('high')):.2f}], {d.get('seeds')} seeds)")
-    style.caption(fig, f"endpoint: {d.get('endpoint', '')}"[:170])
+    import textwrap
+    style.caption(fig, textwrap.fill(f"endpoint: {d.get('endpoint', '')}", 190))  # whole, wrapped: not cut
     return style.save(fig, out, stem)
