@@ -7,7 +7,7 @@
 Each (method, seed) is one ``interference.train.finetune`` run under ``--runs`` (cached: re-running
 the script reuses finished runs). The seed changes both which facts are drawn (data.seed) and the
 data order. Writes ``analyses/results/compare_methods.json`` (per-seed numbers + mean and 95% t-CI),
-``analyses/results/compare_methods.md`` (the table) and ``figures/compare_methods.png`` (drawn
+``analyses/results/compare_methods.md`` (the table) and ``analyses/results/figures/compare_methods.png`` (drawn
 from the JSON only).
 """
 from __future__ import annotations
@@ -133,24 +133,35 @@ def table(results: dict) -> str:
 
 
 def plot(results_json: Path, out_png: Path) -> None:
-    """Held-out accuracy vs new facts learned, one point per method (mean, 95% CI bars)."""
+    """Per method, one row: held-out known facts kept (left) and new facts learned (right), mean
+    with 95% CI bars. Rows, not one scatter: most methods learn every new fact, and methods with
+    equal held-out accuracy (ewc and mlp_only here) would sit on one point and hide each other."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     res = json.loads(results_json.read_text())
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for label, arm in res["arms"].items():
-        x, y = arm["summary"]["plasticity_final"], arm["summary"]["stability_final"]
-        xerr = [[x["value"] - x["low"]], [x["high"] - x["value"]]] if x["n"] > 1 else None
-        yerr = [[y["value"] - y["low"]], [y["high"] - y["value"]]] if y["n"] > 1 else None
-        ax.errorbar(x["value"], y["value"], xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=label)
-    ax.set_xlabel("new facts learned (plasticity, final)")
-    ax.set_ylabel("held-out known facts still right (stability, final)")
-    ax.set_title(f"Fine-tuning methods, {res['settings']['unknown_fraction']:.0%} Unknown")
-    ax.grid(alpha=0.3)
-    # a legend, not point labels: most methods learn every new fact and would stack at x = 1
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    arms = sorted(res["arms"].items(), key=lambda kv: kv[1]["summary"]["stability_final"]["value"])
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 0.45 * len(arms) + 1.4), sharey=True)
+    for ax, key, title in ((axes[0], "stability_final", "held-out known facts still right (final)"),
+                           (axes[1], "plasticity_final", "new facts learned (final)")):
+        for i, (label, arm) in enumerate(arms):
+            e = arm["summary"][key]
+            err = [[e["value"] - e["low"]], [e["high"] - e["value"]]] if e["n"] > 1 else None
+            ax.errorbar(e["value"], i, xerr=err, fmt="o", capsize=3, color="C3" if label == "sft" else "C0")
+            ax.annotate(f"{e['value']:.3f}", (e["value"], i), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    lo = min(a["summary"]["stability_final"]["low"] for _, a in arms)
+    axes[0].set_xlim(max(0.0, lo - 0.02), 1.005)  # the differences are a few points: no 0-1 axis
+    axes[1].set_xlim(-0.03, 1.05)
+    axes[0].set_yticks(range(len(arms)), [l for l, _ in arms])
+    axes[0].set_ylim(-0.6, len(arms) - 0.4)
+    st = res["settings"]
+    fig.suptitle(f"Fine-tuning methods, {st['unknown_fraction']:.0%} Unknown "
+                 f"(mean and 95% t-CI over {max(a['summary']['stability_final']['n'] for _, a in arms)} seeds)",
+                 fontsize=10)
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=120)
@@ -168,7 +179,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--runs", help="run directories (default runs/compare_methods[_quick])")
     ap.add_argument("--results", default=str(ROOT / "analyses" / "results"))
-    ap.add_argument("--figures", default=str(ROOT / "figures"))
+    # beside its table, not in figures/ (only `python -m interference.figures` writes there)
+    ap.add_argument("--figures", default=str(ROOT / "analyses" / "results" / "figures"))
     ap.add_argument("--name", help="output file stem (default compare_methods, or compare_methods_quick)")
     args = ap.parse_args(argv)
     name = args.name or "compare_methods" + ("_quick" if args.quick else "")  # a smoke run never overwrites the real table

@@ -101,11 +101,47 @@ def benchmarks_section() -> str | None:
     return "\n".join(["| benchmark | measured | notes |", "|---|---|---|", *rows])
 
 
+def command_times_section() -> str | None:
+    """How long each README command takes on this 2-core machine, from the benchmark result files."""
+    d = ROOT / "benchmarks" / "results"
+    rows = []
+    if (d / "cli_help.json").exists():
+        b = json.loads((d / "cli_help.json").read_text())
+        worst = max(b["commands"].items(), key=lambda kv: kv[1]["max_seconds"])
+        rows.append(f"| `python -m interference.<any command> --help` | {worst[1]['max_seconds']:.2f} s at most "
+                    f"({worst[0]}) | `benchmarks/cli_help.py`, load {b['load_average_1min']} |")
+    if (d / "quick.json").exists():
+        b = json.loads((d / "quick.json").read_text())
+        load = f"load {b['load_average_1min_start']}-{b['load_average_1min_end']}"
+        for cmd, v in b["commands"].items():
+            shows = (f"; learned {v['learned']:.2f} of {v['n_new']} new facts, forgot {v['forgotten']} of "
+                     f"{v['n_known_held_out']} held-out known" if "learned" in v else "")
+            shown = cmd if cmd.startswith("forecast (") else f"python -m interference.{cmd}"
+            rows.append(f"| `{shown}` | {v['seconds']:.0f} s{shows} | `benchmarks/quick.py`, a fresh interpreter "
+                        f"each (most of it importing torch and transformers), {load} |")
+    if (d / "shared_machine.json").exists():
+        for policy, e in json.loads((d / "shared_machine.json").read_text()).get("policies", {}).items():
+            dflt = e.get("default_beside_1")
+            if dflt and "package default" in policy:
+                rows.append(f"| `python -m interference.pretrain` (default base) | {dflt['wall_seconds'] / 60:.1f} min "
+                            f"({dflt['steps']} steps) | `benchmarks/shared_machine.py --default`, beside 1 busy process |")
+    for name, cmd in (("figures", "python -m interference.figures --quick"),
+                      ("figures_jobs2_produce", "python -m interference.figures --quick --produce --jobs 2"),
+                      ("figures_default", "python -m interference.figures")):
+        if (d / f"{name}.json").exists():
+            b = json.loads((d / f"{name}.json").read_text())
+            rows.append(f"| `{cmd}` | {b['wall_seconds'] / 60:.1f} min | `benchmarks/figures.py`, from an empty run cache |")
+    if not rows:
+        return None
+    return "\n".join(["| command | takes (2 cores) | measured by |", "|---|---|---|", *rows])
+
+
 def main() -> int:
     readme = ROOT / "README.md"
     text = readme.read_text()
     for name in re.findall(r"<!-- ([A-Z0-9_-]+) -->", text):
-        body = {"PRETRAIN-RESULTS": pretrain_section, "BENCHMARKS": benchmarks_section}.get(name, lambda: None)()
+        body = {"PRETRAIN-RESULTS": pretrain_section, "BENCHMARKS": benchmarks_section,
+                "COMMAND-TIMES": command_times_section}.get(name, lambda: None)()
         f = RESULTS / f"{name.lower()}.md"
         if body is None and f.exists():
             body = f.read_text().strip()

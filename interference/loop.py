@@ -204,7 +204,8 @@ def check_divergence(loss: float, first: float | None, step: int, fp16: bool = F
 
 def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: LoopConfig,
                loss_fn: LossFn = default_loss, callbacks: Sequence = (), progress: bool = False,
-               desc: str = "train", dist=None, group_lengths: bool = False) -> LoopState:
+               desc: str = "train", dist=None, group_lengths: bool = False,
+               expected_steps: int | None = None) -> LoopState:
     """Train ``params`` of ``model`` on ``data`` for ``cfg.steps`` updates (or until a callback
     stops it) and return the final state. ``loss_fn(model, batch, step) -> (loss, logs)``.
 
@@ -216,7 +217,11 @@ def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: L
     longest example (``batching.length_groups``): the same loss and gradient with less padding.
     Only for a loss that is a mean over answer tokens and reads nothing past them (``default_loss``,
     pre-training); a method's extra terms (a KL over every real token, a replay batch drawn per
-    call) would be weighted or drawn differently."""
+    call) would be weighted or drawn differently.
+
+    ``expected_steps``: the progress bar's total when a callback is expected to stop the run well
+    before ``cfg.steps`` (pre-training's memorisation phase runs to a criterion under a 20,000-step
+    cap); the bar grows towards ``cfg.steps`` if the run outlasts it. Only the bar reads it."""
     from interference.distributed import Distributed
     dist = dist if dist is not None else Distributed.single()
     dist.check_batch(cfg.batch_size)
@@ -232,7 +237,8 @@ def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: L
     _call(callbacks, "on_start", state)
     start = state.step
     first = None  # the first loss this process computed: what "exploding" is measured against
-    bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not progress, dynamic_ncols=True)
+    total = min(cfg.steps, max(expected_steps, start + 1)) if expected_steps else cfg.steps
+    bar = tqdm(total=total, initial=start, desc=desc, disable=not progress, dynamic_ncols=True)
     if start == 0:
         _eval(callbacks, state)
     model.train()
@@ -271,6 +277,9 @@ def train_loop(model, params: Sequence[torch.nn.Parameter], data: Packed, cfg: L
         sched.step()
         state.step, state.loss, state.logs = step + 1, value, logs
         bar.update(1)
+        if bar.total is not None and bar.n >= bar.total and bar.total < cfg.steps:  # outlasted the estimate
+            bar.total = min(cfg.steps, int(bar.total * 1.25) + 1)
+            bar.refresh()
         if (cfg.eval_every and state.step % cfg.eval_every == 0) or state.step == cfg.steps:
             _eval(callbacks, state)
             if state.postfix:

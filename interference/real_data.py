@@ -360,19 +360,8 @@ def prepare_real(spec: RealSpec, data_cfg: SFTDataConfig, device=None, dist=None
     return model, tok, RealCorpus(records, slick, data), cache, data
 
 
-def add_arguments(ap) -> None:
-    """The flags every entry point shares for a real model and real data."""
-    g = ap.add_argument_group("real model and data (instead of the synthetic world)")
-    g.add_argument("--model", help="a local Hugging Face model directory (GPT-2, Llama, Qwen2, Mistral, GPT-NeoX)")
-    g.add_argument("--data", help="an EntityQuestions directory (P*.train|dev|test.json) or one JSONL file with "
-                                  "subject, relation, question, answers")
-    g.add_argument("--trust-remote-code", action="store_true",
-                   help="let the model directory run its own Python code (off by default)")
-    g.add_argument("--shots", type=int, help="SliCK: exemplars per prompt (default 4)")
-    g.add_argument("--exemplar-sets", type=int, help="SliCK: random exemplar sets per fact (default 10)")
-    g.add_argument("--samples", type=int, help="SliCK: samples at temperature 0.5 per set (default 16)")
-    g.add_argument("--max-per-relation", type=int, help="SliCK: categorise at most this many facts per relation")
-    g.add_argument("--min-known-share", type=float, help="keep relations with at least this share Known (default 0.3)")
+# The flags live with the other shared flags, in the torch-free interference.cli (fast --help).
+from interference.cli import add_real_arguments as add_arguments  # noqa: E402
 
 
 def max_positions(hf_cfg: dict) -> int | None:

@@ -28,11 +28,17 @@ import sys
 import time
 from pathlib import Path
 
-from interference.hypotheses import HYPOTHESES
-from interference.hypotheses.runner import run_and_draw
-from interference.metrics.stats import format_estimate
-
+# The hypothesis modules load torch; they are imported when first used (``HYPOTHESES``), so
+# ``--help`` answers at once. tests/test_cli.py checks NAMES against the modules' own NAMEs.
+NAMES = ("capacity", "behavior_cloning", "localized")
 DEFAULT_OUT = "runs/hypotheses"
+
+
+def __getattr__(name: str):
+    if name == "HYPOTHESES":  # name -> module, imported on first use (the registry in interference.hypotheses)
+        from interference.hypotheses import HYPOTHESES
+        return HYPOTHESES
+    raise AttributeError(name)
 
 
 class UsageError(ValueError):
@@ -80,7 +86,7 @@ def _check_compatible(d: Path, expected: dict, name: str) -> None:
 
 
 MAX_SEEDS = 1000  # a grid of more cells than this is a typo (--seeds 10**30 ran until memory was gone)
-OUR_MARKS = ("cells", "summary.json", *HYPOTHESES, "behavior_cloning", "localized")
+OUR_MARKS = ("cells", "summary.json", *NAMES)
 
 
 def _check_out(out: Path, seeds: int | None) -> None:
@@ -95,18 +101,17 @@ def _check_out(out: Path, seeds: int | None) -> None:
                              "directory, no summary.json); choose another --out.")
 
 
-def parse(argv):
-    from interference.cli import Parser, device_name, out_dir
+def build_parser():
+    from interference.cli import Parser, add_common, add_real_arguments, add_seeds, out_dir
     ap = Parser(prog="python -m interference.run_hypothesis", description=__doc__.split("\n\n")[0])
-    ap.add_argument("hypothesis", help=f"one of {', '.join(list(HYPOTHESES) + ['all'])}")
-    ap.add_argument("--seeds", type=int, help="seeds per grid cell (default: per hypothesis, see its config)")
+    ap.add_argument("hypothesis", help=f"one of {', '.join(list(NAMES) + ['all'])}")
+    add_seeds(ap, "per grid cell (default: per hypothesis, see its config)")
     ap.add_argument("--quick", action="store_true", help="tiny world, model and grid (< 2 min)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
-    ap.add_argument("--out", default=DEFAULT_OUT, type=out_dir, help=f"output directory (default {DEFAULT_OUT})")
-    ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
+    ap.add_argument("--out", default=DEFAULT_OUT, type=out_dir, help="output directory")
     ap.add_argument("--jobs", type=int, default=1,
                     help="compute cells in this many worker processes (on a shared CPU each gets its own slice)")
-    ap.add_argument("--no-progress", action="store_true")
+    add_common(ap)
     ap.add_argument("--consolidations",
                     help="extra base consolidation levels, e.g. 0.5,2 (capacity and behavior_cloning repeat their "
                          "experiment on a base trained that many memorisation-steps past memorising; the "
@@ -114,9 +119,12 @@ def parse(argv):
     ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
                     help="with --model: auto (default) = bf16 autocast on a GPU that has it, else fp32; fp16 = "
                          "float16 autocast with a loss scaler (CUDA only). The synthetic grids always run fp32")
-    from interference.real_data import add_arguments as add_real_arguments
     add_real_arguments(ap)  # behavior_cloning and localized on a real model: hypotheses/real_world.py
-    return ap.parse_args(argv)
+    return ap
+
+
+def parse(argv):
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args) -> int:
+    from interference.hypotheses import HYPOTHESES
     from interference.hypotheses.context import Context
-    from interference.hypotheses.runner import hypothesis_config
+    from interference.hypotheses.runner import hypothesis_config, run_and_draw
     from interference.io import atomic_write_json as write_json
     from interference.models import ModelError, resolve_device
     from interference.bases import BaseSpec
@@ -185,7 +194,7 @@ def _main(args) -> int:
 
 def _main_real(args) -> int:
     """behavior_cloning or localized on a real model and data (``hypotheses.real_world``)."""
-    from interference.hypotheses.runner import hypothesis_config
+    from interference.hypotheses.runner import hypothesis_config, run_and_draw
     from interference.hypotheses.real_world import NAMES, prepare
     from interference.real_data import resolve_model_and_data
     if args.hypothesis in ("capacity", "all"):
@@ -225,6 +234,7 @@ def _main_real(args) -> int:
 
 
 def format_table(v: dict, d: Path) -> str:
+    from interference.metrics.stats import format_estimate
     rows = [("share", v["share"])] + [tuple(r) for r in v.get("headline", [])]
     w = max(len(r[0]) for r in rows)
     lines = [f"{v['hypothesis']}: {v['verdict'].upper()}  ({v['share']['n']} seeds; mean [95% CI])"]

@@ -1,7 +1,7 @@
 """Writes a notebook from a list of cells: the one piece every ``build_*.py`` here shares.
 
 Why the notebooks are built from code: they are reviewed like code, and what is in git is exactly
-what a builder writes (outputs stripped; ``tests/test_notebook.py`` checks both).
+what a builder writes; ``execute.py`` adds the outputs (``tests/test_notebook.py`` checks both).
 """
 from __future__ import annotations
 

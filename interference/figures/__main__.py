@@ -20,20 +20,15 @@ DEFAULT_RUNS = {False: "runs/figures", True: "runs/figures_quick"}
 DATA_VERSION = 2  # bump when a compute step's output changes shape, so cached data is recomputed
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        print(f"error: {message}.", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def parse(argv):
-    ap = _Parser(prog="python -m interference.figures", description=__doc__.split("\n\n")[0])
+def build_parser():
+    from interference.cli import Parser, add_common
+    ap = Parser(prog="python -m interference.figures", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny world, few seeds (minutes on 2 cores)")
     ap.add_argument("--only", help="comma-separated figure names (see --list)")
-    from interference.cli import device_name, out_dir
+    from interference.cli import out_dir
     ap.add_argument("--out", type=out_dir, help="output directory (default figures/, or figures/quick/ with --quick)")
     ap.add_argument("--runs", type=out_dir, help="fine-tuning run cache (default runs/figures[_quick])")
-    ap.add_argument("--configs", help="directory of figure configs (default analyses/figures)")
+    ap.add_argument("--configs", help="directory of figure configs (default: the packaged interference/figures/configs)")
     ap.add_argument("--hypotheses", help="hypothesis results directory (overrides the configs' hypotheses_dir)")
     ap.add_argument("--forecast", help="forecast results directory (overrides the configs' forecast_dir)")
     ap.add_argument("--list", action="store_true", help="list the figures and exit")
@@ -43,10 +38,13 @@ def parse(argv):
                     help="run the hypothesis / forecast commands whose results a figure needs when they are missing")
     ap.add_argument("--jobs", type=int, default=1,
                     help="train missing runs in this many processes first (one thread each; 2 on 2 cores)")
-    ap.add_argument("--device", default="auto", type=device_name, help="auto (CUDA if available), cpu or cuda")
-    ap.add_argument("--no-progress", action="store_true")
+    add_common(ap)
     ap.add_argument("--traceback", action="store_true", help="stop at the first failing figure with its traceback")
-    return ap.parse_args(argv)
+    return ap
+
+
+def parse(argv):
+    return build_parser().parse_args(argv)
 
 
 def select(only: str | None, names: list[str]) -> list[str]:

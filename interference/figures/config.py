@@ -1,4 +1,4 @@
-"""Typed configs of the figures, read from ``analyses/figures/<name>.json``.
+"""Typed configs of the figures, read from ``interference/figures/configs/<name>.json``.
 
 A config file holds the default-world settings at the top level and the ``--quick`` overrides
 under ``"quick"``, so one file says both what the paper-sized figure uses and what the smoke run
@@ -9,14 +9,26 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from interference.figures.runs import Arm, RunSettings
 from interference.io import check_fields
 
-REPO = Path(__file__).resolve().parents[2]  # the checkout: notebooks run in notebooks/, the CLI at the root
-CONFIG_DIR = REPO / "analyses" / "figures"
+# Package data (importlib.resources), so an installed wheel finds the configs as a checkout does.
+CONFIG_DIR = resources.files("interference.figures") / "configs"
+
+
+def _root() -> Path:
+    """Where relative run caches live: the checkout when the package sits in one (notebooks run in
+    notebooks/, the CLI at the root, and both must find the same runs), else the working directory
+    (an installed package has no checkout to point into)."""
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "pyproject.toml").is_file() and (here / "interference").is_dir() else Path.cwd()
+
+
+REPO = _root()
 
 
 class FigureConfigError(ValueError):
@@ -106,8 +118,8 @@ class ResultsConfig(FigureConfig):
 
 def load_config(cls: type[FigureConfig], name: str, quick: bool, config_dir: str | Path | None = None) -> FigureConfig:
     """The config of figure ``name`` (its JSON file, with the quick overrides when ``quick``)."""
-    path = Path(config_dir or CONFIG_DIR) / f"{name}.json"
-    if not path.exists():
+    path = (Path(config_dir) if config_dir else CONFIG_DIR) / f"{name}.json"
+    if not path.is_file():
         raise FigureConfigError(f"no config {path} for figure {name!r}; restore it from git or pass --configs DIR.")
     try:
         raw: dict[str, Any] = json.loads(path.read_text())

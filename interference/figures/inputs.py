@@ -140,19 +140,17 @@ def designed_intervention(hyp_dir: str | Path, quick: bool = False) -> dict:
 
 # ------------------------------------------------------------------ forecast
 def roc_curve(scores, labels) -> tuple[list[float], list[float]]:
-    """(false-positive rates, true-positive rates) sweeping the threshold down through the scores;
-    ties move together, so the curve's area equals the Mann-Whitney AUROC."""
+    """(false-positive rates, true-positive rates) sweeping the threshold down through the scores
+    (``sklearn.metrics.roc_curve``, every threshold kept); ties move together, so the curve's area
+    equals the Mann-Whitney AUROC. Non-finite scores are dropped; one class only: the diagonal."""
+    from sklearn.metrics import roc_curve as _roc
     s, y = np.asarray(scores, float), np.asarray(labels, bool)
     ok = np.isfinite(s)
     s, y = s[ok], y[ok]
-    P, N = int(y.sum()), int((~y).sum())
-    if P == 0 or N == 0:
+    if y.all() or not y.any():
         return [0.0, 1.0], [0.0, 1.0]
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]  # last index of each tie group
-    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
-    return [0.0] + (fp / N).tolist(), [0.0] + (tp / P).tolist()
+    fpr, tpr, _ = _roc(y, s, drop_intermediate=False)
+    return fpr.tolist(), tpr.tolist()
 
 
 LABEL_KEYS = ("forgotten", "label", "y")

@@ -15,6 +15,9 @@ REGION_LABELS = {"stability": "pre-existing facts kept", "task": "task (QA forma
                  "plasticity": "new facts learned"}
 
 
+STABILITY_TOLERANCE = 0.01  # the "kept" region: held-out accuracy within one point of its best on the plane
+
+
 def plot_param_space(d: dict, out: Path, stem: str = "param_space") -> list[Path]:
     """Regions of the plane base + span(two end points) where each set is answered, and the two
     training paths projected onto it (a real 2-D slice of parameter space, not a cartoon)."""
@@ -24,13 +27,21 @@ def plot_param_space(d: dict, out: Path, stem: str = "param_space") -> list[Path
         acc = np.asarray(d["accuracy"][s], float)
         if not np.isfinite(acc).any():
             continue
-        level = d["threshold"] * np.nanmax(acc)
+        if s == "stability":  # 87-100% everywhere on the plane: "kept" = within a point of the best
+            level, rule = np.nanmax(acc) - STABILITY_TOLERANCE, f"accuracy within {STABILITY_TOLERANCE:g} of best"
+        else:
+            level, rule = d["threshold"] * np.nanmax(acc), f">= {d['threshold']:.0%} of best"
         ax[0, 0].contourf(a, b, acc, levels=[level, 1.01], colors=[SET_COLORS[s]], alpha=0.22)
         ax[0, 0].contour(a, b, acc, levels=[level], colors=[SET_COLORS[s]], linewidths=1.2)
-        ax[0, 0].plot([], [], color=SET_COLORS[s], lw=6, alpha=0.4,
-                      label=f"{REGION_LABELS[s]} (>= {d['threshold']:.0%} of best)")
-    im = ax[0, 1].pcolormesh(a, b, np.asarray(d["accuracy"]["stability"], float), cmap="Blues", vmin=0, vmax=1,
-                             shading="auto")
+        ax[0, 0].plot([], [], color=SET_COLORS[s], lw=6, alpha=0.4, label=f"{REGION_LABELS[s]} ({rule})")
+    stab = np.asarray(d["accuracy"]["stability"], float)
+    lo = float(np.nanmin(stab)) if np.isfinite(stab).any() else 0.0
+    # the colour scale spans what the plane holds (not 0-1, where 0.87-1.0 was one shade of blue)
+    im = ax[0, 1].pcolormesh(a, b, stab, cmap="viridis", vmin=lo, vmax=1, shading="auto")
+    levels = [x for x in (0.95, 0.975, 0.99) if lo < x < 1]
+    if levels:
+        cs = ax[0, 1].contour(a, b, stab, levels=levels, colors="w", linewidths=0.7)
+        ax[0, 1].clabel(cs, fmt="%.3f", fontsize=6)
     fig.colorbar(im, ax=ax[0, 1], label="held-out known facts right (accuracy)")
     for k, panel in enumerate((ax[0, 0], ax[0, 1])):
         panel.plot(0, 0, "k*", ms=11, label="base model" if k == 0 else None, zorder=5)
@@ -64,26 +75,35 @@ def plot_localized(d: dict, out: Path, stem: str = "localized") -> list[Path]:
                           yerr=yerr([x["forgetting"] for x in bins], (0, 1)), fmt="o-", color=color(ov["arm"]), capsize=3)
         ax[0, 0].axhline(finite(ov["forgetting"]["value"]), color="k", ls=":", lw=0.8, label="all facts")
         au, fr = ov["auroc_overlap"], ov["auroc_fragility"]
-        ax[0, 0].set_title(f"(a) base overlap -> forgetting ({ov['arm']})\nAUROC overlap {finite(au['value']):.2f}, "
-                           f"fragility baseline {finite(fr['value']):.2f}")
+        chance = finite(au.get("low")) <= 0.5 <= finite(au.get("high"))  # say what a chance-level AUROC means
+        ax[0, 0].set_title(f"(a) base overlap -> forgetting ({ov['arm']})\nAUROC overlap {finite(au['value']):.2f}"
+                           + (f" [{finite(au['low']):.2f}, {finite(au['high']):.2f}]: no better than chance"
+                              if chance else "")
+                           + f"\nfragility baseline {finite(fr['value']):.2f}")
         ax[0, 0].set(xlabel=f"max cosine to a new fact, layer {ov['layer']} (quantile bin mean)",
                      ylabel="share of held-out known facts forgotten")
-        ax[0, 0].legend()
+        ax[0, 0].legend(loc="upper right")
     else:
         note(ax[0, 0], "no overlap data")
     des = d.get("designed") or {}
     if "arms" in des:
-        xs = np.arange(len(des["arms"]))
+        order = sorted(range(len(des["arms"])), key=lambda i: dose_key(des["arms"][i]))
+        arms = [des["arms"][i] for i in order]
+        xs = np.arange(len(arms))
         for k, (key, c, lab) in enumerate((("targets", "#CC3311", "targets (overlapped on purpose)"),
                                            ("rest", "#999999", "rest of the known facts"))):
-            ax[0, 1].bar(xs + (k - 0.5) * 0.38, [finite(e["value"]) for e in des[key]], 0.38,
-                         yerr=yerr(des[key], (0, 1)), capsize=2, color=c, label=lab)
+            est = [des[key][i] for i in order]
+            ax[0, 1].bar(xs + (k - 0.5) * 0.38, [finite(e["value"]) for e in est], 0.38,
+                         yerr=yerr(est, (0, 1)), capsize=2, color=c, label=lab)
         ax[0, 1].set_xticks(xs)
-        ax[0, 1].set_xticklabels([a.replace("_", " ") for a in des["arms"]], fontsize=7, rotation=40, ha="right",
+        ax[0, 1].set_xticklabels([a.replace("_", " ") for a in arms], fontsize=7, rotation=40, ha="right",
                                  rotation_mode="anchor")  # eleven arms: level labels overlap
         ax[0, 1].set(ylabel="share of known facts forgotten", xlabel="arm of the designed intervention",
                      title=f"(b) designed overlap: targets vs rest\nlocalized verdict: {des.get('verdict')}")
-        ax[0, 1].legend()
+        top = max([finite(e.get("high")) for k in ("targets", "rest") for e in des[k] if e.get("high") is not None]
+                  + [finite(e["value"]) for k in ("targets", "rest") for e in des[k]])
+        ax[0, 1].set_ylim(0, 1.3 * top)  # headroom: the legend sits above every bar and interval
+        ax[0, 1].legend(loc="upper left", ncol=2, fontsize=6.5)
     else:
         note(ax[0, 1], "(b) designed intervention\n" + des.get("missing", "not available"))
     for i, (label, c) in enumerate(ordered(d, "drift")):
@@ -91,8 +111,24 @@ def plot_localized(d: dict, out: Path, stem: str = "localized") -> list[Path]:
     ax[0, 2].set(xlabel="optimizer steps", ylabel="drift: 1 - cos(h_t, h_base)",
                  title=f"(c) drift of held-out entities, layer {d['layer']}")
     ax[0, 2].legend()
-    style.caption(fig, f"mean and 95% CI over {d['seeds']} seeds; residual stream at the subject's last token")
+    seeds = f"(a), (c): mean and 95% CI over {d['seeds']} seeds"
+    if des.get("seeds") is not None:
+        seeds += f"; (b): over the verdict's {des['seeds']} seeds"
+    style.caption(fig, f"{seeds}; residual stream at the subject's last token")
     return style.save(fig, out, stem)
+
+
+# The designed intervention's arms by how much of a target's name a new entity shares: none
+# (uuid), pieces from never-watched entities (disjoint), 0, 1 (first/second/last piece), 2;
+# each level's variants (frozen, distilled) right after it. Alphabetical order mixed the doses.
+DOSE = {"uuid": 0, "disjoint": 1, "share0": 2, "share1": 3, "share2": 4}
+VARIANT = {"": 0, "first": 1, "second": 2, "last": 3, "distill": 4, "frozen": 5}
+
+
+def dose_key(arm: str) -> tuple:
+    base = next((k for k in sorted(DOSE, key=len, reverse=True) if arm == k or arm.startswith(k + "_")), None)
+    variant = arm[len(base) + 1:] if base else arm
+    return (DOSE.get(base, len(DOSE)), VARIANT.get(variant, len(VARIANT)), arm)
 
 
 GROUP_ROWS = ("embed", "attn", "mlp", "norm", "unembed")
@@ -111,16 +147,37 @@ def attribution_matrix(shares: dict) -> tuple[list[str], list[str], np.ndarray]:
     return rows, cols, m
 
 
+# A unit's share is drawn only when its 95% CI over seeds is narrower than this: self-distillation
+# forgets one or two facts per seed, and a "share" of one fact (CI -2..+2) is noise, not structure.
+MAX_SHARE_CI_WIDTH = 1.0
+
+
+def _determined(e) -> bool:
+    if not isinstance(e, dict):
+        return True
+    lo, hi = finite(e.get("low")), finite(e.get("high"))
+    return e.get("n", 0) >= 2 and math.isfinite(lo) and math.isfinite(hi) and hi - lo <= MAX_SHARE_CI_WIDTH
+
+
 def plot_attribution(d: dict, out: Path, stem: str = "attribution") -> list[Path]:
-    """Heatmap per method: share of the forgetting undone by reverting each unit to the base."""
+    """Heatmap per method: share of the forgetting undone by reverting each unit to the base.
+    Cells whose share is undetermined (CI wider than ``MAX_SHARE_CI_WIDTH``) are left grey."""
     arms = d["arms"]
     fig, ax = style.figure(len(arms), width=3.6, height=3.0)
     im = None
     for k, (label, arm) in enumerate(ordered(d, "arms")):
+        shares = {u: e for u, e in arm["share"].items() if _determined(e)}
         rows, cols, m = attribution_matrix(arm["share"])
+        _, _, shown = attribution_matrix(shares) if shares else (rows, cols, np.full_like(m, np.nan))
+        if shown.shape != m.shape:  # some rows or layers lost every cell: place what is left by name
+            shown = np.full_like(m, np.nan)
+            for u, e in shares.items():
+                g, _, l = u.partition(".")
+                shown[rows.index(g), cols.index(l or "-")] = finite(e["value"] if isinstance(e, dict) else e)
         a = ax[0, k]
-        im = a.imshow(np.ma.masked_invalid(m), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-        for (i, j), v in np.ndenumerate(m):
+        a.set_facecolor("#DDDDDD")
+        im = a.imshow(np.ma.masked_invalid(shown), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+        for (i, j), v in np.ndenumerate(shown):
             if math.isfinite(v):
                 a.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if abs(v) > 0.6 else "k")
         a.set_xticks(range(len(cols)))
@@ -128,14 +185,30 @@ def plot_attribution(d: dict, out: Path, stem: str = "attribution") -> list[Path
         a.set_yticks(range(len(rows)))
         a.set_yticklabels(rows)
         a.grid(False)
-        a.set(xlabel="layer", title=f"{label}: forgetting {finite(arm['forgetting']['value']):.3f}")
+        title = f"{label}: forgetting {finite(arm['forgetting']['value']):.3f}"
+        if not shares:
+            title += "\ntoo few forgotten facts to attribute"
+            a.text(0.5, 0.5, "every unit's share is\nundetermined (95% CI\nwider than 1)", transform=a.transAxes,
+                   ha="center", va="center", fontsize=8, color="#444444")
+        a.set(xlabel="layer", title=title)
     fig.colorbar(im, ax=ax[0, :].tolist(), label="share of forgetting undone by reverting the unit", shrink=0.9)
     style.caption(fig, f"mean over {d['seeds']} seeds; 1 = reverting that unit alone restores every forgotten fact, "
-                       "negative = the revert makes it worse")
+                       f"negative = the revert makes it worse; grey = 95% CI wider than {MAX_SHARE_CI_WIDTH:g}")
     return style.save(fig, out, stem)
 
 
 CURVE_COLORS = {"uuid": "#777777", "semantic": "#CC3311", "sft": "#CC3311", "joint": "#228833", "drift": "#999933"}
+
+
+STAT_KINDS = {"share": "shares of forgetting (P)", "slope": "slopes: excess SFT forgetting per doubling",
+              "rate": "forgetting rates (share of known facts)"}
+
+
+def stat_kind(name: str) -> str:
+    """Which scale a capacity statistic is on: a share P, a slope per doubling, or a rate."""
+    if name.startswith("P") or "share" in name:
+        return "share"
+    return "slope" if "per doubling" in name or "slope" in name else "rate"
 
 
 def plot_capacity(d: dict, out: Path, stem: str = "capacity") -> list[Path]:
@@ -166,21 +239,29 @@ def plot_capacity(d: dict, out: Path, stem: str = "capacity") -> list[Path]:
     else:
         note(ax[0, 0], "this capacity verdict has no forgetting-by-count series")
     stats = d["statistics"]
-    # rates, ratios, slopes; step counts ("steps uuid d64", "learned_step_sft") have another scale
-    keys = [k for k in stats if not re.search(r"(^|[\s_])steps?($|[\s_])", k)][:16]
-    if keys:
-        est = [stats[k] for k in keys]
-        ax[0, 1].barh(range(len(keys)), [finite(e["value"]) for e in est], xerr=yerr(est), capsize=2,
-                      color="#999933")
-        ax[0, 1].set_yticks(range(len(keys)))
-        ax[0, 1].set_yticklabels([k.replace("_", " ") for k in keys], fontsize=6.5)
-        ax[0, 1].invert_yaxis()
-        ax[0, 1].axvline(0, color="k", lw=0.6)
-        ax[0, 1].set(xlabel="value (mean, 95% CI over seeds)", title="capacity: headline statistics")
+    # step counts ("steps uuid d64", "learned_step_sft") have another scale and stay out; the rest
+    # are three kinds on three scales (one shared bar axis hid the slopes next to the shares)
+    keys = [k for k in stats if not re.search(r"(^|[\s_])steps?($|[\s_])", k)]
+    kinds = {kind: [k for k in keys if stat_kind(k) == kind] for kind in STAT_KINDS}
+    kinds = {kind: ks for kind, ks in kinds.items() if ks}
+    ax[0, 1].remove()
+    if kinds:
+        sub = ax[0, 1].get_subplotspec().subgridspec(len(kinds), 1, height_ratios=[len(v) + 1.2 for v in kinds.values()])
+        for r, (kind, ks) in enumerate(kinds.items()):
+            a = fig.add_subplot(sub[r, 0])
+            est = [stats[k] for k in ks]
+            a.errorbar([finite(e["value"]) for e in est], range(len(ks)), xerr=yerr(est), fmt="o", capsize=2,
+                       color="#999933", ms=4)
+            a.set_yticks(range(len(ks)), [k.replace("_", " ") for k in ks], fontsize=6.5)
+            a.set_ylim(len(ks) - 0.5, -0.5)
+            a.axvline(0, color="k", lw=0.6)
+            a.set_title(STAT_KINDS[kind], fontsize=8, loc="left")
+        a.set_xlabel("value (mean, 95% CI over seeds)")
     else:
-        note(ax[0, 1], "no statistics")
+        fig.add_subplot(ax[0, 1].get_subplotspec()).text(0.5, 0.5, "no statistics", ha="center")
     e = d["estimate"]
     fig.suptitle(f"capacity: {d.get('verdict')}  (endpoint {finite(e.get('value')):.2f} "
                  f"[{finite(e.get('low')):.2f}, {finite(e.get('high')):.2f}], {d.get('seeds')} seeds)")
-    style.caption(fig, f"endpoint: {d.get('endpoint', '')}"[:170])
+    import textwrap
+    style.caption(fig, textwrap.fill(f"endpoint: {d.get('endpoint', '')}", 190))  # whole, wrapped: not cut
     return style.save(fig, out, stem)

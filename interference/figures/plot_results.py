@@ -24,8 +24,12 @@ def plot_hypotheses(d: dict, out: Path, stem: str = "hypotheses") -> list[Path]:
         if h.get("main_at") is not None:
             a.axvspan(h["main_at"], max(h["main_at"], finite(e.get("high")) if e.get("high") is not None else 1) + 1,
                       color=VERDICT_COLORS["main_driver"], alpha=0.08)
+            a.text(h["main_at"], -0.85, f" main driver if the CI is above {h['main_at']:g}", fontsize=6,
+                   color=VERDICT_COLORS["main_driver"], va="bottom", ha="left")
         if h.get("negligible_below") is not None:
             a.axvline(h["negligible_below"], color=VERDICT_COLORS["not_supported"], lw=0.8, ls=":")
+            a.text(h["negligible_below"], 0.45, f"negligible below {h['negligible_below']:g} ", fontsize=6,
+                   color=VERDICT_COLORS["not_supported"], va="bottom", ha="right")
         lo, hi = finite(e.get("low")), finite(e.get("high"))
         span = [x for x in (lo, hi, v, 0.0, h.get("negligible_below")) if x is not None and x == x]
         pad = 0.15 * (max(span) - min(span) or 1)
@@ -67,12 +71,17 @@ def plot_forecast(d: dict, out: Path, stem: str = "forecast") -> list[Path]:
     else:
         note(ax[0, 0], "(a) no per-fact scores in forecast.json")
     est = [d["auroc"][p] for p in preds]
-    ax[0, 1].barh(range(len(preds)), [finite(e["value"]) for e in est], xerr=yerr(est, (0, 1)), capsize=3,
-                  color=[colors[p] for p in preds])
+    # points with intervals on the whole 0-1 range: bars cut at 0.3 made 0.55 look twice 0.42
+    for i, (p, e) in enumerate(zip(preds, est)):
+        v = finite(e["value"])
+        ax[0, 1].errorbar([v], [i], xerr=yerr([e], (0, 1)), fmt="o", capsize=3, color=colors[p], ms=6)
+        ax[0, 1].annotate(f"{v:.2f}", (v, i), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=6.5)
     ax[0, 1].axvline(0.5, color="k", ls=":", lw=0.8)
+    ax[0, 1].text(0.5, len(preds) - 0.45, " chance", fontsize=6.5, va="bottom")
     ax[0, 1].set_yticks(range(len(preds)))
     ax[0, 1].set_yticklabels(preds)
-    ax[0, 1].set(xlabel="AUROC (mean, 95% CI over held-out seeds)", xlim=(0.3, 1.0), title="(b) how well each ranks")
+    ax[0, 1].set_ylim(-0.6, len(preds) - 0.1)
+    ax[0, 1].set(xlabel="AUROC (mean, 95% CI over held-out seeds)", xlim=(0.0, 1.0), title="(b) how well each ranks")
     if d["deciles"]:
         dec = d["deciles"]
         ax[0, 2].bar(range(len(dec)), [x["forgotten"] for x in dec], color="#CC3311", label="observed")

@@ -44,11 +44,11 @@ def produce(cfgs: dict, ctx, progress: bool = False, jobs: int = 1) -> list[str]
             done.append(f"python -m interference.run_hypothesis {' '.join(argv)}: {v['verdict']}")
     fc = cfgs.get("forecast")
     if fc is not None and not (Path(fc.forecast_dir) / "forecast.json").exists():
-        done.append(_forecast(fc, ctx))
+        done.append(_forecast(fc, ctx, progress))
     return done
 
 
-def _forecast(cfg, ctx) -> str:
+def _forecast(cfg, ctx, progress: bool = False) -> str:
     try:
         from interference.forecast.cli import main as forecast_main
     except ImportError:
@@ -60,5 +60,6 @@ def _forecast(cfg, ctx) -> str:
         raise MissingInput("the curves config has no plain SFT arm whose SFT set the forecast could score.")
     run = ctx.cache.get(sft, 0, curves.run)
     argv = ["--sft-data", str(run.out), "--evaluate", "--seeds", str(max(2, curves.seeds)), "--out", str(cfg.forecast_dir)]
+    argv += [] if progress else ["--no-progress"]  # the forecast shows bars by default now, like every command
     rc = forecast_main(argv)
     return f"python -m interference.forecast {' '.join(argv)}: exit {rc}"

@@ -92,6 +92,20 @@ def band(ax, x: Sequence[float], est: Sequence[dict], label: str, c: str, i: int
     ax.fill_between(x, lo, hi, color=c, alpha=0.18, lw=0)
 
 
+def zoom(ax, est: Sequence[dict], axis: str = "y", pad: float = 0.01, min_span: float = 0.06) -> None:
+    """Limit an accuracy axis to where the data and its (clipped) intervals are, never past [0, 1]:
+    effects of 2-8 points between methods vanish on a 0-1 axis. At least ``min_span`` wide."""
+    vals = [finite(e.get(k)) for e in est for k in ("value", "low", "high") if e.get(k) is not None]
+    vals = [min(max(v, 0.0), 1.0) for v in vals if math.isfinite(v)]
+    if not vals:
+        return
+    lo, hi = min(vals) - pad, max(vals) + pad
+    if hi - lo < min_span:
+        lo = hi - min_span
+    lo, hi = max(lo, -0.01), min(hi, 1.01)
+    (ax.set_ylim if axis == "y" else ax.set_xlim)(lo, hi)
+
+
 def yerr(est: Sequence[dict], clip: tuple[float, float] | None = None) -> list[list[float]]:
     """Asymmetric error-bar lengths [below, above] from estimate dicts (0 where no CI), the
     interval optionally bounded to the quantity's range (``clip``, as in ``band``)."""

@@ -16,6 +16,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +26,7 @@ from interference.data import Fact
 from interference.forecast.combine import Combiner, CombinerError
 from interference.forecast.predict import FeatureTable, compute_features
 
-PACKAGED = Path(__file__).resolve().parent
+PACKAGED = resources.files("interference.forecast")  # package data: found in a wheel as in the checkout
 COMBINER_FILES = ("default_combiner.json", "quick_combiner.json")  # fitted by analyses/forecast_eval.py
 
 
@@ -98,8 +99,9 @@ def default_combiner(names: Sequence[str], method: str = "sft") -> Combiner:
     tried = []
     for fname in COMBINER_FILES:
         for f in (PACKAGED / fname.replace(".json", f"_{method}.json"), PACKAGED / fname):
-            if f.exists():
-                comb = Combiner.load(f)
+            if f.is_file():
+                with resources.as_file(f) as local:  # a real path even from a zipped install
+                    comb = Combiner.load(local)
                 if set(comb.features) <= set(names):
                     return comb
                 tried.append(f.name)
@@ -125,7 +127,7 @@ def read_sft_data(path: str | Path) -> dict:
     return d
 
 
-def resolve_inputs(sft_data: str | Path, base: str | Path | None = None):
+def resolve_inputs(sft_data: str | Path, base: str | Path | None = None, device=None):
     """(model, tokenizer, base_dir, watch facts, train facts, new ids, slick, run config or None)."""
     from interference.models import ModelError, load_model
     from interference import bases
@@ -145,7 +147,7 @@ def resolve_inputs(sft_data: str | Path, base: str | Path | None = None):
     if not (base_dir / "config.json").exists():
         raise ForecastInputError(f"no pre-trained base at {base_dir}; pass --base DIR (a directory written by interference.pretrain).")
     try:
-        model, _, tok = load_model(base_dir)
+        model, _, tok = load_model(base_dir, device=device)
     except ModelError as e:
         raise ForecastInputError(str(e)) from None
     world = World(WorldConfig.from_dict(json.loads((base_dir / "config.json").read_text())["world"]))
@@ -172,10 +174,11 @@ def resolve_inputs(sft_data: str | Path, base: str | Path | None = None):
 
 
 def forecast_run(sft_data: str | Path, base: str | Path | None = None, methods: Sequence[str] = ("sft",),
-                 combiner: str | Path | None = None) -> dict[str, Forecast]:
-    """Forecast a run's SFT set (a run directory or its ``sft_data.json``) for each method."""
+                 combiner: str | Path | None = None, device=None) -> dict[str, Forecast]:
+    """Forecast a run's SFT set (a run directory or its ``sft_data.json``) for each method;
+    ``device`` is where the base model runs (None: the CPU)."""
     from interference.forecast.runs import METHOD_OPTIONS
-    model, tok, base_dir, watch, train, new_ids, slick, cfg = resolve_inputs(sft_data, base)
+    model, tok, base_dir, watch, train, new_ids, slick, cfg = resolve_inputs(sft_data, base, device)
     options = {m: dict(METHOD_OPTIONS.get(m, {})) for m in methods}
     if cfg is not None and cfg.method in options:
         options[cfg.method] = dict(cfg.method_options)

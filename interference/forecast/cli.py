@@ -16,12 +16,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from interference.cli import Parser, run_main
+from interference.cli import Parser, add_common, add_seeds, run_main
 
 METHODS = ("sft", "self_distill", "freeze")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> Parser:
     ap = Parser(prog="python -m interference.forecast", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sft-data", required=True, help="sft_data.json of a fine-tuning run (or the run directory)")
     ap.add_argument("--base", help="pre-trained base directory (default: the run's base, else the cached default base)")
@@ -30,9 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--combiner", help="combiner JSON (default: the packaged one fitted on the default world)")
     ap.add_argument("--top", type=int, help="write only the top N facts")
     ap.add_argument("--evaluate", action="store_true", help="fine-tune and score the forecast against real forgetting")
-    ap.add_argument("--seeds", type=int, default=5, help="seeds for --evaluate (data and model seed both)")
+    add_seeds(ap, "fine-tuning runs per method for --evaluate (each seed is the data and the model seed)", default=5)
     ap.add_argument("--runs", help="where --evaluate keeps its fine-tuning runs (default OUT/runs)")
-    ap.add_argument("--progress", action="store_true")
+    add_common(ap)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     return run_main(lambda: _main(ap, args))
 
@@ -46,11 +51,16 @@ def _main(ap: Parser, args) -> int:
     if args.top is not None and args.top < 1:
         ap.error("--top must be a positive number of facts")
     from interference.forecast.api import forecast_run, read_sft_data
+    from interference.models import resolve_device
+    from interference.threads import configure_threads
+    device = str(resolve_device(args.device))
+    configure_threads(device)
+    args.device = device
     out = Path(args.out)
     # ForecastInputError, CombinerError and SFTDataError are ValueErrors: run_main reports them
     if args.evaluate:
         return _evaluate(args, methods, out, read_sft_data(args.sft_data))
-    fcs = forecast_run(args.sft_data, args.base, methods, args.combiner)
+    fcs = forecast_run(args.sft_data, args.base, methods, args.combiner, device=args.device)
     out.mkdir(parents=True, exist_ok=True)
     for m, fc in fcs.items():
         fc.to_json(out / f"at_risk_{m}.json", args.top)
@@ -84,7 +94,8 @@ def _evaluate(args, methods, out: Path, sft: dict) -> int:
         base_dir = base_dir or cfg.base_dir
         quick = is_quick_base(cfg.base)
     ecfg = EvalConfig(seeds=args.seeds, methods=methods, quick=quick, base_dir=base_dir, data=data)
-    res = evaluate(ecfg, Path(args.runs) if args.runs else out / "runs", out, progress=args.progress)
+    res = evaluate(ecfg, Path(args.runs) if args.runs else out / "runs", out, progress=not args.no_progress,
+                   device=args.device)
     a = res["auroc"]
     print("AUROC (mean [95% CI] over held-out seeds): " +
           "; ".join(f"{p} {v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]" for p, v in a.items()))

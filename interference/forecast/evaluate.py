@@ -84,7 +84,8 @@ def teacher_for(method_cfg, model, tok, world, data, base_dir):
     return format_teacher(model, tok, data.format_facts, recipe, base_dir, base_fingerprint(base_dir))
 
 
-def seed_tables(cfg: EvalConfig, seed: int, root: Path, progress: bool = False) -> dict[str, tuple[FeatureTable, np.ndarray]]:
+def seed_tables(cfg: EvalConfig, seed: int, root: Path, progress: bool = False,
+                device=None) -> dict[str, tuple[FeatureTable, np.ndarray]]:
     """{method: (features, forgotten labels)} for one seed: fine-tunes each method (reused when the
     run exists) and computes the a-priori features from the base and the SFT set (cached)."""
     from interference.models import load_model
@@ -94,7 +95,7 @@ def seed_tables(cfg: EvalConfig, seed: int, root: Path, progress: bool = False) 
 
     out = {}
     cfgs = {m: run_config(m, seed, base_dir=cfg.base_dir, quick=cfg.quick, data=_data_cfg(cfg)) for m in cfg.methods}
-    store = RunStore(root, progress=progress)
+    store = RunStore(root, progress=progress, device=device)
     recs = {m: store.get(c) for m, c in cfgs.items()}
     key = {"runs": {m: c.to_dict() for m, c in cfgs.items()}, "version": 3}  # bump when a feature changes (3: lookahead)
     cache = root / "features" / f"seed{seed}-{config_hash(key)}.json"
@@ -104,7 +105,7 @@ def seed_tables(cfg: EvalConfig, seed: int, root: Path, progress: bool = False) 
         rec = next(iter(recs.values()))
         world, data = rec.world_and_data()
         bd = base_dir_of(rec.config)
-        model, _, tok = load_model(bd)
+        model, _, tok = load_model(bd, device=device)
         watch = list(data.eval_sets["stability"])
         teachers = {m: teacher_for(cfgs[m], model, tok, world, data, bd) for m in cfg.methods if m == "self_distill"}
         tables = compute_features(model, tok, watch, data.train, set(data.unknown_ids), load_slick(bd),
@@ -166,12 +167,12 @@ def single_feature_auroc(tables: Sequence[FeatureTable], labels: Sequence[np.nda
 
 
 def evaluate(cfg: EvalConfig, root: str | Path, out: str | Path, progress: bool = False,
-             heldout: dict | None = None) -> dict:
+             heldout: dict | None = None, device=None) -> dict:
     """Run the evaluation and write ``out/forecast.json`` (+ ``per_fact.jsonl``, calibration.png,
     combiner.json). ``heldout``: {"base_dir": ..., "seeds": n} to score the default-world combiner
     on another world."""
     root, out = Path(root), Path(out)
-    per = [seed_tables(cfg, s, root, progress) for s in range(cfg.seeds)]
+    per = [seed_tables(cfg, s, root, progress, device) for s in range(cfg.seeds)]
     result = {"config": cfg.to_dict(), "target": "forgotten = base right, wrong at the end of SFT (stability set)",
               "methods": {}}
     fact_rows = []

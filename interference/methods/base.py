@@ -52,6 +52,7 @@ class RunContext:
     device: torch.device = torch.device("cpu")
     step: int = 0
     last_eval: dict = field(default_factory=dict)  # set name -> accuracy at the latest evaluation
+    last_loss: float | None = None  # the training loss at the latest evaluation (None at step 0)
     timeline: list = field(default_factory=list)  # rows of the latest evaluation (see CONTRACTS.md)
     teacher: Any = None  # the frozen format teacher, when the method's stages() ask for one
     probe: Any = None  # a copy of the base after a few plain SFT steps, when asked for

@@ -19,8 +19,8 @@ from interference.models import model_logits
 
 @dataclass(frozen=True)
 class EWCConfig(MethodConfig):
-    weight: float = 0.01  # same scale as l2_init.weight because F is normalised to mean 1
-    n_fisher: int = 128  # statements for the Fisher; per-example backward passes, so kept small
+    weight: float = 0.01  # strength of the Fisher-weighted pull to the base weights; l2_init.weight's scale (F has mean 1)
+    n_fisher: int = 128  # statements the Fisher is estimated on; per-example backward passes, so kept small
     seed: int = 0  # which statements
 
     def __post_init__(self) -> None:

@@ -16,7 +16,7 @@ from interference.models import GROUPS, param_group
 
 @dataclass(frozen=True)
 class FreezeConfig(MethodConfig):
-    groups: str = "attn"  # what trains; the paper's headline contrast is attn vs mlp
+    groups: str = "attn"  # the parameter groups that train (attn, mlp, embed, unembed, norm, mlp:0-1; the rest freeze); the paper's headline contrast is attn vs mlp
 
     def __post_init__(self) -> None:
         parse_spec(self.groups)  # syntax and group names; layer ranges are checked against the model

@@ -22,7 +22,7 @@ MATCHES = ("none", "kl")
 
 @dataclass(frozen=True)
 class L2InitConfig(MethodConfig):
-    weight: float = 0.01  # on the *sum* of squared deltas (~1e5 params x ~1e-4 deltas -> O(1) next to CE)
+    weight: float = 0.01  # strength of the pull to the base weights, on the *sum* of squared deltas (~1e5 params x ~1e-4 deltas -> O(1) next to CE)
     match: str = "none"  # "kl": replace weight by the KL-gradient-matched value (see module doc)
     kl_weight: float = 1.0  # the self-distillation lambda to match
     temperature: float = 0.5  # the self-distillation temperature to match

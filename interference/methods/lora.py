@@ -17,7 +17,7 @@ TARGETS = ("attn", "mlp", "all")  # which groups' linears (models.FAMILIES names
 
 @dataclass(frozen=True)
 class LoRAConfig(MethodConfig):
-    rank: int = 8  # small next to d_model 128; the capacity question is what LoRA probes
+    rank: int = 8  # rank of each adapter; small next to d_model 128; the capacity question is what LoRA probes
     alpha: float = 16.0  # scale alpha/rank = 2, peft's common default ratio
     targets: str = "all"  # which linears get adapters: attn, mlp or all
 

@@ -22,7 +22,7 @@ from interference.models import model_logits
 @dataclass(frozen=True)
 class ReplayConfig(MethodConfig):
     ratio: float = 0.5  # replayed statements per SFT example (a third of each mixed batch)
-    seed: int = 0
+    seed: int = 0  # which replayed examples each step draws (a generator seeded with (seed, step))
     corpus: str = "statements"  # or "pretraining": statements, filler and pre-training QA
 
     def __post_init__(self) -> None:

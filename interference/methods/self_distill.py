@@ -71,9 +71,9 @@ def validate_teacher(teacher, student) -> None:
 
 @dataclass(frozen=True)
 class SelfDistillConfig(MethodConfig):
-    kl_weight: float = 1.0  # lambda; the paper's default
-    temperature: float = 0.5  # the paper's default; sharpens the teacher towards its argmax
-    direction: str = "forward"  # forward = KL(teacher || student)
+    kl_weight: float = 1.0  # lambda, the weight of the KL term next to CE (the paper's default)
+    temperature: float = 0.5  # softmax temperature of both sides of the KL (the paper's default); sharpens the teacher towards its argmax
+    direction: str = "forward"  # forward = KL(teacher || student), reverse = KL(student || teacher)
     teacher: str = "format"  # "format": base + 1 epoch SFT on Known facts; "base": the base itself
     # Token-level KL on every real token ("all"), or on answer-predicting positions only.
     # "all" is the default: with one-token answers, "answer" puts the whole KL on the very token

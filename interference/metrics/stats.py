@@ -57,7 +57,13 @@ def bootstrap_ci(data: Sequence | np.ndarray, statistic: Callable[..., float], n
                  level: float = 0.95, seed: int = 0, paired: Sequence | np.ndarray | None = None) -> Estimate:
     """Percentile bootstrap of ``statistic(data)`` (or ``statistic(data, paired)``, resampling the
     pairs together, as a correlation needs). Used for per-fact statistics, where n is hundreds
-    and no closed form exists (Spearman rho, forgetting-rate differences)."""
+    and no closed form exists (Spearman rho, forgetting-rate differences).
+
+    Hand-written rather than ``scipy.stats.bootstrap`` because that one cannot do two things this
+    one does: drop resamples whose statistic is undefined (a resample with a constant side gives
+    Spearman nan, which scipy propagates into a nan interval), and draw the resamples as
+    ``rng.integers(0, n, n)`` from ``seed``, the stream every saved verdict was computed with
+    (scipy draws its own, so every stored interval would move)."""
     x = np.asarray(data)
     if x.shape[0] == 0:
         raise ValueError("bootstrap_ci got no values; pass at least one observation.")
@@ -92,14 +98,14 @@ def ols_slope(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman rank correlation (average ranks for ties); nan when either side is constant."""
+    """Spearman rank correlation (``scipy.stats.spearmanr``: average ranks for ties); nan when
+    either side is constant (checked first: scipy warns there, and bootstraps hit it often)."""
     a, b = _as_array(x, "spearman"), _as_array(y, "spearman")
     if a.size != b.size:
         raise ValueError(f"spearman: {a.size} x values but {b.size} y values; pass equal lengths.")
-    ra, rb = _st.rankdata(a), _st.rankdata(b)
-    if ra.std() == 0 or rb.std() == 0:
+    if a.size < 2 or np.all(a == a[0]) or np.all(b == b[0]):
         return math.nan
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(_st.spearmanr(a, b).statistic)
 
 
 def spearman_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 1000, level: float = 0.95,
@@ -110,15 +116,15 @@ def spearman_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 1000, leve
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     """Area under the ROC curve = P(score of a random positive > score of a random negative),
-    ties counting one half (Mann-Whitney U). nan when one class is missing."""
+    ties counting one half (``sklearn.metrics.roc_auc_score``). nan when one class is missing
+    (where scikit-learn raises)."""
+    from sklearn.metrics import roc_auc_score
     s, l = _as_array(scores, "auroc"), np.asarray(labels, dtype=bool).ravel()
     if s.size != l.size:
         raise ValueError(f"auroc: {s.size} scores but {l.size} labels; pass equal lengths.")
-    n_pos, n_neg = int(l.sum()), int((~l).sum())
-    if n_pos == 0 or n_neg == 0:
+    if l.all() or not l.any():
         return math.nan
-    ranks = _st.rankdata(s)
-    return float((ranks[l].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(l, s))
 
 
 def estimate(values: Sequence[float]) -> dict:
