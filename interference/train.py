@@ -150,6 +150,13 @@ class RunRecord:
     def timeline(self) -> list[dict]:
         return [json.loads(line) for line in (self.out / TIMELINE).read_text().splitlines() if line]
 
+    def timeline_dataset(self):
+        """The per-fact timeline as a Hugging Face ``datasets.Dataset`` (Arrow: filter, group and
+        ``to_pandas`` without loading every row as a dict), one row per fact per evaluation; the
+        columns are the timeline's (docs/CONTRACTS.md)."""
+        from datasets import Dataset
+        return Dataset.from_json(str(self.out / TIMELINE))
+
     def load_model(self, device=None):
         """The fine-tuned model: (model, ModelConfig or None for a real model, tokenizer)."""
         if self.config.real:

@@ -466,11 +466,11 @@ def test_figures_bad_device_is_one_sentence(tmp_path, capsys):
     assert not (tmp_path / "f").exists()
 
 
-def test_interrupted_finetune_says_to_resume_with_the_flag(capsys, monkeypatch):
+def test_interrupted_finetune_says_how_to_resume(capsys, monkeypatch):
     from interference import finetune as ft
     monkeypatch.setattr("interference.train.finetune", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     code = ft.main(["--method", "sft", "--quick", "--out", "x", "--no-progress"])
-    assert code == 130 and "with --resume" in capsys.readouterr().err
+    assert code == 130 and "run the same command again" in capsys.readouterr().err  # finetune resumes by itself
 
 
 def test_absurd_lora_rank_is_refused_before_allocating(ft_base_dir, tmp_path, capsys):

@@ -52,6 +52,9 @@ def test_timeline_and_metrics(ft_config, tmp_path):
     assert [e[0] for e in cb.events] == ["start", "eval", "eval", "eval", "end"]
     assert not (tmp_path / "run" / "checkpoints").exists()
     assert load_run(tmp_path / "run").metrics == rec.metrics
+    ds = rec.timeline_dataset()  # the same rows through `datasets` (Arrow)
+    assert len(ds) == len(rows) and set(ds.column_names) == set(rows[0])
+    assert ds.filter(lambda r: r["step"] == 4)["fact_id"] == [r["fact_id"] for r in rows if r["step"] == 4]
 
 
 class Crash(Exception):
