@@ -179,3 +179,48 @@ def choose_removals(c: Culprits, targets: Sequence[str], budget: int) -> list[st
                     break
         depth += 1
     return [c.train_ids[j] for j in chosen]
+
+
+# ------------------------------------------------------------------ from a forecast to a curation
+def budget_of(share: float, n_train: int) -> int:
+    """Examples a budget of ``share`` of an SFT set of ``n_train`` allows (at least 1)."""
+    if not 0 < share <= 1:
+        raise ValueError(f"budget {share} is not a share of the SFT set in (0, 1]; pass e.g. 0.05.")
+    return max(1, round(share * n_train))
+
+
+def curation(fc, sft_data, base=None, k: int = 5, at_risk: int | None = None, budget: float = 0.05) -> dict:
+    """Culprits of a forecast's at-risk facts and what to do about them, as three JSON objects:
+    ``culprits`` (per at-risk fact, most at risk first: risk, predicted rise and rescue, its top
+    ``k`` culprits), ``exclude`` (SFT ids to drop: ``choose_removals`` within ``budget`` x the SFT
+    set) and ``replay`` (the at-risk known facts, as many as the budget allows). ``fc``: a
+    ``Forecast`` of ``sft_data`` (its ranking picks the at-risk facts: the top ``at_risk``, default
+    the top 5% of watched facts). Culprits are plain SFT's (the gradients of the answer loss)."""
+    from interference.forecast.api import resolve_inputs
+    from interference.loop import steps_for_epochs
+    model, tok, _base_dir, watch, train, _new, _slick, cfg = resolve_inputs(sft_data, base)
+    n_at = at_risk if at_risk is not None else max(1, round(0.05 * len(watch)))
+    if n_at < 1:
+        raise ValueError("at_risk must be a positive number of facts.")
+    rows = fc.rows(n_at)
+    by_id = {f.fact_id: f for f in watch}
+    targets = [by_id[r["fact_id"]] for r in rows]
+    scale = 1.0
+    if cfg is not None:
+        steps = cfg.steps if cfg.steps is not None else steps_for_epochs(len(train), cfg.batch_size, cfg.epochs)
+        scale = step_scale(cfg.lr, steps, len(train))
+    c, _ = culprits(model, tok, targets, train, k=k, scale=scale)
+    n = budget_of(budget, len(train))
+    drop = choose_removals(c, [t.fact_id for t in targets], n)
+    out_rows = [{"rank": r["rank"], "risk": r["risk"], "subject": r["subject"], "relation": r["relation"],
+                 "answer": r["answer"], **c.row(i)} for i, r in enumerate(rows)]
+    facts = {f.fact_id: f for f in train}
+    for row in out_rows:
+        for cu in row["culprits"]:
+            f = facts[cu["fact_id"]]
+            cu.update(subject=f.subject, relation=f.relation, value=f.answer)
+    src = str(sft_data)
+    return {"culprits": {"method": "sft", "scale": scale, "k": k, "n_train": len(train), "n_watched": len(watch),
+                         "rows": out_rows},
+            "exclude": {"exclude": drop, "budget": n, "targets": [t.fact_id for t in targets], "sft_data": src},
+            "replay": {"replay": [t.fact_id for t in targets][:n], "budget": n, "sft_data": src}}
