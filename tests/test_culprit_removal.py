@@ -1,0 +1,64 @@
+"""The culprit-removal design (hypotheses/culprits.py): its pre-registration is complete, its
+read-outs give known answers on constructed outcome codes, and on the quick base its plan
+removes exactly the budget, aimed as registered (the targets' top culprits; random; fragility)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from interference.hypotheses import EXPERIMENTS, HYPOTHESES
+from interference.hypotheses import culprits as H
+
+
+def test_registered_by_name_not_in_all():
+    assert EXPERIMENTS["culprits"] is H and "culprits" not in HYPOTHESES
+    assert set(H.PREREGISTERED.predictions) == {"capacity", "behavior_cloning", "localized"}
+    assert H.PREREGISTERED.main_at == 0.25 and H.PREREGISTERED.negligible_below == 0.05
+
+
+def test_rescue_counts_only_facts_the_base_knew_and_full_sft_forgot():
+    full = {"base": "cccca", "codes": "cwwwa"}  # facts 1-3 forgotten; 4 never known
+    arm = {"codes": "wcwca"}
+    assert H.rescue(full, arm, [0, 1, 2, 3, 4]) == (pytest.approx(2 / 3), 3)
+    r, n = H.rescue(full, arm, [0, 4])
+    assert math.isnan(r) and n == 0
+
+
+def test_read_is_learning_matched_with_the_last_step_as_fallback():
+    res = {"curve": [{"step": 0, "watch": "cc", "new": "ww"}, {"step": 10, "watch": "cw", "new": "cw"},
+                     {"step": 20, "watch": "ww", "new": "cc"}, {"step": 30, "watch": "wc", "new": "cc"}]}
+    r = H.read(res, 0.95)
+    assert (r["step"], r["codes"], r["reached"], r["base"]) == (20, "ww", True, "cc")
+    assert H.read(res, 0.95, matched=False)["step"] == 30
+    never = H.read(res, 1.01)
+    assert never["step"] == 30 and not never["reached"]
+    assert H.forgetting_among({"base": "ccw", "codes": "wcw"}, [0, 1, 2]) == pytest.approx(0.5)
+
+
+@pytest.fixture(scope="module")
+def quick_plan(quick_base, tmp_path_factory):
+    from interference.bases import BaseSpec
+    from interference.hypotheses.context import Context
+    ctx = Context(BaseSpec.default(quick=True), tmp_path_factory.mktemp("h"), device="cpu", progress=False)
+    cfg = H.CulpritsConfig.quick()
+    return cfg, ctx, H.plan(cfg, ctx, 0)
+
+
+def test_quick_plan_removes_the_budget_as_registered(quick_plan, one_thread):
+    cfg, ctx, p = quick_plan
+    ids = [f.fact_id for f in p.train]
+    assert p.n_budget == round(cfg.budget * len(p.train))
+    for arm in H.REMOVAL_ARMS:
+        assert len(p.removed[arm]) <= p.n_budget and set(p.removed[arm]) <= set(ids)
+        assert [f.fact_id for f in H.arm_train(p, arm)] == [i for i in ids if i not in set(p.removed[arm])]
+    assert len(p.removed["random"]) == p.n_budget
+    assert not set(p.targets) & set(p.kept) and abs(len(p.targets) - len(p.kept)) <= 1
+    # the most at-risk target's best culprit goes first, and the culprits are the targets'
+    from interference.forecast.culprits import culprits
+    model, tok = ctx.base()
+    c, _ = culprits(model, tok, [p.watch[i] for i in p.targets], p.train, k=cfg.k)
+    assert p.removed["culprits"][0] == c.of(p.watch[p.targets[0]].fact_id)[0][0]
+    rep = H.arm_train(p, "replay_targeted")
+    assert len(rep) == len(p.train) + p.n_budget and {f.fact_id for f in rep[len(p.train):]} <= {f.fact_id for f in p.watch}
+    assert H.plan(cfg, ctx, 0) is p  # one plan per seed, shared by cells and summary
