@@ -62,3 +62,47 @@ def test_quick_plan_removes_the_budget_as_registered(quick_plan, one_thread):
     rep = H.arm_train(p, "replay_targeted")
     assert len(rep) == len(p.train) + p.n_budget and {f.fact_id for f in rep[len(p.train):]} <= {f.fact_id for f in p.watch}
     assert H.plan(cfg, ctx, 0) is p  # one plan per seed, shared by cells and summary
+
+
+def _result(base: str, end: str, new_n: int) -> dict:
+    """A constructed arm curve: base codes at step 0, ``end`` from step 10 on, new facts learned at 10."""
+    return {"curve": [{"step": 0, "watch": base, "new": "w" * new_n},
+                      {"step": 10, "watch": end, "new": "c" * new_n},
+                      {"step": 20, "watch": end, "new": "c" * new_n}]}
+
+
+def test_summary_on_constructed_arms_where_culprit_removal_saves_every_target(quick_plan):
+    import dataclasses
+    from interference.hypotheses.grid import Cell, ResultSet
+    cfg, ctx, _ = quick_plan
+    cfg = dataclasses.replace(cfg, seeds=2)
+    cells, results = [], []
+    for seed in range(2):
+        p = H.plan(cfg, ctx, seed)
+        n = len(p.watch)
+        base = "c" * n
+        lost = set(p.targets) | set(p.kept)  # full SFT forgets every at-risk fact
+        full = "".join("w" if i in lost else "c" for i in range(n))
+        saved = "".join("w" if i in p.kept else "c" for i in range(n))  # culprit removal saves T only
+        ends = {"full": full, "culprits": saved, "random": full, "fragility": full,
+                "replay_targeted": base, "replay_random": full}
+        for arm in H.ARMS:
+            cells.append(Cell("x", {"seed": seed, "arm": arm}, lambda: None))
+            results.append(_result(base, ends[arm], 3))
+    v = H.summarize(cfg, ResultSet(cells, results), ctx)
+    s = v["statistics"]
+    assert s["rescue_culprits_targets"]["value"] == 1 and s["rescue_random_targets"]["value"] == 0
+    assert s["rescue_culprits_kept"]["value"] == 0 and s["E"]["value"] == 1
+    assert s["rescue_replay_targeted_at_risk"]["value"] == 1
+    assert s["collateral_culprits"]["value"] == 0
+    assert v["verdict"] == "main_driver" and v["goal_met"]
+
+
+def test_the_figure_draws_from_a_verdict_with_missing_numbers(tmp_path):
+    from interference.plots import plot_hypothesis
+    est = {"value": 0.5, "low": 0.1, "high": 0.9, "n": 3}
+    v = {"hypothesis": "culprits", "verdict": "inconclusive", "share": est,
+         "statistics": {"rescue_culprits_targets": est, "rescue_random_targets": {"value": None, "low": None,
+                                                                                 "high": None, "n": 0}}}
+    paths = plot_hypothesis(v, tmp_path)
+    assert [p.name for p in paths] == ["culprits.png", "culprits.pdf"] and all(p.stat().st_size > 0 for p in paths)
