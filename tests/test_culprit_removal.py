@@ -106,3 +106,18 @@ def test_the_figure_draws_from_a_verdict_with_missing_numbers(tmp_path):
                                                                                  "high": None, "n": 0}}}
     paths = plot_hypothesis(v, tmp_path)
     assert [p.name for p in paths] == ["culprits.png", "culprits.pdf"] and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_tiny_grid_runs_end_to_end_and_reuses_its_cells(quick_plan, one_thread):
+    import dataclasses
+    from interference.hypotheses.runner import run_module
+    from interference.train import SFTSpec
+    cfg, ctx, _ = quick_plan
+    cfg = dataclasses.replace(cfg, seeds=2, sft=SFTSpec(max_steps=10, batch_size=16, eval_every=5, lr=1e-3))
+    v = run_module(H, cfg, ctx)
+    assert v["hypothesis"] == "culprits" and v["cells"]["computed"] == 2 * len(H.ARMS)
+    assert v["verdict"] in ("main_driver", "contributes", "not_supported", "inconclusive")
+    assert len(v["per_seed"]) == 2 and all(s["budget"] == 4 for s in v["per_seed"])
+    assert (ctx.out / "culprits" / "verdict.json").exists()
+    again = run_module(H, cfg, ctx)
+    assert again["cells"]["computed"] == 0 and again["statistics"] == v["statistics"]
