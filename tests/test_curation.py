@@ -97,7 +97,8 @@ def test_bad_exclude_file_is_one_sentence(content, msg, ft_base_dir, tmp_path, c
 def test_forecast_cli_refuses_bad_culprit_flags(plain_and_forecast, tmp_path, capsys):
     from interference.forecast.cli import main
     plain, _, _ = plain_and_forecast
-    for extra, msg in ((["--culprits", "0"], "--culprits must be"), (["--culprits", "2", "--budget", "2"], "--budget")):
+    for extra, msg in ((["--culprits", "0"], "--culprits must be"), (["--culprits", "2", "--budget", "2"], "--budget"),
+                       (["--budget", "0.1"], "give --culprits K too")):
         with pytest.raises(SystemExit) as e:
             main(["--sft-data", str(plain.out), "--out", str(tmp_path / "x")] + extra)
         assert e.value.code == 2

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5, help="seeds for --evaluate (data and model seed both)")
     ap.add_argument("--runs", help="where --evaluate keeps its fine-tuning runs (default OUT/runs)")
     ap.add_argument("--culprits", type=int, metavar="K", help="write each at-risk fact's K culprits, exclude.json and replay.json")
-    ap.add_argument("--budget", type=finite_float, default=0.05,
+    ap.add_argument("--budget", type=finite_float,
                     help="with --culprits: share of the SFT set to drop or replay (default 0.05)")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args(argv)
@@ -56,6 +56,9 @@ def _main(ap: Parser, args) -> int:
         ap.error("--top must be a positive number of facts")
     if args.culprits is not None and args.culprits < 1:
         ap.error("--culprits must be a positive number of culprits per fact")
+    if args.budget is not None and args.culprits is None:
+        ap.error("--budget sets how much of the SFT set --culprits may drop; give --culprits K too")
+    args.budget = 0.05 if args.budget is None else args.budget
     if args.culprits is not None and not 0 < args.budget <= 1:
         ap.error("--budget must be a share of the SFT set in (0, 1], e.g. 0.05")
     if args.culprits is not None and args.evaluate:
