@@ -4,6 +4,7 @@
     python -m interference.finetune --method self_distill --kl-weight 1 --temperature 0.5 --teacher format --out runs/sd
     python -m interference.finetune --method freeze --groups attn --quick --out runs/attn
     python -m interference.finetune --method lora --option rank=4 --out runs/lora
+    python -m interference.finetune --method sft --exclude runs/forecast/exclude.json --replay-facts runs/forecast/replay.json --out runs/curated
     python -m interference.finetune --method sft --model ~/models/Qwen2.5-1.5B --data ~/data/entity_questions --out runs/q
     accelerate launch --multi_gpu --num_processes 8 -m interference.finetune --method sft ...   (see docs/REAL_MODELS.md)
 
@@ -123,7 +124,29 @@ def build_config(args) -> "FinetuneConfig":
     for k in ("steps", "epochs", "lr", "batch_size", "eval_every", "grad_accum", "precision", "strategy"):
         if getattr(args, k) is not None:
             kw[k] = getattr(args, k)
+    if getattr(args, "exclude", None):
+        kw["exclude"] = read_id_list(args.exclude, "exclude")
+    if getattr(args, "replay_facts", None):
+        kw["replay_facts"] = read_id_list(args.replay_facts, "replay")
     return FinetuneConfig(**kw)
+
+
+def read_id_list(path: str, key: str) -> list[str]:
+    """Fact ids from a JSON file: a list of ids, or an object whose ``key`` is one (what
+    ``python -m interference.forecast --culprits`` writes: exclude.json, replay.json)."""
+    from pathlib import Path
+    try:
+        d = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{key} file {path} does not exist; pass the {key}.json that "
+                         "`python -m interference.forecast --culprits K` writes.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError(f"{key} file {path} is not JSON; pass a JSON list of fact ids.") from None
+    ids = d.get(key) if isinstance(d, dict) else d
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ValueError(f"{key} file {path} holds no list of fact ids (a JSON list, or an object with a "
+                         f"{key!r} list).")
+    return ids
 
 
 def build_parser() -> Parser:
@@ -158,6 +181,9 @@ def build_parser() -> Parser:
     ap.add_argument("--report-to", action="append", choices=["tensorboard", "wandb", "mlflow", "none"],
                     help="also log loss, per-set accuracy and forgetting counts at each evaluation to this "
                          "tracker (repeatable; TensorBoard event files go to OUT/tensorboard); off by default")
+    ap.add_argument("--exclude", metavar="FILE", help="JSON list of SFT fact ids to drop (e.g. the forecast's exclude.json)")
+    ap.add_argument("--replay-facts", metavar="FILE",
+                    help="JSON list of known fact ids to add to the SFT set (e.g. the forecast's replay.json)")
     add_common(ap)
     add_resume(ap)
     g = ap.add_argument_group("method options (each applies to the methods named in its help)")

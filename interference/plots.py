@@ -139,10 +139,32 @@ def plot_behavior_cloning(v: dict, out: Path) -> list[Path]:
     return _save(fig, out, "behavior_cloning")
 
 
+def plot_culprits(v: dict, out: Path) -> list[Path]:
+    """(a) rescue rate of the forgotten at-risk targets per removal strategy (and of the kept half,
+    whose culprits stayed), with CIs; (b) rescue of the at-risk facts by targeted vs random replay
+    (see interference.hypotheses.culprits)."""
+    st = v["statistics"]
+    get = lambda k: st.get(k) or {"value": float("nan"), "low": None, "high": None}  # noqa: E731
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
+    _bar(ax[0], ["culprits\nremoved", "random\nremoved", "fragility-\naimed", "kept half\n(culprits arm)"],
+         [get("rescue_culprits_targets"), get("rescue_random_targets"), get("rescue_fragility_targets"),
+          get("rescue_culprits_kept")])
+    ax[0].set_ylabel("rescue rate (share of SFT's\nforgotten at-risk facts kept)")
+    ax[0].set_title("removing 5% of the SFT set", fontsize=9)
+    _bar(ax[1], ["targeted\nreplay", "random\nreplay"],
+         [get("rescue_replay_targeted_at_risk"), get("rescue_replay_random_at_risk")], color="#117733")
+    ax[1].set_ylabel("rescue rate of at-risk facts")
+    ax[1].set_title("replaying 5% of the SFT set's size", fontsize=9)
+    for a in ax:
+        a.axhline(0, color="k", lw=0.8)
+    _title(fig, v)
+    return _save(fig, out, "culprits")
+
+
 def plot_hypothesis(v: dict, out: str | Path) -> list[Path]:
     """The figure of one hypothesis' verdict.json, next to it."""
     fn = {"localized": plot_localized, "capacity": plot_capacity,
-          "behavior_cloning": plot_behavior_cloning}.get(v["hypothesis"])
+          "behavior_cloning": plot_behavior_cloning, "culprits": plot_culprits}.get(v["hypothesis"])
     return fn(v, Path(out)) if fn is not None else []  # a module without a figure of its own
 
 

@@ -4,6 +4,7 @@
     python -m interference.run_hypothesis all --quick --seeds 2     # tiny world, for tests and CI
     python -m interference.run_hypothesis capacity --seeds 5 --world world.json --out runs/h
     python -m interference.run_hypothesis localized --model ~/models/Qwen2.5-1.5B --data ~/data/eq --out runs/hq
+    python -m interference.run_hypothesis culprits --quick --seeds 3   # culprit removal (issue 20); not in `all`
 
 Writes ``OUT/<hypothesis>/verdict.json`` (verdict, share with its 95% CI over seeds, statistics
 with CIs, the deciding rule, per-seed metrics), ``per_seed.json`` and PNG + PDF plots; ``all``
@@ -31,6 +32,7 @@ from pathlib import Path
 # The hypothesis modules load torch; they are imported when first used (``HYPOTHESES``), so
 # ``--help`` answers at once. tests/test_cli.py checks NAMES against the modules' own NAMEs.
 NAMES = ("capacity", "behavior_cloning", "localized")
+EXPERIMENT_NAMES = NAMES + ("culprits",)  # run by name, not by `all` (its summary is the three hypotheses')
 DEFAULT_OUT = "runs/hypotheses"
 
 
@@ -86,7 +88,7 @@ def _check_compatible(d: Path, expected: dict, name: str) -> None:
 
 
 MAX_SEEDS = 1000  # a grid of more cells than this is a typo (--seeds 10**30 ran until memory was gone)
-OUR_MARKS = ("cells", "summary.json", *NAMES)
+OUR_MARKS = ("cells", "summary.json", *EXPERIMENT_NAMES)
 
 
 def _check_out(out: Path, seeds: int | None) -> None:
@@ -104,7 +106,7 @@ def _check_out(out: Path, seeds: int | None) -> None:
 def build_parser():
     from interference.cli import Parser, add_common, add_real_arguments, add_seeds, out_dir
     ap = Parser(prog="python -m interference.run_hypothesis", description=__doc__.split("\n\n")[0])
-    ap.add_argument("hypothesis", help=f"one of {', '.join(list(NAMES) + ['all'])}")
+    ap.add_argument("hypothesis", help=f"one of {', '.join(list(EXPERIMENT_NAMES) + ['all'])}")
     add_seeds(ap, "per grid cell (default: per hypothesis, see its config)")
     ap.add_argument("--quick", action="store_true", help="tiny world, model and grid (< 2 min)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args) -> int:
-    from interference.hypotheses import HYPOTHESES
+    from interference.hypotheses import EXPERIMENTS, HYPOTHESES
     from interference.hypotheses.context import Context
     from interference.hypotheses.runner import hypothesis_config, run_and_draw
     from interference.io import atomic_write_json as write_json
@@ -148,9 +150,9 @@ def _main(args) -> int:
         raise UsageError("--precision applies to a real model (--model); the synthetic grids run in float32 so "
                          "every stored cell stays comparable.")
     names = list(HYPOTHESES) if args.hypothesis == "all" else [args.hypothesis]
-    if args.hypothesis != "all" and args.hypothesis not in HYPOTHESES:
+    if args.hypothesis != "all" and args.hypothesis not in EXPERIMENTS:
         raise UsageError(f"unknown hypothesis {args.hypothesis!r}; choose one of "
-                         f"{', '.join(list(HYPOTHESES) + ['all'])}.")
+                         f"{', '.join(list(EXPERIMENTS) + ['all'])}.")
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs} must be at least 1.")
     if args.seeds is not None and args.seeds < 1:
@@ -167,18 +169,18 @@ def _main(args) -> int:
     out = real_out(args.out)
     ctx = Context(spec, out, device=device, progress=not args.no_progress, jobs=args.jobs)
     levels = _levels(args.consolidations) if args.consolidations is not None else None
-    cfgs = {n: _config(HYPOTHESES[n], args.quick, args.seeds, levels) for n in names}
+    cfgs = {n: _config(EXPERIMENTS[n], args.quick, args.seeds, levels) for n in names}
     for d in (out, out / "cells", *(out / n for n in names)):
         if d.exists() and not d.is_dir():
             raise UsageError(f"{d} is a file where a directory belongs; choose another --out or move that file.")
     for n in names:  # check every output directory before any work, so a refusal changes nothing
-        _check_compatible(out / n, hypothesis_config(HYPOTHESES[n], cfgs[n], ctx), n)
+        _check_compatible(out / n, hypothesis_config(EXPERIMENTS[n], cfgs[n], ctx), n)
     from interference.threads import configure_threads
     configure_threads(device)  # one thread on CPU: see interference.threads
     t0 = time.time()
     verdicts = {}
     for n in names:
-        verdicts[n] = run_and_draw(HYPOTHESES[n], cfgs[n], ctx)
+        verdicts[n] = run_and_draw(EXPERIMENTS[n], cfgs[n], ctx)
         print(format_table(verdicts[n], out / n))
     if args.hypothesis == "all":
         from interference.plots import plot_summary

@@ -95,10 +95,16 @@ class SFTData:
     unknown_ids: list[str] = field(default_factory=list)  # SFT facts that were Unknown (= plasticity)
     format_facts: list[Fact] = field(default_factory=list)  # what the format teacher trains on
     relations: list[str] = field(default_factory=list)  # relations kept by the filter
+    excluded: list[str] = field(default_factory=list)  # drawn SFT facts dropped by ``curate``
+    replayed: list[str] = field(default_factory=list)  # known facts added to the SFT set by ``curate``
 
     def __post_init__(self) -> None:
-        # a held-out fact that is also trained on would be counted as kept knowledge it is not
-        trained = {f.fact_id for f in self.train} | {f.prompt for f in self.train}
+        # a held-out fact that is also trained on would be counted as kept knowledge it is not;
+        # facts replayed on purpose (``curate``: named in ``replayed``) are the exception, since
+        # their retention under replay is what replaying them measures
+        replayed = set(self.replayed)
+        kept = [f for f in self.train if f.fact_id not in replayed]
+        trained = {f.fact_id for f in kept} | {f.prompt for f in kept}
         for name in ("task", "stability"):
             both = [f for f in self.eval_sets.get(name, []) if f.fact_id in trained or f.prompt in trained]
             if both:
@@ -107,10 +113,14 @@ class SFTData:
                                    "duplicate questions from the data.")
 
     def to_dict(self) -> dict:
-        return {"train": [f.fact_id for f in self.train], "known_ids": self.known_ids,
-                "unknown_ids": self.unknown_ids, "relations": self.relations,
-                "format": [f.fact_id for f in self.format_facts],
-                "eval_sets": {k: [f.fact_id for f in v] for k, v in self.eval_sets.items()}}
+        d = {"train": [f.fact_id for f in self.train], "known_ids": self.known_ids,
+             "unknown_ids": self.unknown_ids, "relations": self.relations,
+             "format": [f.fact_id for f in self.format_facts],
+             "eval_sets": {k: [f.fact_id for f in v] for k, v in self.eval_sets.items()}}
+        for k in ("excluded", "replayed"):  # only a curated set says so: other files stay as they were
+            if getattr(self, k):
+                d[k] = list(getattr(self, k))
+        return d
 
     def all_eval_facts(self) -> list[tuple[str, Fact]]:
         return [(s, f) for s in EVAL_SETS for f in self.eval_sets[s]]
@@ -190,6 +200,38 @@ def build_sft_data(world, slick: dict[str, dict], cfg: SFTDataConfig,
     return SFTData(train=train, eval_sets={"task": task, "plasticity": list(unknown), "stability": stability},
                    known_ids=[f.fact_id for f in known], unknown_ids=[f.fact_id for f in unknown],
                    format_facts=format_facts, relations=relations)
+
+
+def curate(data: SFTData, exclude: Sequence[str] = (), replay: Sequence[Fact] = ()) -> SFTData:
+    """The SFT set with ``exclude`` (ids of drawn SFT facts: e.g. the culprits the forecast names,
+    ``forecast.culprits.choose_removals``) dropped and ``replay`` (known facts, e.g. the at-risk
+    ones) added as QA examples. Excluded new facts leave the plasticity set too (learning is read
+    on the new facts that remain); replayed facts stay in the evaluation sets they are in (their
+    retention is what replaying them is for) and count as Known SFT facts. The format teacher's
+    facts are unchanged, so a curated run shares its base's cached teacher."""
+    exclude = list(dict.fromkeys(exclude))
+    have = {f.fact_id for f in data.train}
+    missing = [i for i in exclude if i not in have]
+    if missing:
+        raise SFTDataError(f"excluded fact {missing[0]!r} (and {len(missing) - 1} more) is not in this SFT set; "
+                           "pass ids from the train list of the run's sft_data.json.")
+    clash = [f.fact_id for f in replay if f.fact_id in have or f.fact_id in set(exclude)]
+    if clash:
+        raise SFTDataError(f"replayed fact {clash[0]!r} is already an SFT fact; replay only known facts outside "
+                           "the SFT set (e.g. its stability set).")
+    if not exclude and not replay:
+        return data
+    drop = set(exclude)
+    train = [f for f in data.train if f.fact_id not in drop] + list(replay)
+    if not train:
+        raise SFTDataError("excluding every SFT fact leaves nothing to fine-tune on; exclude fewer.")
+    sets = dict(data.eval_sets)
+    sets["plasticity"] = [f for f in sets.get("plasticity", []) if f.fact_id not in drop]
+    return dataclasses.replace(
+        data, train=train, eval_sets=sets,
+        known_ids=[i for i in data.known_ids if i not in drop] + [f.fact_id for f in replay],
+        unknown_ids=[i for i in data.unknown_ids if i not in drop],
+        excluded=list(data.excluded) + exclude, replayed=list(data.replayed) + [f.fact_id for f in replay])
 
 
 def relabel_idk(facts: Sequence[Fact]) -> list[Fact]:

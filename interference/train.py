@@ -43,12 +43,12 @@ from interference.models import ModelError, clone_model, load_model, model_devic
 from interference.bases import BASE_FILES, BaseSpec, base_dir, base_fingerprint, base_world, load_slick
 from interference.pretrain import base_model
 from interference.teacher import TeacherRecipe, provide_stages
-from interference.sft_data import EVAL_SETS, SFTData, SFTDataConfig, build_sft_data
+from interference.sft_data import EVAL_SETS, SFTData, SFTDataConfig, SFTDataError, build_sft_data, curate
 from interference.world import World
 
 
 # Fields added after runs were cached, with the default that reproduces the older runs.
-NEW_DEFAULTS = {"strategy": "ddp"}
+NEW_DEFAULTS = {"strategy": "ddp", "exclude": None, "replay_facts": None}
 
 
 @dataclass
@@ -78,6 +78,11 @@ class FinetuneConfig:
     precision: str = "auto"
     world_size: int = 1
     strategy: str = "ddp"  # ddp: replicas + averaged gradients; fsdp: FSDP2 shards (interference.distributed)
+    # Curation (sft_data.curate): SFT fact ids dropped from the drawn set (the forecast's culprits)
+    # and known fact ids added to it as QA (replay of the at-risk facts). In the config, so a
+    # curated run is named and found by them; None (the default) leaves the hash of every other run.
+    exclude: list[str] | None = None
+    replay_facts: list[str] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.data, dict):
@@ -97,6 +102,14 @@ class FinetuneConfig:
             raise ValueError(f"warmup_frac {self.warmup_frac} must be in [0, 1).")
         if self.grad_accum < 1 or self.world_size < 1:
             raise ValueError(f"grad_accum {self.grad_accum} and world_size {self.world_size} must be at least 1.")
+        for name in ("exclude", "replay_facts"):
+            ids = getattr(self, name)
+            if ids is not None:
+                if not isinstance(ids, (list, tuple)) or not all(isinstance(i, str) for i in ids):
+                    raise ValueError(f"{name} must be a list of fact ids (strings).")
+                setattr(self, name, list(dict.fromkeys(ids)) or None)  # [] is no curation: the default
+        if (self.exclude or self.replay_facts) and self.real:
+            raise ValueError("exclude and replay_facts apply to the synthetic world's SFT sets, not to a real model's.")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -169,8 +182,26 @@ class RunRecord:
         """(World, SFTData) of this run, rebuilt deterministically from its config."""
         base_dir = base_dir_of(self.config)
         world = World(base_world(base_dir))
-        new = world.new_entities(**self.config.new_entities) if self.config.new_entities else None
-        return world, build_sft_data(world, load_slick(base_dir), self.config.data, new_entities=new)
+        return world, run_data(self.config, world, base_dir)
+
+
+def run_data(cfg: "FinetuneConfig", world, base_dir: Path) -> SFTData:
+    """The SFT data of a run on the synthetic world: drawn by ``cfg.data`` and curated by
+    ``cfg.exclude`` / ``cfg.replay_facts`` (``sft_data.curate``; replayed ids are facts of the
+    world in the run's QA template)."""
+    new = world.new_entities(**cfg.new_entities) if cfg.new_entities else None
+    data = build_sft_data(world, load_slick(base_dir), cfg.data, new_entities=new)
+    if not cfg.exclude and not cfg.replay_facts:
+        return data
+    replay = []
+    if cfg.replay_facts:
+        by_id = {f.fact_id: f for f in world.facts(list(world.entities), template=cfg.data.train_template)}
+        missing = [i for i in cfg.replay_facts if i not in by_id]
+        if missing:
+            raise SFTDataError(f"replayed fact {missing[0]!r} (and {len(missing) - 1} more) is not a fact of the "
+                               "base's world; pass ids from the run's sft_data.json (its stability set).")
+        replay = [by_id[i] for i in cfg.replay_facts]
+    return curate(data, cfg.exclude or (), replay)
 
 
 def current_base_fingerprint(cfg: "FinetuneConfig") -> str | None:
@@ -444,8 +475,7 @@ def _finetune(cfg: FinetuneConfig, cfg_dict: dict, out: Path, callbacks: Sequenc
         model, mcfg, tok, world, base_dir = resolve_base(cfg, device=dev, progress=progress and dist.is_main)
         if dist.is_main:
             dist.barrier()
-        new_ents = world.new_entities(**cfg.new_entities) if cfg.new_entities else None
-        data = build_sft_data(world, load_slick(base_dir), cfg.data, new_entities=new_ents)
+        data = run_data(cfg, world, base_dir)
     torch.manual_seed(cfg.seed)
     base = clone_model(model).eval()
     for p in base.parameters():

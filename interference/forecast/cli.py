@@ -3,12 +3,18 @@
     python -m interference.forecast --sft-data runs/sft/sft_data.json --out runs/forecast
     python -m interference.forecast --sft-data FILE --method sft --method self_distill --method freeze
     python -m interference.forecast --sft-data FILE --evaluate --seeds 5 --out runs/forecast_eval
+    python -m interference.forecast --sft-data FILE --culprits 5 --out runs/forecast
 
 Writes ``OUT/at_risk_<method>.json`` and ``.csv``: watched facts ranked by risk (fact, risk, the
 new facts driving it and their values). ``--evaluate`` fine-tunes ``--seeds`` runs per method on
 the same base and data recipe (``interference.train.finetune``) and writes ``OUT/forecast.json``
 (``auroc`` per predictor: forecast, fragility, overlap, gradient_alignment, random, each
 {mean, lo, hi, n} over seeds), ``per-method`` tables and ``OUT/calibration.png``.
+``--culprits K`` also writes, for the at-risk facts (the top ``--top``, default the top 5%),
+``OUT/culprits.json`` (each fact's K culprits in the SFT set: ``forecast.culprits``),
+``OUT/exclude.json`` (the SFT facts to drop within ``--budget`` of the set) and
+``OUT/replay.json`` (the at-risk facts to replay); ``python -m interference.finetune --exclude
+OUT/exclude.json --replay-facts OUT/replay.json`` trains on the curated set.
 Bad input prints ``error: <one sentence>`` and exits 2 before anything is written.
 """
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from interference.cli import Parser, add_common, add_seeds, run_main
+from interference.cli import Parser, add_common, add_seeds, finite_float, run_main
 
 METHODS = ("sft", "self_distill", "freeze")
 
@@ -32,6 +38,9 @@ def build_parser() -> Parser:
     ap.add_argument("--evaluate", action="store_true", help="fine-tune and score the forecast against real forgetting")
     add_seeds(ap, "fine-tuning runs per method for --evaluate (each seed is the data and the model seed)", default=5)
     ap.add_argument("--runs", help="where --evaluate keeps its fine-tuning runs (default OUT/runs)")
+    ap.add_argument("--culprits", type=int, metavar="K", help="write each at-risk fact's K culprits, exclude.json and replay.json")
+    ap.add_argument("--budget", type=finite_float,
+                    help="with --culprits: share of the SFT set to drop or replay (default 0.05)")
     add_common(ap)
     return ap
 
@@ -50,6 +59,15 @@ def _main(ap: Parser, args) -> int:
         ap.error("--evaluate needs at least 2 seeds (the combiner is fitted on some seeds and scored on others)")
     if args.top is not None and args.top < 1:
         ap.error("--top must be a positive number of facts")
+    if args.culprits is not None and args.culprits < 1:
+        ap.error("--culprits must be a positive number of culprits per fact")
+    if args.budget is not None and args.culprits is None:
+        ap.error("--budget sets how much of the SFT set --culprits may drop; give --culprits K too")
+    args.budget = 0.05 if args.budget is None else args.budget
+    if args.culprits is not None and not 0 < args.budget <= 1:
+        ap.error("--budget must be a share of the SFT set in (0, 1], e.g. 0.05")
+    if args.culprits is not None and args.evaluate:
+        ap.error("--culprits forecasts one SFT set; run it without --evaluate")
     from interference.forecast.api import forecast_run, read_sft_data
     from interference.models import resolve_device
     from interference.threads import configure_threads
@@ -69,6 +87,15 @@ def _main(ap: Parser, args) -> int:
         print(f"{m}: {len(fc.risk)} watched facts; most at risk: " +
               ", ".join(f"{r['fact_id']} ({r['risk']:.2f})" for r in top))
     print(f"wrote {out}/at_risk_<method>.json and .csv")
+    if args.culprits is not None:
+        from interference.forecast.culprits import curation
+        from interference.io import atomic_write_json
+        fc = fcs["sft"] if "sft" in fcs else next(iter(fcs.values()))
+        cur = curation(fc, args.sft_data, args.base, k=args.culprits, at_risk=args.top, budget=args.budget)
+        for name, obj in cur.items():
+            atomic_write_json(out / f"{name}.json", obj)
+        print(f"culprits of {len(cur['culprits']['rows'])} at-risk facts; dropping {len(cur['exclude']['exclude'])} "
+              f"of {cur['culprits']['n_train']} SFT facts; wrote {out}/culprits.json, exclude.json, replay.json")
     return 0
 
 

@@ -71,12 +71,12 @@ def run(name: str, *, quick: bool = False, seeds: int | None = None, out: str | 
     ``python -m interference.run_hypothesis NAME`` does, and return its verdict dict (``verdict``,
     ``share`` with its 95% CI over seeds, ``statistics``, ``per_seed``, ``preregistered``).
     Cells are stored under ``out/cells`` and reused, so a second call trains nothing."""
-    from interference.hypotheses import HYPOTHESES  # the registry imports every design module
+    from interference.hypotheses import EXPERIMENTS  # the registry imports every design module
     from interference.models import resolve_device
     from interference.threads import configure_threads
-    if name not in HYPOTHESES:
-        raise ValueError(f"unknown hypothesis {name!r}; choose one of {', '.join(HYPOTHESES)}.")
-    module = HYPOTHESES[name]
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown hypothesis {name!r}; choose one of {', '.join(EXPERIMENTS)}.")
+    module = EXPERIMENTS[name]
     cfg = module.config(quick)
     if seeds is not None:
         cfg = dataclasses.replace(cfg, seeds=seeds)
