@@ -296,3 +296,16 @@ def test_produce_hands_jobs_to_the_hypothesis_runner(tmp_path, monkeypatch):
     calls.clear()
     produce({"capacity": cfg}, types.SimpleNamespace(quick=True))
     assert calls[0][1]["jobs"] == 1  # one job: the runner's own default
+
+def test_hypotheses_figure_keeps_its_size_when_a_threshold_is_off_scale(tmp_path):
+    # a slope endpoint of 0.02 registered with main_at 0.5: the threshold's label was drawn at x = 0.5,
+    # far outside the axes, and the tight bounding box grew the PNG to 8555 px wide
+    from PIL import Image
+
+    from interference.figures.plot_results import plot_hypotheses
+    est = {"value": 0.02, "low": 0.005, "high": 0.04, "n": 5}
+    d = {"hypotheses": {n: {"estimate": est, "verdict": "contributes", "main_at": 0.5, "negligible_below": 0.01,
+                            "seeds": 5, "endpoint": "a slope"} for n in ("a", "b")}}
+    png = next(p for p in plot_hypotheses(d, tmp_path) if str(p).endswith(".png"))
+    w, h = Image.open(png).size
+    assert w < 2000 and h < 1500, (w, h)

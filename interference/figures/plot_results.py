@@ -21,19 +21,24 @@ def plot_hypotheses(d: dict, out: Path, stem: str = "hypotheses") -> list[Path]:
         v = finite(e.get("value"))
         a.errorbar([v], [0], xerr=yerr([e]), fmt="o", color=c, capsize=5, ms=8, lw=2)
         a.axvline(0, color="k", lw=0.8)
+        lo, hi = finite(e.get("low")), finite(e.get("high"))
+        span = [x for x in (lo, hi, v, 0.0, h.get("negligible_below")) if x is not None and x == x]
+        pad = 0.15 * (max(span) - min(span) or 1)
+        x0, x1 = min(span) - pad, max(span) + pad
+        a.set_xlim(x0, x1)
         if h.get("main_at") is not None:
-            a.axvspan(h["main_at"], max(h["main_at"], finite(e.get("high")) if e.get("high") is not None else 1) + 1,
-                      color=VERDICT_COLORS["main_driver"], alpha=0.08)
-            a.text(h["main_at"], -0.85, f" main driver if the CI is above {h['main_at']:g}", fontsize=6,
-                   color=VERDICT_COLORS["main_driver"], va="bottom", ha="left")
+            m = h["main_at"]
+            if m <= x1:  # the main-driver region is on this row's scale: shade it
+                a.axvspan(m, x1, color=VERDICT_COLORS["main_driver"], alpha=0.08)
+                a.text(m, -0.85, f" main driver if the CI is above {m:g}", fontsize=6,
+                       color=VERDICT_COLORS["main_driver"], va="bottom", ha="left")
+            else:  # far off this row's scale (a slope of 0.02 against a bar of 0.5): say so inside the axes
+                a.text(0.995, 0.05, f"main driver if the CI is above {m:g} (off this scale) \u2192", fontsize=6,
+                       color=VERDICT_COLORS["main_driver"], va="bottom", ha="right", transform=a.transAxes)
         if h.get("negligible_below") is not None:
             a.axvline(h["negligible_below"], color=VERDICT_COLORS["not_supported"], lw=0.8, ls=":")
             a.text(h["negligible_below"], 0.45, f"negligible below {h['negligible_below']:g} ", fontsize=6,
                    color=VERDICT_COLORS["not_supported"], va="bottom", ha="right")
-        lo, hi = finite(e.get("low")), finite(e.get("high"))
-        span = [x for x in (lo, hi, v, 0.0, h.get("negligible_below")) if x is not None and x == x]
-        pad = 0.15 * (max(span) - min(span) or 1)
-        a.set_xlim(min(span) - pad, max(span) + pad)
         a.set_yticks([])
         a.set_ylim(-1, 1.6)
         a.set_title(f"{n}: {h['verdict']}  ({h.get('seeds')} seeds)", loc="left", color=c, fontsize=9)
