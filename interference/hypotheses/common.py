@@ -387,9 +387,10 @@ def finetune_on(base, tok, train: Sequence[Fact], spec: SFTSpec, teacher=None,
     return SFTResult(final, state.step, stop.last, snaps.snapshots)
 
 
-def outcomes(model, tok, facts: Sequence[Fact]) -> tuple[np.ndarray, list[str]]:
-    """(correct [n] bool, greedy predictions) of ``facts``."""
-    res = score_facts(model, tok, facts)
+def outcomes(model, tok, facts: Sequence[Fact], score=score_facts) -> tuple[np.ndarray, list[str]]:
+    """(correct [n] bool, greedy predictions) of ``facts``, scored by ``score`` (a real model's
+    context reads to the newline: ``evaluate.read_facts``)."""
+    res = score(model, tok, facts)
     return np.array([r.correct for r in res], dtype=bool), [r.prediction for r in res]
 
 
