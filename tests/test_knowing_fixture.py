@@ -151,3 +151,21 @@ def test_kv_cached_decoding_reads_what_recomputing_the_whole_sequence_reads(know
     full = read_facts(model, tok, facts)
     assert [r.prediction for r in cached] == [r.prediction for r in full]
     assert [r.confidence for r in cached] == pytest.approx([r.confidence for r in full], rel=1e-4, abs=1e-6)
+
+
+def test_fictitious_names_fit_bpe_subjects():
+    """uuid names are random token strings sharing no piece with any subject; disjoint look-alikes
+    avoid every banned (target) piece while recombining the other subjects' pieces."""
+    from interference.fictitious import lookalike_names, name_pieces, uuid_names
+    from interference.models import load_hf_tokenizer
+    tok = load_hf_tokenizer(FIXTURE / "model")
+    subjects = sorted({r.fact.subject for r in load_qa_records(FIXTURE / "data")})
+    pieces = {i for s in subjects for i in name_pieces(tok, s)}
+    uu = uuid_names(tok, subjects, 30, seed=1)
+    assert len(set(uu)) == 30 and all(" " not in n and len(name_pieces(tok, n)) == 4 for n in uu)
+    assert not {i for n in uu for i in name_pieces(tok, n)} & pieces
+    targets = subjects[:40]
+    banned = {i for t in targets for i in name_pieces(tok, t)}
+    look = lookalike_names(tok, subjects[40:], 40, seed=2, banned=banned)
+    got = {i for n in look for i in name_pieces(tok, n)}
+    assert not got & banned and got <= pieces and not set(look) & set(subjects)
