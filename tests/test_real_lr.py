@@ -69,5 +69,6 @@ def test_a_given_rate_skips_the_sweep_but_is_refused_when_it_destroys_the_model(
 
 def test_a_grid_whose_arm_forgot_half_the_watched_facts_is_refused():
     real_lr.refuse_destroyed_arms({"known": 0.02, "unknown": DESTROYED - 0.01, "idk": float("nan")}, 1e-4)
-    with pytest.raises(LearningRateError, match=r"the idk arm forgot 97% .* destroyed and no verdict is read"):
+    with pytest.raises(LearningRateError, match=r"the idk arm answers 97% .* wrongly, so the model was destroyed and no "
+                                                r"verdict is read"):
         real_lr.refuse_destroyed_arms({"known": 0.02, "idk": 0.97, "unknown": 0.6}, 1e-2)

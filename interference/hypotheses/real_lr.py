@@ -20,7 +20,9 @@ one sentence. ``--lr`` skips the sweep but its Known-only drift is still measure
 
 Destroyed: a rate whose Known-only drift is at least ``DESTROYED`` (half the watched knowledge
 gone by SFT on facts the model already knows) cannot support any reading of forgetting; such a
-run is refused, as is a finished grid in which any arm forgets that much.
+run is refused, as is a finished grid in which any arm forgets that much (abstentions not
+counted: the idk arm is designed to teach them, and on the fixture it made 87% of the watched
+facts abstain at a rate whose Known-only drift was 1%).
 """
 from __future__ import annotations
 
@@ -126,12 +128,13 @@ def _refuse_if_destroyed(rec: dict) -> dict:
 
 
 def refuse_destroyed_arms(forgetting: dict[str, float], lr: float) -> None:
-    """After the grid: any arm (mean over seeds) that forgot >= ``DESTROYED`` of the watched facts
-    the base knew says the model was destroyed, and its verdict is refused, not reported."""
+    """After the grid: any arm (mean over seeds) that answers >= ``DESTROYED`` of the watched facts
+    the base knew wrongly (abstentions not counted: teaching "I don't know" is the idk arm's design)
+    says the model was destroyed, and its verdict is refused, not reported."""
     bad = {a: v for a, v in forgetting.items() if v == v and v >= DESTROYED}
     if bad:
         arm, v = max(bad.items(), key=lambda kv: kv[1])
-        raise LearningRateError(f"at lr {lr:g} the {arm} arm forgot {v:.0%} of the watched facts the base knew, so the "
+        raise LearningRateError(f"at lr {lr:g} the {arm} arm answers {v:.0%} of the watched facts the base knew wrongly, so the "
                                 "model was destroyed and no verdict is read; lower --lr (the cells stay stored).")
 
 

@@ -469,12 +469,16 @@ def _summary_with_lr(summarize, forgetting_key):
     def wrapped(cfg, results, ctx):
         v = summarize(cfg, results, ctx)
         arms = getattr(cfg, "arms", bc.ARMS)
-        forget = {a: (v["statistics"].get(forgetting_key(a)) or {}).get("value") for a in arms}
+        stat = lambda k: (v["statistics"].get(k) or {}).get("value")  # noqa: E731
+        forget = {a: stat(forgetting_key(a)) for a in arms}
         forget = {a: x for a, x in forget.items() if x is not None}
-        refuse_destroyed_arms(forget, ctx.lr_record["value"])
+        # an abstention is what the idk arm teaches, not damage: only wrong answers say destroyed
+        wrong = {a: x - (stat(f"abstention_{a}") or 0.0) for a, x in forget.items()}
+        refuse_destroyed_arms(wrong, ctx.lr_record["value"])
         v["learning_rate"] = ctx.lr_record
         v["known_only_drift"] = ctx.lr_record["known_only_drift"]
         v["watched_forgetting_by_arm"] = forget
+        v["watched_wrong_not_abstaining_by_arm"] = wrong
         v["left_out_arms"] = dict(ctx.left_out)
         v["reading"] = ("greedy to the newline (at most 24 tokens), exact match after normalisation against any "
                         "alias, abstention by its string, confidence = probability of the whole answer; watched "
