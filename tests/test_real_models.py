@@ -229,8 +229,7 @@ def test_hypothesis_runners_run_end_to_end_on_a_real_model(tmp_path, capsys, nam
     from interference.models import load_hf_tokenizer
     from interference.pretrain import BaseSpec
     module = {"behavior_cloning": behavior_cloning, "localized": localized}[name]
-    # behavior_cloning needs no 3-piece targets, so it runs on a smaller cut (SliCK and reads cost less)
-    model, data = rf.KNOWING / "model", rf.knowing_data_subset(*((60, 8) if name == "localized" else (30, 8)))
+    model, data = rf.KNOWING / "model", rf.knowing_data_subset(60, 8)
     lr = ["--lr", "3e-4"] if name == "localized" else []  # behavior_cloning: the rule chooses
     out = tmp_path / "h"
     rc = run_hypothesis.main([name, "--model", str(model), "--data", str(data), "--out", str(out), *HYP, *lr])
