@@ -252,7 +252,10 @@ def data_fingerprint(path: str | Path) -> str:
 
 def slick_cache_dir(spec: RealSpec) -> Path:
     from interference.pretrain import cache_root
-    key = {"model": model_fingerprint(spec.model), "data": data_fingerprint(spec.data), "slick": spec.slick}
+    # "read": tables read to the newline against any alias; the first implementation's tables (read
+    # for each alias's token length) sit under other keys and are never mixed with these
+    key = {"model": model_fingerprint(spec.model), "data": data_fingerprint(spec.data), "slick": spec.slick,
+           "read": "to-newline-any-alias"}
     return cache_root() / f"real-{config_hash(key)}"
 
 
