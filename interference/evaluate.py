@@ -21,7 +21,7 @@ from interference.data import Fact
 from interference.models import model_device, model_logits
 from interference.tokenizer import encode_qa
 
-ABSTAIN = frozenset({"unknown", "i dont know", "i do not know", "idk", "not sure"})
+ABSTAIN = frozenset({"unknown", "i dont know", "i don t know", "i do not know", "idk", "not sure"})
 SLICK_CATEGORIES = ("HighlyKnown", "MaybeKnown", "WeaklyKnown", "Unknown")
 _PUNCT = re.compile("[" + re.escape(string.punctuation.replace("_", "")) + "]")
 
@@ -131,6 +131,234 @@ def score_facts(model, tokenizer, facts: Sequence[Fact], batch_size: int = 512,
     return results  # type: ignore[return-value]
 
 
+# ------------------------------------------------------------------ reading as a reader would
+STOP = "\n"  # one QA pair per line: an answer ends at the newline (or EOS)
+NEXT_LINE = "Q:"  # where the next few-shot line begins (``data.load_qa_records``' prompt template)
+MAX_ANSWER_TOKENS = 24  # a cap, not a length: answers stop at STOP long before it
+
+
+def _newline_free(tokenizer) -> bool:
+    from interference.tokenizer import ends_lines
+    return not ends_lines(tokenizer)
+
+
+def _stop_ids(tokenizer) -> frozenset[int]:
+    """Ids whose text holds the stop string (a newline), plus EOS; scanned once per tokenizer. A
+    tokenizer that drops newlines (the synthetic world's word-level one) cannot end a line, so
+    there the answer ends where the next few-shot line begins: at ``NEXT_LINE``'s first token."""
+    key = "_interference_stop_ids"
+    cached = getattr(tokenizer, key, None)
+    if cached is None:
+        texts = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        ids = {i for i, t in enumerate(texts) if t is not None and STOP in tokenizer.convert_tokens_to_string([t])}
+        if _newline_free(tokenizer):
+            ids |= set(tokenizer(" " + NEXT_LINE, add_special_tokens=False)["input_ids"][:1])
+        if tokenizer.eos_token_id is not None:
+            ids.add(int(tokenizer.eos_token_id))
+        cached = frozenset(ids)
+        try:
+            setattr(tokenizer, key, cached)
+        except AttributeError:
+            pass
+    return cached
+
+
+def _hf_of(model):
+    """The Hugging Face model inside a bridge, or None (our native models)."""
+    from transformers import PreTrainedModel
+    hf = getattr(model, "original_model", None) if hasattr(model, "adapter") else None
+    return hf if isinstance(hf, PreTrainedModel) else None
+
+
+class _CacheKwarg:
+    """transformers 5 hands attention its KV cache as ``cache=``; the bridge's attention
+    components read ``past_key_values=`` (or ``layer_past=``), so without this they never extend
+    the cache and every cached step attends to itself alone. For the span of one decode, a
+    forward pre-hook on each such component passes the cache under the name it reads."""
+
+    def __init__(self, hf):
+        self.mods = [m for m in hf.modules() if hasattr(m, "_update_kv_cache")]
+        self.handles = []
+
+    @staticmethod
+    def _hook(mod, args, kwargs):
+        if kwargs.get("cache") is not None and kwargs.get("past_key_values") is None:
+            return args, {**kwargs, "past_key_values": kwargs["cache"]}
+        return None
+
+    def __enter__(self):
+        self.handles = [m.register_forward_pre_hook(self._hook, with_kwargs=True) for m in self.mods]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+
+
+def _step(model, ids: torch.Tensor, cache):
+    """Next-token logits [b, vocab] of ``ids`` given ``cache`` (the Hugging Face KV cache of what
+    came before, or None), and the new cache. A bridge runs its Hugging Face model with the cache;
+    a model without one (our native models) recomputes the whole sequence, passed in ``ids``."""
+    import inspect
+    hf = _hf_of(model)
+    if hf is None:
+        return model_logits(model, ids)[:, -1].float(), None
+    name = "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"  # transformers 5 / 4
+    out = hf(input_ids=ids, use_cache=True, **({name: cache} if cache is not None else {}))
+    new = getattr(out, "cache", None)
+    return out.logits[:, -1].float(), new if new is not None else getattr(out, "past_key_values", None)
+
+
+@torch.no_grad()
+def decode_to_stop(model, prompts: torch.Tensor, stop_ids: frozenset[int], max_new_tokens: int,
+                   temperature: float = 0.0, n_samples: int = 1,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Continue equal-length ``prompts`` [b, p] until every row hit a stop id or ``max_new_tokens``.
+
+    Greedy at temperature 0, else ``n_samples`` samples per prompt at ``temperature`` (the prompt
+    is run once and its KV cache repeated, so samples cost one token per step each). Returns
+    (tokens [b, n, L], per-token log-probs of them [b, n, L], length before the stop [b, n]);
+    log-probs are of the untempered distribution, so a sample's confidence reads like greedy's.
+    """
+    hf = _hf_of(model)
+    if hf is not None:
+        with _CacheKwarg(hf):
+            return _decode_to_stop(model, prompts, stop_ids, max_new_tokens, temperature, n_samples, generator)
+    return _decode_to_stop(model, prompts, stop_ids, max_new_tokens, temperature, n_samples, generator)
+
+
+def _decode_to_stop(model, prompts, stop_ids, max_new_tokens, temperature, n_samples, generator):
+    b = prompts.shape[0]
+    stop = torch.tensor(sorted(stop_ids), device=prompts.device)
+    logits, cache = _step(model, prompts, None)
+    seqs = prompts
+    if n_samples > 1:
+        logits = logits.repeat_interleave(n_samples, 0)
+        if cache is not None:
+            cache.batch_repeat_interleave(n_samples)
+        seqs = prompts.repeat_interleave(n_samples, 0)
+    done = torch.zeros(b * n_samples, dtype=torch.bool, device=prompts.device)
+    length = torch.full((b * n_samples,), max_new_tokens, dtype=torch.long, device=prompts.device)
+    toks, lps = [], []
+    for step in range(max_new_tokens):
+        logp = logits.log_softmax(-1)
+        if temperature <= 0:
+            nxt = logp.argmax(-1)
+        else:
+            nxt = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator).squeeze(-1)
+        toks.append(nxt)
+        lps.append(logp.gather(-1, nxt[:, None]).squeeze(-1))
+        hit = torch.isin(nxt, stop) & ~done
+        length[hit] = step
+        done |= hit
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        seqs = torch.cat([seqs, nxt[:, None]], 1)
+        logits, cache = _step(model, nxt[:, None] if cache is not None else seqs, cache)
+    t = torch.stack(toks, -1).view(b, n_samples, -1)
+    return t, torch.stack(lps, -1).view(b, n_samples, -1), length.view(b, n_samples)
+
+
+def _answer_text(tokenizer, ids: Sequence[int]) -> str:
+    text = tokenizer.decode(list(ids), skip_special_tokens=True).split(STOP)[0]
+    return (text.split(NEXT_LINE)[0] if _newline_free(tokenizer) else text).strip()
+
+
+def _prompt_groups(tokenizer, facts: Sequence[Fact]) -> dict[int, list[tuple[int, list[int]]]]:
+    out: dict[int, list[tuple[int, list[int]]]] = defaultdict(list)
+    for i, f in enumerate(facts):
+        p = tokenizer(f.prompt, add_special_tokens=True)["input_ids"]
+        out[len(p)].append((i, p))
+    return out
+
+
+def alias_match(prediction: str, aliases: Sequence[str]) -> bool:
+    """Exact match after normalisation against any alias."""
+    p = normalize_answer(prediction)
+    return any(p == normalize_answer(a) for a in aliases)
+
+
+@torch.no_grad()
+def read_facts(model, tokenizer, facts: Sequence[Fact], aliases: dict[str, Sequence[str]] | None = None,
+               batch_size: int = 64, confidence_threshold: float = 0.5, max_new_tokens: int = MAX_ANSWER_TOKENS,
+               with_gold: bool = False) -> list[FactResult]:
+    """``score_facts`` as a reader would score an answer: greedy decoding to the newline (or EOS,
+    at most ``max_new_tokens``), right when the answer equals *any* alias after normalisation
+    (``aliases[fact_id]``; the fact's own answer when absent), an abstention whenever its string
+    is one (``ABSTAIN``), whatever its token length.
+
+    Confidence is the probability of the whole answer: exp of the *sum* of its tokens' log-probs
+    (the stop excluded). Why the sum and not the mean: the outcome threshold (0.5) then reads
+    "the model puts more than half its mass on exactly this answer", the same statement for a
+    one-token and a five-token answer; a mean (geometric-mean probability) would call a long
+    answer confident when every token is a coin flip it happens to win. On one-token answers it
+    is the first-token probability ``score_facts`` uses. ``with_gold`` adds the teacher-forced
+    log-prob of the fact's own answer (``gold_logprob``; nan otherwise, it costs a second pass).
+    """
+    was_training = model.training
+    model.eval()
+    dev = model_device(model)
+    stop = _stop_ids(tokenizer)
+    results: list[FactResult | None] = [None] * len(facts)
+    gold = gold_logprobs(model, tokenizer, facts, batch_size) if with_gold else [float("nan")] * len(facts)
+    for _, items in sorted(_prompt_groups(tokenizer, facts).items()):
+        for chunk in _chunks(items, batch_size):
+            prompts = torch.tensor([p for _, p in chunk], device=dev)
+            toks, lps, length = decode_to_stop(model, prompts, stop, max_new_tokens)
+            for j, (i, _) in enumerate(chunk):
+                n = int(length[j, 0])
+                pred = _answer_text(tokenizer, toks[j, 0, : n + 1].tolist())
+                f = facts[i]
+                correct = alias_match(pred, (aliases or {}).get(f.fact_id) or (f.answer,))
+                conf = float(lps[j, 0, :n].sum().exp()) if n > 0 else 0.0
+                results[i] = FactResult(f.fact_id, pred, correct, gold[i], conf,
+                                        outcome_of(correct, pred, conf, confidence_threshold))
+    model.train(was_training)
+    return results  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def gold_logprobs(model, tokenizer, facts: Sequence[Fact], batch_size: int = 64) -> list[float]:
+    """Teacher-forced log p(answer tokens | prompt) of every fact, in order."""
+    dev = model_device(model)
+    out = [float("nan")] * len(facts)
+    for (lp, la), items in _groups(tokenizer, facts).items():
+        for chunk in _chunks(items, batch_size):
+            full = torch.tensor([p + a[:-1] for _, p, a in chunk], device=dev)
+            gold = torch.tensor([a for _, _, a in chunk], device=dev)
+            lps = model_logits(model, full)[:, lp - 1:].float().log_softmax(-1)
+            vals = lps.gather(-1, gold[..., None]).squeeze(-1).sum(-1)
+            for j, (i, _, _) in enumerate(chunk):
+                out[i] = float(vals[j])
+    return out
+
+
+@torch.no_grad()
+def sample_alias_counts(model, tokenizer, facts: Sequence[Fact], aliases: Sequence[Sequence[str]], n_samples: int,
+                        temperature: float, seed: int = 0, batch_size: int = 64,
+                        max_new_tokens: int = MAX_ANSWER_TOKENS) -> list[list[int]]:
+    """Per fact, how many of ``n_samples`` samples (decoded to the stop) equal each of its
+    ``aliases`` after normalisation; one batched, KV-cached decode for all samples of a prompt."""
+    was_training = model.training
+    model.eval()
+    dev = model_device(model)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    stop = _stop_ids(tokenizer)
+    counts = [[0] * len(a) for a in aliases]
+    norm = [[normalize_answer(x) for x in a] for a in aliases]
+    for _, items in sorted(_prompt_groups(tokenizer, facts).items()):
+        for chunk in _chunks(items, max(1, batch_size // max(1, n_samples))):
+            prompts = torch.tensor([p for _, p in chunk], device=dev)
+            toks, _, length = decode_to_stop(model, prompts, stop, max_new_tokens, temperature, n_samples, gen)
+            for j, (i, _) in enumerate(chunk):
+                for s in range(n_samples):
+                    p = normalize_answer(_answer_text(tokenizer, toks[j, s, : int(length[j, s]) + 1].tolist()))
+                    for a, x in enumerate(norm[i]):
+                        counts[i][a] += p == x
+    model.train(was_training)
+    return counts
+
+
 def accuracy(results: Sequence[FactResult]) -> float:
     return sum(r.correct for r in results) / len(results) if results else float("nan")
 
@@ -225,7 +453,8 @@ def category_counts(results: Sequence[SliCKResult]) -> dict[str, int]:
     return counts
 
 
-def outcomes(model, tok, facts: Sequence[Fact]) -> tuple[np.ndarray, list[str]]:
-    """(correct [n] bool, greedy predictions) of ``facts``."""
-    res = score_facts(model, tok, facts)
+def outcomes(model, tok, facts: Sequence[Fact], score=None) -> tuple[np.ndarray, list[str]]:
+    """(correct [n] bool, greedy predictions) of ``facts``, scored by ``score`` (default
+    ``score_facts``; a real model's context reads to the newline: ``read_facts``)."""
+    res = (score or score_facts)(model, tok, facts)
     return np.array([r.correct for r in res], dtype=bool), [r.prediction for r in res]

@@ -9,8 +9,9 @@ the pieces are the tokenizer's sub-word tokens of real subject names:
   every position with the token at that position of another random real name, so every token
   is a real-name token (e.g. "Ada Lovelace" + "Alan Turing" -> "Ada Turing"); real names and
   repeats are rejected.
-- ``uuid_names``: random ordinary tokens (whole alphabetic words of >= 2 letters, not special)
-  that occur in no real name, joined by spaces; rejected if re-encoding touches a real-name token.
+- ``uuid_names``: random token strings: a word-start piece and word-inner pieces (letters only,
+  >= 2 each) that occur in no real name, glued into one word; rejected unless re-encoding gives
+  exactly those ids (a word-level tokenizer, which has no inner pieces, joins whole words).
 
 Both re-encode every candidate and keep only those whose tokens are what was intended, so the
 claim "shares sub-word pieces" (or "shares none") holds for the exact ids the model will see.
@@ -38,29 +39,36 @@ def real_name_pieces(tokenizer, names: Sequence[str]) -> set[int]:
     return {i for n in names for i in _ids(tokenizer, n)}
 
 
-def lookalike_names(tokenizer, real_names: Sequence[str], n: int, seed: int = 0, max_tries: int = 100) -> list[str]:
-    """``n`` new names recombining the sub-word tokens of ``real_names`` position by position."""
+def lookalike_names(tokenizer, real_names: Sequence[str], n: int, seed: int = 0, max_tries: int = 100,
+                    banned: set[int] = frozenset(), taken: Sequence[str] = ()) -> list[str]:
+    """``n`` new names recombining the sub-word tokens of ``real_names`` position by position,
+    never using a token of ``banned`` (the disjoint arm bans its targets' pieces: with BPE nearly
+    every whole name shares some piece with some target, but most pieces are shared by few)."""
     names = sorted(set(real_names))
     encoded = [_ids(tokenizer, x) for x in names]
     if len(names) < 2:
-        raise FictitiousError("look-alike names need at least two real names to recombine.")
-    pieces = set().union(*map(set, encoded))
-    taken = set(names)
+        raise FictitiousError(f"look-alike names need at least two real names to recombine; {len(names)} given.")
+    pieces = set().union(*map(set, encoded)) - set(banned)
+    by_pos = [[e[k] for e in encoded if len(e) > k and e[k] in pieces] for k in range(max(map(len, encoded)))]
+    taken = set(names) | set(taken)
     rng = random.Random(f"lookalike-{seed}")
     out: list[str] = []
     for _ in range(n * max_tries):
         if len(out) == n:
             break
         length = len(rng.choice(encoded))
-        ids = [rng.choice([e for e in encoded if len(e) > k])[k] for k in range(length)]
+        if any(not by_pos[k] for k in range(length)):
+            continue
+        ids = [rng.choice(by_pos[k]) for k in range(length)]
         text = _text(tokenizer, ids)
         if not text or text in taken or not set(_ids(tokenizer, text)) <= pieces:
             continue
         taken.add(text)
         out.append(text)
     if len(out) < n:
-        raise FictitiousError(f"only {len(out)} distinct look-alike names can be made from {len(names)} real names, "
-                              f"fewer than the {n} asked for; supply more subjects or ask for fewer entities.")
+        raise FictitiousError(f"only {len(out)} distinct look-alike names can be made from {len(names)} real names"
+                              f"{' without the banned pieces' if banned else ''}, fewer than the {n} asked for; supply "
+                              "more subjects or ask for fewer entities.")
     return out
 
 
@@ -76,9 +84,46 @@ def ordinary_tokens(tokenizer, exclude: set[int]) -> list[int]:
     return [i for (i, _), e in zip(keep, enc) if e == [i]]
 
 
-def uuid_names(tokenizer, real_names: Sequence[str], n: int, n_pieces: int = 3, seed: int = 0,
+def uuid_names(tokenizer, real_names: Sequence[str], n: int, n_pieces: int = 4, seed: int = 0,
                max_tries: int = 100) -> list[str]:
-    """``n`` names of ``n_pieces`` random ordinary tokens that occur in no real name."""
+    """``n`` names that are random token strings, like a uuid: ``n_pieces`` random vocabulary
+    pieces that occur in no real name (letters only, at least two), glued without spaces into one
+    word after the first, kept only when re-encoding gives exactly those ids. Ordinary words joined
+    by spaces ("Ravenhill blue ho") read as a phrase; a random string reads as nothing."""
+    banned = real_name_pieces(tokenizer, real_names)
+    special = set(tokenizer.all_special_ids)
+    pool = [i for i in range(len(tokenizer)) if i not in special and i not in banned]
+    texts = tokenizer.convert_ids_to_tokens(pool)
+    word = [i for i, t in zip(pool, texts) if t is not None and
+            (s := tokenizer.convert_tokens_to_string([t])).strip().isascii() and s.strip().isalpha()
+            and len(s.strip()) >= 2]
+    starts = [i for i in word if tokenizer.convert_tokens_to_string(tokenizer.convert_ids_to_tokens([i])).startswith(" ")]
+    inner = [i for i in word if i not in set(starts)]
+    if not starts:  # a word-level tokenizer: no piece continues a word, so whole words joined by spaces
+        return _word_uuid_names(tokenizer, real_names, n, min(n_pieces, 3), seed, max_tries)
+    if len(starts) < 2 or len(inner) < n_pieces:
+        raise FictitiousError(f"the tokenizer has only {len(starts)} word-start and {len(inner)} inner pieces outside the "
+                              "real names; uuid names need more (use a larger vocabulary or fewer pieces).")
+    rng = random.Random(f"uuid-{seed}")
+    taken = set(real_names)
+    out: list[str] = []
+    for _ in range(n * max_tries):
+        if len(out) == n:
+            break
+        ids = [rng.choice(starts)] + rng.sample(inner, n_pieces - 1)
+        text = _text(tokenizer, ids)
+        if not text or text in taken or " " in text or _ids(tokenizer, text) != ids:
+            continue
+        taken.add(text)
+        out.append(text)
+    if len(out) < n:
+        raise FictitiousError(f"only {len(out)} distinct uuid names could be made, fewer than the {n} asked for.")
+    return out
+
+
+def _word_uuid_names(tokenizer, real_names: Sequence[str], n: int, n_pieces: int, seed: int,
+                     max_tries: int) -> list[str]:
+    """uuid names for a word-level tokenizer: random whole words that occur in no real name."""
     banned = real_name_pieces(tokenizer, real_names)
     pool = ordinary_tokens(tokenizer, banned)
     if len(pool) < n_pieces:
@@ -126,6 +171,10 @@ def lookalike_of(tokenizer, target: str, keep: Sequence[int], by_position: Seque
     t = _ids(tokenizer, target)
     own = set(t)
     by_pos = [sorted(by_position[k] - own) if k < len(by_position) else [] for k in range(len(t))]
+    anywhere = sorted(set().union(*by_position[1:]) - own) if len(by_position) > 1 else []
+    # a position few donors reach (a long BPE name's tail) takes any donor's inner piece; the
+    # re-encoding check below keeps only names whose tokens are exactly where they were put
+    by_pos = [c if c or k == 0 else anywhere for k, c in enumerate(by_pos)]
     free = [k for k in range(len(t)) if k not in keep]
     if any(not by_pos[k] for k in free):
         raise FictitiousError(f"no donor name has a token at every position of {target!r} that {target!r} lacks; "

@@ -12,12 +12,10 @@ SliCK as Gekhman et al. (2024) ran it on EntityQuestions:
 - only relations where at least ``min_known_share`` (the paper: 30%) of facts are Known (any
   category but Unknown) are used; the SFT set is k Known + k Unknown facts of those relations.
 
-Alias matching reuses ``evaluate.score_facts`` unchanged: each alias becomes its own scored
-copy of the fact, decoded for exactly that alias's token length, so "right" means the model's
-continuation starts with the alias. For sampling, a fact's count is the best alias's count (the
-samples of different aliases are drawn separately, so this can only over-count a WeaklyKnown).
-A Known fact's gold answer becomes the alias the model gave greedily, so training and every
-later evaluation (which score one answer per fact) ask for what the model itself says.
+Answers are read as a reader would (``evaluate.read_facts``): decoded to the newline that ends a
+few-shot line, right when the whole answer equals any alias after normalisation; samples come
+from one KV-cached batched decode per prompt. A Known fact's gold answer becomes the alias the
+model gave greedily, so training and every later evaluation ask for what the model itself says.
 
 The SliCK table of a (model, data, settings) triple is cached under ``$INTERFERENCE_CACHE``,
 keyed by a fingerprint of the model files and the data files' *content*, never their mtime.
@@ -35,7 +33,7 @@ from typing import Sequence
 
 from interference.data import Fact, QARecord, data_files, load_qa_records
 from interference.distributed import eval_batch_size_for
-from interference.evaluate import SLICK_CATEGORIES, score_facts, sample_correct_counts, slick_category
+from interference.evaluate import SLICK_CATEGORIES, slick_category
 from interference.io import atomic_write_text, check_fields, config_hash
 from interference.sft_data import SFTData, SFTDataConfig, SFTDataError
 
@@ -120,34 +118,42 @@ def slick_chosen(records: Sequence[QARecord], cfg: SliCKConfig) -> list[QARecord
 
 def slick_real(model, tokenizer, records: Sequence[QARecord], cfg: SliCKConfig) -> dict[str, dict]:
     """fact_id -> {category, p_greedy, p_sample, answer (the alias the model gave, if any),
-    relation, split} for every record (or ``max_per_relation`` of each relation)."""
+    relation, split} for every record (or ``max_per_relation`` of each relation).
+
+    Each exemplar set asks every fact once: one greedy answer decoded to the newline and
+    ``n_samples`` samples from one KV-cached batched decode (``evaluate.sample_alias_counts``);
+    an answer is right when it equals any alias after normalisation. The categories are those of
+    the first implementation (one scored copy per alias, every step re-running the whole prompt
+    for every sample), which the tests check on a fixed seed; it cost ~3 s per fact on 2 cores.
+    """
+    from interference.evaluate import alias_match, read_facts, sample_alias_counts
     sets = exemplar_sets(records, cfg)
     chosen = slick_chosen(records, cfg)
-    # one scored copy per (fact, alias); the copy id says which alias it asks for
-    copies = [(i, a, r.fact) for i, r in enumerate(chosen) for a in range(len(r.aliases))]
-    greedy_hits = [[0] * len(r.aliases) for r in chosen]
-    sample_hits = [[0] * len(r.aliases) for r in chosen]
+    aliases = [list(dict.fromkeys(r.aliases)) for r in chosen]
+    greedy_hits = [[0] * len(a) for a in aliases]
+    sample_hits = [0] * len(chosen)
     for v in range(cfg.n_exemplar_sets):
-        asked = [Fact(**{**f.to_dict(), "fact_id": f"{f.fact_id}#{a}", "answer": chosen[i].aliases[a],
-                         "prompt": few_shot_prompt(f, sets[f.relation][v], cfg.n_shots)})
-                 for i, a, f in copies]
+        asked = [dataclasses.replace(r.fact, prompt=few_shot_prompt(r.fact, sets[r.fact.relation][v], cfg.n_shots))
+                 for r in chosen]
         bs = eval_batch_size_for(model, tokenizer, asked)  # 4-shot prompts x a 150k vocabulary: size by memory
-        for (i, a, _), res in zip(copies, score_facts(model, tokenizer, asked, batch_size=bs)):
-            greedy_hits[i][a] += res.correct
+        for i, res in enumerate(read_facts(model, tokenizer, asked, batch_size=bs)):
+            for a, alias in enumerate(aliases[i]):
+                if alias_match(res.prediction, [alias]):
+                    greedy_hits[i][a] += 1
+                    break
         if cfg.n_samples:
-            counts = sample_correct_counts(model, tokenizer, asked, cfg.n_samples, cfg.temperature, cfg.seed + v,
-                                           batch_size=bs)
-            for (i, a, _), c in zip(copies, counts):
-                sample_hits[i][a] += c
+            counts = sample_alias_counts(model, tokenizer, asked, aliases, cfg.n_samples, cfg.temperature,
+                                         cfg.seed + v, batch_size=bs)
+            for i, c in enumerate(counts):
+                sample_hits[i] += sum(c)
     out = {}
     for i, r in enumerate(chosen):
-        # a set counts as right when any alias was the greedy answer (aliases are exclusive
-        # continuations, so at most one alias of a set can match unless one prefixes another)
-        p_greedy = min(1.0, sum(greedy_hits[i]) / cfg.n_exemplar_sets)
-        p_sample = max(sample_hits[i]) / max(1, cfg.n_exemplar_sets * cfg.n_samples)
-        best = max(range(len(r.aliases)), key=lambda a: (greedy_hits[i][a], sample_hits[i][a], -a))
+        p_greedy = sum(greedy_hits[i]) / cfg.n_exemplar_sets
+        p_sample = sample_hits[i] / max(1, cfg.n_exemplar_sets * cfg.n_samples)
+        best = max(range(len(aliases[i])), key=lambda a: (greedy_hits[i][a], -a))
         out[r.fact.fact_id] = {"category": slick_category(p_greedy, p_sample), "p_greedy": p_greedy,
-                               "p_sample": p_sample, "answer": r.aliases[best] if greedy_hits[i][best] else r.fact.answer,
+                               "p_sample": p_sample,
+                               "answer": aliases[i][best] if greedy_hits[i][best] else r.fact.answer,
                                "relation": r.fact.relation, "split": r.fact.split}
     return out
 
@@ -278,8 +284,10 @@ def data_fingerprint(path: str | Path) -> str:
 
 def slick_cache_dir(spec: RealSpec, fingerprint: str | None = None) -> Path:
     from interference.bases import cache_root
+    # "read": tables read to the newline against any alias; the first implementation's tables (read
+    # for each alias's token length) sit under other keys and are never mixed with these
     key = {"model": fingerprint or model_dir_fingerprint(spec.model), "data": data_fingerprint(spec.data),
-           "slick": spec.slick}
+           "slick": spec.slick, "read": "to-newline-any-alias"}
     return cache_root() / f"real-{config_hash(key)}"
 
 

@@ -122,6 +122,13 @@ def build_parser():
                     help="with --model: auto (default) = bf16 autocast on a GPU that has it, else fp32; fp16 = "
                          "float16 autocast with a loss scaler (CUDA only). The synthetic grids always run fp32")
     add_real_arguments(ap)  # behavior_cloning and localized on a real model: hypotheses/real_world.py
+    from interference.cli import finite_float
+    ap.add_argument("--lr", type=finite_float,
+                    help="with --model: every arm's learning rate (default: chosen before the grid by the rule in "
+                         "hypotheses/real_lr.py; recorded in verdict.json either way)")
+    ap.add_argument("--leave-out", default="",
+                    help="with --model: comma-separated localized arms the data cannot serve (e.g. disjoint); "
+                         "recorded in verdict.json")
     return ap
 
 
@@ -146,6 +153,9 @@ def _main(args) -> int:
 
     if args.model is not None or args.data is not None:
         return _main_real(args)
+    if args.lr is not None or args.leave_out:
+        raise UsageError(f"{'--lr' if args.lr is not None else '--leave-out'} applies to a real model (--model); the "
+                         "synthetic grids' rates and arms are part of their pre-registered configs.")
     if args.precision is not None:
         raise UsageError("--precision applies to a real model (--model); the synthetic grids run in float32 so "
                          "every stored cell stays comparable.")
@@ -212,6 +222,8 @@ def _main_real(args) -> int:
                              "or parallel workers that would each load the model); leave it out with --model.")
     if args.seeds is not None and args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds} leaves nothing to run; use at least 1 (2+ for a verdict).")
+    if args.lr is not None and not args.lr > 0:
+        raise UsageError(f"--lr {args.lr} must be a positive learning rate, e.g. 1e-5.")
     from interference.io import real_out
     _check_out(real_out(args.out), args.seeds)
     spec = resolve_model_and_data(args)  # refuses a bad path, family or data record before any work
@@ -227,7 +239,8 @@ def _main_real(args) -> int:
     share = args.min_known_share if args.min_known_share is not None else 0.3
     module, cfg, ctx = prepare(args.hypothesis, spec, out, args.quick, args.seeds, device=device,
                                progress=not args.no_progress, min_known_share=share,
-                               precision=args.precision or "auto")
+                               precision=args.precision or "auto", lr=args.lr,
+                               leave_out=tuple(a.strip() for a in args.leave_out.split(",") if a.strip()))
     _check_compatible(out / module.NAME, hypothesis_config(module, cfg, ctx), module.NAME)
     v = run_and_draw(module, cfg, ctx)
     print(format_table(v, out / module.NAME))
@@ -239,7 +252,8 @@ def format_table(v: dict, d: Path) -> str:
     from interference.metrics.stats import format_estimate
     rows = [("share", v["share"])] + [tuple(r) for r in v.get("headline", [])]
     w = max(len(r[0]) for r in rows)
-    lines = [f"{v['hypothesis']}: {v['verdict'].upper()}  ({v['share']['n']} seeds; mean [95% CI])"]
+    # seeds run, not the endpoint's finite values (a seed whose endpoint is undefined still ran)
+    lines = [f"{v['hypothesis']}: {v['verdict'].upper()}  ({v.get('seeds', v['share']['n'])} seeds; mean [95% CI])"]
     lines += [f"  {name:<{w}}  {format_estimate(e)}" for name, e in rows]
     lines.append(f"  verdict: {d / 'verdict.json'}   plots: {', '.join(Path(p).name for p in v.get('plots', []))}")
     lines.append(f"  cells: {v['cells']['computed']} computed, {v['cells']['reused']} reused")

@@ -147,3 +147,20 @@ def eq_dir_long_names() -> Path:
         (d / f"{rel}.train.json").write_text(json.dumps(plain[:cut]))
         (d / f"{rel}.test.json").write_text("".join(json.dumps(r) + "\n" for r in plain[cut:]))
     return d
+
+
+KNOWING = Path(__file__).parent / "fixtures" / "knowing"  # scripts/make_knowing_fixture.py: a model that knows
+
+
+@functools.lru_cache(maxsize=None)
+def knowing_data_subset(n_train: int = 30, n_test: int = 8) -> Path:
+    """The knowing fixture's data cut to ``n_train`` trained and ``n_test`` never-seen facts per
+    relation (the first ones of each file): SliCK and a quick grid then fit in a test's budget."""
+    d = _ROOT / f"knowing-{n_train}-{n_test}"
+    d.mkdir(parents=True, exist_ok=True)
+    for f in sorted((KNOWING / "data").iterdir()):
+        if f.name.endswith(".train.json"):
+            (d / f.name).write_text(json.dumps(json.loads(f.read_text())[:n_train]))
+        else:
+            (d / f.name).write_text("".join(f.read_text().splitlines(keepends=True)[:n_test]))
+    return d

@@ -195,9 +195,15 @@ HYP = ["--quick", "--exemplar-sets", "2", "--samples", "2", "--no-progress", "--
 @pytest.mark.parametrize("name,extra,pattern", [
     ("capacity", [], "pre-trains bases of several widths"),
     ("all", [], "pre-trains bases of several widths"),
-    ("localized", [], r"only 0 watched HighlyKnown facts have a subject of 3 or more tokens"),
+    ("localized", [], r"only 0 watched HighlyKnown facts have a subject of 3 or more tokens whose first two are "
+                      r"specific to it"),
     ("behavior_cloning", ["--precision", "fp16"], "fp16 needs a CUDA GPU"),
     ("localized", ["--consolidations", "2"], "--consolidations does not apply to a real model"),
+    ("behavior_cloning", ["--lr", "1e-2"], r"at --lr 0.01 Known-only SFT for 40 steps already loses 100% of the "
+                                           r"watched facts the base knows, so the model is destroyed"),
+    ("behavior_cloning", [], r"the new facts reach only \d+% \(< 95%\) in 40 steps; raise the step budget or pass --lr"),
+    ("behavior_cloning", ["--leave-out", "disjoint"], "none can be left out"),
+    ("localized", ["--leave-out", "uuid"], "the core arms"),
 ])
 def test_run_hypothesis_refuses_what_a_real_model_cannot_give_in_one_sentence(tmp_path, capsys, name, extra, pattern):
     from interference import run_hypothesis
@@ -213,48 +219,69 @@ def test_run_hypothesis_refuses_what_a_real_model_cannot_give_in_one_sentence(tm
 @pytest.mark.parametrize("name", ["behavior_cloning", "localized"])
 def test_hypothesis_runners_run_end_to_end_on_a_real_model(tmp_path, capsys, name):
     """Each runner: SliCK on the real data, fictitious entities from the model's tokenizer, a few
-    steps per arm, and the module's own pre-registered summary and verdict."""
+    steps per arm, and the module's own pre-registered summary and verdict. behavior_cloning runs
+    on the majority-answer model (word-level names), localized on the fixture that knows facts
+    (BPE names whose first pieces are specific to their subject); ``--lr`` skips the sweep."""
     from interference import run_hypothesis
+    from interference.fictitious import name_pieces
     from interference.hypotheses import behavior_cloning, localized
     from interference.hypotheses.prereg import VERDICTS
+    from interference.models import load_hf_tokenizer
     from interference.bases import BaseSpec
     module = {"behavior_cloning": behavior_cloning, "localized": localized}[name]
-    data = rf.eq_dir_long_names() if name == "localized" else rf.eq_dir()
+    model, data = rf.KNOWING / "model", rf.knowing_data_subset(60, 8)
+    lr = ["--lr", "3e-4"] if name == "localized" else []  # behavior_cloning: the rule chooses
     out = tmp_path / "h"
-    rc = run_hypothesis.main([name, "--model", str(rf.taught_model_dir()), "--data", str(data), "--out", str(out), *HYP])
+    rc = run_hypothesis.main([name, "--model", str(model), "--data", str(data), "--out", str(out), *HYP, *lr])
     assert rc == 0, capsys.readouterr().err
     v = json.loads((out / name / "verdict.json").read_text())
     assert v["hypothesis"] == name and v["verdict"] in VERDICTS and v["seeds"] == 2
     assert v["preregistered"] == json.loads(json.dumps(module.PREREGISTERED.record()))
     assert v["base_hash"] not in {BaseSpec.default().hash(), BaseSpec.default(quick=True).hash()}
+    rate = v["learning_rate"]
+    assert rate["chosen_by"] == ("--lr" if lr else "rule") and v["config"]["sft"]["lr"] == rate["value"]
+    if lr:
+        assert rate["value"] == 3e-4 and len(rate["sweep"]) == 1
+    else:  # the largest candidate below the drift bound, every larger one above it, and learned there
+        from interference.hypotheses.real_lr import CANDIDATES, DRIFT_BOUND
+        assert [r["lr"] for r in rate["sweep"]] == list(CANDIDATES[: len(rate["sweep"])])
+        assert all(r["known_only_drift"] >= DRIFT_BOUND for r in rate["sweep"][:-1])
+        assert rate["sweep"][-1]["known_only_drift"] < DRIFT_BOUND <= rate["sweep"][-1]["new_learned"] + 1
+        assert rate["sweep"][-1]["new_learned"] >= 0.95
+    assert 0 <= v["known_only_drift"] < 0.5
     base = json.loads((out / name / "config.json").read_text())["base"]
-    assert base["precision"] == "fp32" and base["real"]["model"] == str(rf.taught_model_dir().resolve())
+    assert base["precision"] == "fp32" and base["real"]["model"] == str(model.resolve())
     cells = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*.json"))]
     assert all(c["key"]["prereg"] == module.PREREGISTERED.hash() and c["key"]["base"] == v["base_hash"] for c in cells)
     real_names = {r.fact.subject for r in load_qa_records(data)}
-    real_words = {w for n in real_names for w in n.split()}
     if name == "behavior_cloning":
         assert len(cells) == 2 * 5 and v["cells"]["computed"] == 10
-        # the kept relation the model knows best is watched; the other one (other answers) is new
-        assert v["config"]["watched_relations"] == ["P1"] and v["config"]["new_relations"] == ["P2"]
+        # the kept relation the model knows best is watched; the others (other answers) are new
+        rels = {"P17", "P19", "P106", "P264"}
+        assert len(v["config"]["watched_relations"]) == 1 and set(v["config"]["new_relations"]) == \
+            rels - set(v["config"]["watched_relations"])
         for c in cells:
             assert c["result"]["steps"] == 40 and c["result"]["curve"][0]["step"] == 0
         assert all(v["statistics"][f"plasticity_{a}"]["n"] == 2 for a in ("unknown", "reference"))
     else:
+        tok = load_hf_tokenizer(model)
+        real_pieces = {i for n in real_names for i in name_pieces(tok, n)}
         results = {(c["result"]["arm"], c["result"].get("seed")): c["result"] for c in cells}
         assert len(cells) == 1 + 2 * 4
         for seed in (0, 1):
             targets = results[("share2", seed)]["target_eids"]
-            assert len(targets) == 8 and all(len(t.split()) == 3 for t in targets)
+            assert len(targets) == v["config"]["n_targets"] >= 8
+            assert all(len(name_pieces(tok, t)) >= 3 for t in targets)
             for arm, kept in (("share0", 0), ("share1_first", 1), ("share2", 2)):
                 names = results[(arm, seed)]["new_names"]
-                assert not set(names) & real_names and all(n.split()[0] in real_words for n in names)
-                # the j-th name keeps exactly its target's first `kept` words, in place
+                assert not set(names) & real_names
                 built_on = results[(arm, seed)]["new_name_targets"]
                 assert sorted(built_on) == sorted(targets)
-                for n, t in zip(names, built_on):
-                    assert [a == b for a, b in zip(n.split(), t.split())] == [k < kept for k in range(3)], (n, t)
-            assert not {w for n in results[("uuid", seed)]["new_names"] for w in n.split()} & real_words
+                for n, t in zip(names, built_on):  # exactly the target's first `kept` pieces, in place
+                    a, b = name_pieces(tok, n), name_pieces(tok, t)
+                    assert len(a) == len(b) and [x == y for x, y in zip(a, b)] == [k < kept for k in range(len(b))]
+            uuid = results[("uuid", seed)]["new_names"]
+            assert all(" " not in n and not set(name_pieces(tok, n)) & real_pieces for n in uuid)
         assert v["statistics"]["learned/share2/learned"]["n"] == 2  # the dose arms reached 95% and were read
     assert (out / name / f"{name}.png").exists()
 

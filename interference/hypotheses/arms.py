@@ -29,16 +29,18 @@ class OutcomeCurve:
     fact and the share of ``train`` facts answered as trained (their own labels, so an "I don't
     know" arm counts answering "unknown" as learned); ``extra`` sets get their codes too."""
 
-    def __init__(self, tokenizer, watch: Sequence[Fact], train: Sequence[Fact], extra: dict | None = None):
+    def __init__(self, tokenizer, watch: Sequence[Fact], train: Sequence[Fact], extra: dict | None = None,
+                 score=score_facts):
         self.tok, self.watch, self.train, self.extra = tokenizer, list(watch), list(train), dict(extra or {})
+        self.score = score  # a real model's context reads answers to the newline (evaluate.read_facts)
         self.rows: list[dict] = []
 
     def on_eval(self, state) -> None:
         row = {"step": int(state.step),
-               "plasticity": accuracy(score_facts(state.model, self.tok, self.train)) if self.train else math.nan,
-               "watch": encode_outcomes(r.outcome for r in score_facts(state.model, self.tok, self.watch))}
+               "plasticity": accuracy(self.score(state.model, self.tok, self.train)) if self.train else math.nan,
+               "watch": encode_outcomes(r.outcome for r in self.score(state.model, self.tok, self.watch))}
         for name, facts in self.extra.items():
-            row[name] = encode_outcomes(r.outcome for r in score_facts(state.model, self.tok, facts))
+            row[name] = encode_outcomes(r.outcome for r in self.score(state.model, self.tok, facts))
         self.rows.append(row)
 
 
@@ -52,7 +54,7 @@ def run_arm(ctx, base_spec, train: Sequence[Fact], watch: Sequence[Fact], sft, e
     steps, seed) and return the JSON-able curve of ``watch`` outcomes."""
     from interference.train import finetune_on
     model, tok = ctx.base(base_spec)
-    curve = OutcomeCurve(tok, watch, train, extra)
+    curve = OutcomeCurve(tok, watch, train, extra, score=getattr(ctx, "score", score_facts))
     res = finetune_on(model, tok, list(train), sft, world=ctx.world, callbacks=[curve], dist=ctx.dist)
     if not curve.rows or curve.rows[0]["step"] != 0:
         raise RuntimeError("the loop did not evaluate the base at step 0; the arm has no baseline.")

@@ -21,8 +21,8 @@ class ArmRun:
     reads: dict = field(default_factory=dict)  # "learned" / "final" -> {step, plasticity, correct, predictions}
 
 
-def _read(model, tok, watch, step: int, plasticity: float) -> dict:
-    ok, preds = outcomes(model, tok, watch)
+def _read(model, tok, watch, step: int, plasticity: float, score=None) -> dict:
+    ok, preds = outcomes(model, tok, watch, **({"score": score} if score is not None else {}))
     return {"step": int(step), "plasticity": float(plasticity), "correct": "".join("1" if x else "0" for x in ok),
             "predictions": preds}
 
@@ -49,11 +49,13 @@ def train_arm(ctx, cfg, arm, train: Sequence[Fact], watch: Sequence[Fact], seed:
         m.train(was)
         return acc
 
-    reader = WhenLearned(score, at, stop=False, on_learned=lambda m, step, p: _read(m, tok, watch, step, p))
+    read_with = getattr(ctx, "score", None)
+    reader = WhenLearned(score, at, stop=False, on_learned=lambda m, step, p: _read(m, tok, watch, step, p, read_with))
     teacher = ctx.teacher(cfg.sft.teacher_recipe()) if arm.method == "self_distill" else None
     res = finetune_on(model, tok, train, spec, teacher=teacher, world=ctx.world, callbacks=[reader],
                       dist=ctx.dist)  # a real model's context sets its precision
-    return ArmRun(res.model, {"learned": reader.read, "final": _read(res.model, tok, watch, res.steps, res.plasticity)})
+    return ArmRun(res.model, {"learned": reader.read,
+                              "final": _read(res.model, tok, watch, res.steps, res.plasticity, read_with)})
 
 
 def patch_forgotten(base, ft, tok, watch: Sequence[Fact], seed: int, n_layers: int) -> dict:

@@ -57,12 +57,12 @@ from interference.hypotheses.grid import Cell
 from interference.train import SFTSpec
 from interference.probes import subject_states
 from interference.io import config_hash
-from interference.real_data import KNOWN, RealSpec, cached_slick, data_fingerprint, kept_relations, model_dir_fingerprint
+from interference.real_data import (KNOWN, RealSpec, SliCKConfig, cached_slick, data_fingerprint, exemplar_sets,
+                                    few_shot_prompt, kept_relations, model_dir_fingerprint)
 
 NAMES = ("behavior_cloning", "localized")
 N_WATCH = 400  # watched facts per run: enough for a share with a few-point CI, cheap to score every evaluation
 N_NEVER_SEEN = 25  # never-seen uuid entities per seed (behavior_cloning's cloned-behaviour read-out)
-REAL_LR = 1e-5  # the paper's fine-tuning lr for Qwen2.5-1.5B; the synthetic grids' 3e-4 would wreck a real model
 
 
 class RealHypothesisError(ValueError):
@@ -156,9 +156,19 @@ class RealContext:
                                       "lower --min-known-share.")
         self.n_layers = int(model.cfg.n_layers)
         self.out, self.device, self.progress, self.jobs = Path(out), device, progress, 1
-        self.watch = watched_facts(self.world)
+        self.aliases = {r.fact.fact_id: tuple(r.aliases) for r in records}
+        self.slick_cfg = SliCKConfig.from_dict(spec.slick)
+        self.sets = exemplar_sets(records, self.slick_cfg)
+        self.watch = watched_facts(self.world, self.sets, self.slick_cfg.n_shots)
+        self.left_out: dict[str, str] = {}
         self._teachers: dict[str, object] = {}
         self._memo: dict[tuple, object] = {}
+
+    def score(self, model, tok, facts):
+        """Every read of a run: to the newline, any alias right, abstention by its string
+        (``evaluate.read_facts``); new facts have their one answer."""
+        from interference.evaluate import read_facts
+        return read_facts(model, tok, facts, aliases=self.aliases)
 
     def memo(self, key: tuple, fn):
         """``fn()`` once per ``key``: fictitious names scan the whole vocabulary and every subject
@@ -199,9 +209,17 @@ class RealContext:
         return self._teachers[key]
 
 
-def watched_facts(world: RealWorld) -> list[Fact]:
-    facts = world.of(world.relations)
-    return sorted(random.Random("real-watch").sample(facts, min(N_WATCH, len(facts))), key=lambda f: f.fact_id)
+def watched_facts(world: RealWorld, sets: dict, n_shots: int, relations: Sequence[str] | None = None) -> list[Fact]:
+    """Up to ``N_WATCH`` facts of the kept relations, each asked in the few-shot form that decided
+    its Known-ness (SliCK's first exemplar set): forgetting is then read on the format and the
+    facts that SliCK called Known, not on a zero-shot subset that SFT's format teaching favours."""
+    facts = world.of(relations or world.relations)
+    everything = len(world.of(world.relations))
+    # leave a quarter of all facts (at most 100) unwatched: the format teacher and the rate sweep's
+    # Known-only run train on Known facts that no arm watches
+    n = min(N_WATCH, len(facts), everything - min(everything // 4, 100))
+    picked = sorted(random.Random("real-watch").sample(facts, n), key=lambda f: f.fact_id)
+    return [dataclasses.replace(f, prompt=few_shot_prompt(f, sets[f.relation][0], n_shots)) for f in picked]
 
 
 def _module(mod, cells, summarize) -> SimpleNamespace:
@@ -225,13 +243,31 @@ def bc_relations(world: RealWorld) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (watched,), new
 
 
-def bc_config(quick: bool, world: RealWorld) -> bc.BehaviorCloningConfig:
-    watched, new = bc_relations(world)
-    if quick:
-        return bc.BehaviorCloningConfig(seeds=2, count=8, small_count=3, watched_relations=watched, new_relations=new,
-                                        sft=SFTSpec(max_steps=40, batch_size=8, eval_every=10, lr=1e-2))
-    return bc.BehaviorCloningConfig(watched_relations=watched, new_relations=new,
-                                    sft=dataclasses.replace(bc.BehaviorCloningConfig().sft, lr=REAL_LR))
+MIN_COUNT = 4  # fewer new entities per arm than this and no rate or share can be read
+
+
+def cap_note(ctx) -> str:
+    """What the counts were drawn from: all facts, or those SliCK categorised under the cap."""
+    cap = ctx.slick_cfg.max_per_relation
+    return (f" of the at most {cap} facts per relation that SliCK categorised (--max-per-relation {cap}; raise it "
+            "to categorise more)" if cap is not None else "")
+
+
+def bc_config(quick: bool, ctx: "RealContext") -> bc.BehaviorCloningConfig:
+    """The design's config with its counts adapted to what the model knows: ``count`` new
+    entities per arm is at most what the known arm can match with HighlyKnown facts of the new
+    relations (``small_count`` keeps its quarter)."""
+    watched, new = bc_relations(ctx.world)
+    base = (bc.BehaviorCloningConfig(seeds=2, count=8, small_count=3, sft=SFTSpec(max_steps=40, batch_size=8,
+                                                                                  eval_every=10))
+            if quick else bc.BehaviorCloningConfig())
+    have = len(ctx.world.of(new, ("HighlyKnown",)))
+    count = min(base.count, have // len(new))
+    if count < MIN_COUNT:
+        raise RealHypothesisError(f"the known arm needs at least {MIN_COUNT * len(new)} HighlyKnown facts of relations "
+                                  f"{list(new)} but the model knows {have}{cap_note(ctx)}; add data.")
+    small = max(1, round(count * base.small_count / base.count))
+    return dataclasses.replace(base, count=count, small_count=small, watched_relations=watched, new_relations=new)
 
 
 def _values(world: RealWorld, relation: str, n: int, rng: random.Random) -> list[str]:
@@ -288,26 +324,64 @@ def bc_cells(cfg, ctx: RealContext) -> list[Cell]:
 
 
 # ------------------------------------------------------------------ localized
-def loc_config(quick: bool) -> loc.LocalizedConfig:
-    if quick:
-        return loc.LocalizedConfig(seeds=2, n_targets=8, steps=40,
-                                   sft=SFTSpec(lr=1e-2, batch_size=8, eval_every=10, learned_at=0.95), arms=loc.CORE)
-    return loc.LocalizedConfig(sft=dataclasses.replace(loc.LocalizedConfig().sft, lr=REAL_LR))
+MIN_TARGETS = 8
+RARE_PIECE = 0.02  # a kept piece is target-specific when at most 2% of subjects' names hold it (and >= 2 may)
+
+
+def loc_config(quick: bool, ctx: "RealContext", leave_out: Sequence[str] = ()) -> loc.LocalizedConfig:
+    """The design's config, ``n_targets`` adapted to the targets the model knows (``targets_pool``)
+    and the arms of ``leave_out`` dropped."""
+    base = (loc.LocalizedConfig(seeds=2, n_targets=8, steps=40, sft=SFTSpec(batch_size=8, eval_every=10,
+                                                                             learned_at=0.95), arms=loc.CORE)
+            if quick else loc.LocalizedConfig())
+    pool = targets_pool(ctx)
+    n = min(base.n_targets, len(pool))
+    if n < MIN_TARGETS:
+        raise RealHypothesisError(f"only {len(pool)} watched HighlyKnown facts have a subject of 3 or more tokens whose "
+                                  f"first two are specific to it (in at most {RARE_PIECE:.0%} of subjects){cap_note(ctx)},"
+                                  f" fewer than {MIN_TARGETS}; add data with longer subject names.")
+    return dataclasses.replace(base, n_targets=n, arms=tuple(a for a in base.arms if a not in leave_out))
+
+
+def _piece_subjects(ctx) -> dict[int, int]:
+    """Token id -> how many subject names hold it."""
+    from interference.fictitious import name_pieces
+    tok = ctx.base()[1]
+
+    def count():
+        c: dict[int, int] = defaultdict(int)
+        for n in ctx.world.names:
+            for i in set(name_pieces(tok, n)):
+                c[i] += 1
+        return dict(c)
+    return ctx.memo(("piece_subjects",), count)
+
+
+def targets_pool(ctx) -> list[Fact]:
+    """HighlyKnown watched facts of distinct subjects with >= 3 sub-word tokens whose first two
+    tokens are *specific* to the subject (held by at most ``RARE_PIECE`` of subject names): with
+    BPE, "keep the first piece" can keep a first-name piece that hundreds of subjects share, and
+    then the dose is not aimed at the target."""
+    from interference.fictitious import name_pieces
+    tok = ctx.base()[1]
+    held = _piece_subjects(ctx)
+    limit = max(2, int(RARE_PIECE * len(ctx.world.names)))
+    seen, pool = set(), []
+    for f in ctx.watch:
+        p = name_pieces(tok, f.subject)
+        if ctx.world.category(f) == "HighlyKnown" and f.subject not in seen and len(p) >= 3 \
+                and all(held.get(i, 0) <= limit for i in p[:2]) and len(set(ctx.world.values[f.relation]) - {f.answer}):
+            seen.add(f.subject)
+            pool.append(f)
+    return pool
 
 
 def targets_of(ctx: RealContext, n: int, seed: int) -> list[Fact]:
-    """``n`` HighlyKnown watched facts of distinct subjects with >= 3 sub-word tokens."""
-    from interference.fictitious import name_pieces
-    tok = ctx.base()[1]
-    seen, pool = set(), []
-    for f in ctx.watch:
-        if ctx.world.category(f) == "HighlyKnown" and f.subject not in seen and len(name_pieces(tok, f.subject)) >= 3 \
-                and len(set(ctx.world.values[f.relation]) - {f.answer}) > 0:
-            seen.add(f.subject)
-            pool.append(f)
+    """``n`` targets of ``targets_pool``, drawn by seed."""
+    pool = targets_pool(ctx)
     if len(pool) < n:
-        raise RealHypothesisError(f"only {len(pool)} watched HighlyKnown facts have a subject of 3 or more tokens, "
-                                  f"fewer than the {n} targets asked for; add data with longer subject names.")
+        raise RealHypothesisError(f"only {len(pool)} watched HighlyKnown facts can be targets, fewer than the {n} "
+                                  "asked for; add data with longer subject names.")
     return random.Random(f"localized-targets-{seed}").sample(pool, n)
 
 
@@ -322,10 +396,10 @@ def loc_new_names(ctx: RealContext, arm, targets: Sequence[Fact], seed: int) -> 
     if arm.keys == "uuid":
         return ctx.memo(("uuid", len(targets), 7_000 + seed),
                         lambda: uuid_names(tok, world.names, len(targets), seed=7_000 + seed))
-    watched = {f.subject for f in ctx.watch}  # disjoint: pieces of subjects that are never watched
+    watched = {f.subject for f in ctx.watch}  # disjoint: pieces of never-watched subjects, none a target's
     banned = {i for t in targets for i in name_pieces(tok, t.subject)}
-    donors = [x for x in world.names if x not in watched and not set(name_pieces(tok, x)) & banned]
-    return lookalike_names(tok, donors, len(targets), seed=7_000 + seed)
+    donors = [x for x in world.names if x not in watched]
+    return lookalike_names(tok, donors, len(targets), seed=7_000 + seed, banned=banned)
 
 
 def _run_loc_arm(cfg, ctx: RealContext, arm_name: str, seed: int) -> dict:
@@ -362,9 +436,9 @@ def _run_loc_arm(cfg, ctx: RealContext, arm_name: str, seed: int) -> dict:
 
 
 def _base_eval(ctx: RealContext) -> dict:
-    from interference.evaluate import score_facts
+    from interference.evaluate import read_facts
     model, tok = ctx.base()
-    res = score_facts(model, tok, ctx.watch)
+    res = read_facts(model, tok, ctx.watch, aliases=ctx.aliases, with_gold=True)
     return {"arm": "base", "fact_ids": [r.fact_id for r in res], "base_ok": [r.correct for r in res],
             "gold_logprob": [float(f"{r.gold_logprob:.6g}") for r in res]}
 
@@ -388,17 +462,65 @@ def loc_cells(cfg, ctx: RealContext) -> list[Cell]:
 
 
 # ------------------------------------------------------------------ entry point
+def _summary_with_lr(summarize, forgetting_key):
+    """The module's summary plus what a real run must record: the learning rate and how it was
+    chosen, Known-only drift, arms left out, how watched facts were read; refused (one sentence)
+    when an arm's watched forgetting says the model was destroyed."""
+    from interference.hypotheses.real_lr import refuse_destroyed_arms
+
+    def wrapped(cfg, results, ctx):
+        v = summarize(cfg, results, ctx)
+        arms = getattr(cfg, "arms", bc.ARMS)
+        stat = lambda k: (v["statistics"].get(k) or {}).get("value")  # noqa: E731
+        forget = {a: stat(forgetting_key(a)) for a in arms}
+        forget = {a: x for a, x in forget.items() if x is not None}
+        # an abstention is what the idk arm teaches, not damage: only wrong answers say destroyed
+        wrong = {a: x - (stat(f"abstention_{a}") or 0.0) for a, x in forget.items()}
+        refuse_destroyed_arms(wrong, ctx.lr_record["value"])
+        v["learning_rate"] = ctx.lr_record
+        v["known_only_drift"] = ctx.lr_record["known_only_drift"]
+        v["watched_forgetting_by_arm"] = forget
+        v["watched_wrong_not_abstaining_by_arm"] = wrong
+        v["left_out_arms"] = dict(ctx.left_out)
+        v["reading"] = ("greedy to the newline (at most 24 tokens), exact match after normalisation against any "
+                        "alias, abstention by its string, confidence = probability of the whole answer; watched "
+                        f"facts asked {ctx.slick_cfg.n_shots}-shot with SliCK's first exemplar set")
+        return v
+    return wrapped
+
+
 def prepare(name: str, spec: RealSpec, out, quick: bool, seeds: int | None, device=None, progress: bool = True,
-            min_known_share: float = 0.3, precision: str = "auto"):
-    """(module stand-in, config, context) of hypothesis ``name`` on the real model and data."""
+            min_known_share: float = 0.3, precision: str = "auto", lr: float | None = None,
+            leave_out: Sequence[str] = ()):
+    """(module stand-in, config, context) of hypothesis ``name`` on the real model and data.
+
+    The learning rate is ``lr`` when given, else the pre-grid rule's (``real_lr.choose_lr``);
+    ``leave_out`` names localized arms to drop, and an optional arm whose names this data cannot
+    give is dropped too (both recorded in the verdict); a core arm that cannot be built refuses."""
+    from interference.fictitious import FictitiousError
+    from interference.hypotheses.real_lr import LearningRateError, choose_lr
     if name not in NAMES:
         raise RealHypothesisError(f"{name!r} does not run on a real model; choose one of {list(NAMES)}.")
+    if leave_out and name == "behavior_cloning":
+        raise RealHypothesisError("behavior_cloning's endpoint and checks read all five of its arms, so none can be "
+                                  "left out; drop --leave-out.")
+    bad = [a for a in leave_out if a not in loc.ARMS]
+    if bad or any(a in loc.CORE for a in leave_out):
+        raise RealHypothesisError(f"--leave-out {','.join(leave_out)}: localized arms that may be left out are "
+                                  f"{[a for a in loc.ARMS if a not in loc.CORE]} (the core arms {list(loc.CORE)} carry "
+                                  "the endpoint).")
     ctx = RealContext(spec, out, device=device, progress=progress, min_known_share=min_known_share,
                       precision=precision)
+    ctx.left_out = {a: "--leave-out" for a in leave_out}
     if name == "behavior_cloning":
-        cfg, module = bc_config(quick, ctx.world), _module(bc, bc_cells, bc.summarize)
+        cfg = bc_config(quick, ctx)
+        ctx.watch = watched_facts(ctx.world, ctx.sets, ctx.slick_cfg.n_shots, cfg.watched_relations)
+        module = _module(bc, bc_cells, _summary_with_lr(bc.summarize, lambda a: f"forgetting_{a}"))
+        steps, n_new, learned_at, sft = cfg.sft.max_steps, cfg.count * len(cfg.new_relations), bc.LEARNED_AT, cfg.sft
     else:
-        cfg, module = loc_config(quick), _module(loc, loc_cells, loc.summarize)
+        cfg = loc_config(quick, ctx, leave_out)
+        module = _module(loc, loc_cells, _summary_with_lr(loc.summarize, lambda a: f"final/{a}/forget_all"))
+        steps, n_new, learned_at, sft = cfg.steps, cfg.n_targets, cfg.sft.learned_at, cfg.sft
     if seeds is not None:
         cfg = dataclasses.replace(cfg, seeds=seeds)
     # every designed set is built once here (no training), so data that cannot give them is
@@ -406,10 +528,22 @@ def prepare(name: str, spec: RealSpec, out, quick: bool, seeds: int | None, devi
     if name == "behavior_cloning":
         module.cells(cfg, ctx)
     else:
-        for seed in range(cfg.seeds):
-            targets = targets_of(ctx, cfg.n_targets, seed)
-            for arm in cfg.arms:
-                loc_new_names(ctx, loc.ARMS[arm], targets, seed)
+        keep = []
+        for arm in cfg.arms:
+            try:
+                for seed in range(cfg.seeds):
+                    loc_new_names(ctx, loc.ARMS[arm], targets_of(ctx, cfg.n_targets, seed), seed)
+                keep.append(arm)
+            except FictitiousError as e:
+                if arm in loc.CORE:
+                    raise
+                ctx.left_out[arm] = f"the data cannot give its names: {e}"
+        cfg = dataclasses.replace(cfg, arms=tuple(keep))
         if any(loc.ARMS[a].method == "self_distill" for a in cfg.arms):
             ctx.teacher_facts()
+    try:
+        ctx.lr_record = choose_lr(ctx, sft, steps, n_new, learned_at, given=lr)
+    except LearningRateError as e:
+        raise RealHypothesisError(str(e)) from None
+    cfg = dataclasses.replace(cfg, sft=dataclasses.replace(cfg.sft, lr=ctx.lr_record["value"]))
     return module, cfg, ctx
