@@ -98,9 +98,9 @@ def test_an_abstention_is_read_as_one_whatever_its_token_length(knowing):
 def _slick_first_implementation(model, tokenizer, records, cfg):
     """SliCK as first written (one copy per alias decoded for that alias's token length, every
     sample step re-running the prompt): the reference the fast one must agree with."""
-    from interference.real_data import _chosen
+    from interference.real_data import slick_chosen
     sets = exemplar_sets(records, cfg)
-    chosen = _chosen(records, cfg)
+    chosen = slick_chosen(records, cfg)
     copies = [(i, a, r.fact) for i, r in enumerate(chosen) for a in range(len(r.aliases))]
     greedy = [[0] * len(r.aliases) for r in chosen]
     sampled = [[0] * len(r.aliases) for r in chosen]
