@@ -39,6 +39,22 @@ def real_name_pieces(tokenizer, names: Sequence[str]) -> set[int]:
     return {i for n in names for i in _ids(tokenizer, n)}
 
 
+def _draw_distinct(n: int, max_tries: int, taken: set[str], propose) -> list[str]:
+    """Up to ``n`` names from ``propose()`` (a name, or None for a draw that fails its builder's
+    check), none in ``taken`` (which grows), in at most ``n * max_tries`` draws: the one draw loop
+    of every name builder here."""
+    out: list[str] = []
+    for _ in range(n * max_tries):
+        if len(out) == n:
+            break
+        text = propose()
+        if text is None or text in taken:
+            continue
+        taken.add(text)
+        out.append(text)
+    return out
+
+
 def lookalike_names(tokenizer, real_names: Sequence[str], n: int, seed: int = 0, max_tries: int = 100,
                     banned: set[int] = frozenset(), taken: Sequence[str] = ()) -> list[str]:
     """``n`` new names recombining the sub-word tokens of ``real_names`` position by position,
@@ -50,21 +66,16 @@ def lookalike_names(tokenizer, real_names: Sequence[str], n: int, seed: int = 0,
         raise FictitiousError(f"look-alike names need at least two real names to recombine; {len(names)} given.")
     pieces = set().union(*map(set, encoded)) - set(banned)
     by_pos = [[e[k] for e in encoded if len(e) > k and e[k] in pieces] for k in range(max(map(len, encoded)))]
-    taken = set(names) | set(taken)
     rng = random.Random(f"lookalike-{seed}")
-    out: list[str] = []
-    for _ in range(n * max_tries):
-        if len(out) == n:
-            break
+
+    def propose() -> str | None:
         length = len(rng.choice(encoded))
         if any(not by_pos[k] for k in range(length)):
-            continue
-        ids = [rng.choice(by_pos[k]) for k in range(length)]
-        text = _text(tokenizer, ids)
-        if not text or text in taken or not set(_ids(tokenizer, text)) <= pieces:
-            continue
-        taken.add(text)
-        out.append(text)
+            return None
+        text = _text(tokenizer, [rng.choice(by_pos[k]) for k in range(length)])
+        return text if text and set(_ids(tokenizer, text)) <= pieces else None
+
+    out = _draw_distinct(n, max_tries, set(names) | set(taken), propose)
     if len(out) < n:
         raise FictitiousError(f"only {len(out)} distinct look-alike names can be made from {len(names)} real names"
                               f"{' without the banned pieces' if banned else ''}, fewer than the {n} asked for; supply "
@@ -98,24 +109,21 @@ def uuid_names(tokenizer, real_names: Sequence[str], n: int, n_pieces: int = 4, 
             (s := tokenizer.convert_tokens_to_string([t])).strip().isascii() and s.strip().isalpha()
             and len(s.strip()) >= 2]
     starts = [i for i in word if tokenizer.convert_tokens_to_string(tokenizer.convert_ids_to_tokens([i])).startswith(" ")]
-    inner = [i for i in word if i not in set(starts)]
+    start_set = set(starts)
+    inner = [i for i in word if i not in start_set]  # one set, not one per vocabulary entry
     if not starts:  # a word-level tokenizer: no piece continues a word, so whole words joined by spaces
         return _word_uuid_names(tokenizer, real_names, n, min(n_pieces, 3), seed, max_tries)
     if len(starts) < 2 or len(inner) < n_pieces:
         raise FictitiousError(f"the tokenizer has only {len(starts)} word-start and {len(inner)} inner pieces outside the "
                               "real names; uuid names need more (use a larger vocabulary or fewer pieces).")
     rng = random.Random(f"uuid-{seed}")
-    taken = set(real_names)
-    out: list[str] = []
-    for _ in range(n * max_tries):
-        if len(out) == n:
-            break
+
+    def propose() -> str | None:
         ids = [rng.choice(starts)] + rng.sample(inner, n_pieces - 1)
         text = _text(tokenizer, ids)
-        if not text or text in taken or " " in text or _ids(tokenizer, text) != ids:
-            continue
-        taken.add(text)
-        out.append(text)
+        return text if text and " " not in text and _ids(tokenizer, text) == ids else None
+
+    out = _draw_distinct(n, max_tries, set(real_names), propose)
     if len(out) < n:
         raise FictitiousError(f"only {len(out)} distinct uuid names could be made, fewer than the {n} asked for.")
     return out
@@ -130,16 +138,12 @@ def _word_uuid_names(tokenizer, real_names: Sequence[str], n: int, n_pieces: int
         raise FictitiousError(f"the tokenizer has only {len(pool)} ordinary word pieces outside the real names; "
                               "uuid names need more (use a larger vocabulary or fewer pieces).")
     rng = random.Random(f"uuid-{seed}")
-    taken = set(real_names)
-    out: list[str] = []
-    for _ in range(n * max_tries):
-        if len(out) == n:
-            break
+
+    def propose() -> str | None:
         text = " ".join(_text(tokenizer, [i]) for i in rng.sample(pool, n_pieces))
-        if not text or text in taken or set(_ids(tokenizer, text)) & banned:
-            continue
-        taken.add(text)
-        out.append(text)
+        return text if text and not set(_ids(tokenizer, text)) & banned else None
+
+    out = _draw_distinct(n, max_tries, set(real_names), propose)
     if len(out) < n:
         raise FictitiousError(f"only {len(out)} distinct uuid names could be made, fewer than the {n} asked for.")
     return out
@@ -179,12 +183,13 @@ def lookalike_of(tokenizer, target: str, keep: Sequence[int], by_position: Seque
     if any(not by_pos[k] for k in free):
         raise FictitiousError(f"no donor name has a token at every position of {target!r} that {target!r} lacks; "
                               "supply more subjects.")
-    for _ in range(max_tries):
+    def propose() -> str | None:
         ids = [t[k] if k in keep else rng.choice(by_pos[k]) for k in range(len(t))]
         text = _text(tokenizer, ids)
-        if not text or text in taken or len(set(ids)) < len(ids) or _ids(tokenizer, text) != ids:
-            continue
-        taken.add(text)
-        return text
+        return text if text and len(set(ids)) == len(ids) and _ids(tokenizer, text) == ids else None
+
+    got = _draw_distinct(1, max_tries, taken, propose)
+    if got:
+        return got[0]
     raise FictitiousError(f"no free look-alike of {target!r} keeping positions {list(keep)} was found; "
                           "supply more subjects.")
