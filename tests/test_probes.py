@@ -178,3 +178,12 @@ def test_probe_analysis_end_to_end(ft_base_dir, tmp_path):
     assert {"methods", "overlap", "attribution", "gradient_alignment_base", "readout"} <= set(saved)
     assert [p["step"] for p in saved["methods"]["sft"]["drift"]] == [0, 2, 4]
     assert all(Path(f).stat().st_size > 0 for f in s["figures"]) and len(s["figures"]) == 3
+
+
+def test_every_hook_name_of_the_table_fires(tiny):
+    from interference import hooks
+    _, tok, model, facts = tiny
+    facts = facts[:3]
+    names = [hooks.EMBED_OUT, *hooks.resid_posts(model.cfg.n_layers), hooks.mlp_out(0), hooks.attn_out(0)]
+    acts = capture(model, tok, facts, names, "subject_last")
+    assert set(acts) == set(names) and all(v.shape == (3, model.cfg.d_model) for v in acts.values())

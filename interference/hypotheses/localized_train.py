@@ -22,7 +22,7 @@ class ArmRun:
 
 
 def _read(model, tok, watch, step: int, plasticity: float, score=None) -> dict:
-    ok, preds = outcomes(model, tok, watch, **({"score": score} if score is not None else {}))
+    ok, preds = outcomes(model, tok, watch, score)  # None: evaluate.score_facts
     return {"step": int(step), "plasticity": float(plasticity), "correct": "".join("1" if x else "0" for x in ok),
             "predictions": preds}
 
