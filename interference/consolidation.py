@@ -32,16 +32,28 @@ class ConsolidationRule:
     cap: int = 20_000
     memorised_step: int | None = None
     memorised: bool = False
+    # A fixed memorisation length: m is this step whatever the accuracy reads, and ``memorised``
+    # records whether the statements met ``memorised_at`` by then. Why: statement accuracy creeps
+    # towards the threshold over thousands of steps, so where it first crosses moves by whole check
+    # intervals with float noise (one default spec memorised at 1,250, 1,500 and 2,250 on three
+    # machines); a length fixed by the config is the same on every machine.
+    fixed_step: int | None = None
 
     def __post_init__(self) -> None:
         if not (self.consolidation >= 0 and math.isfinite(self.consolidation)):
             raise ValueError(f"consolidation={self.consolidation} must be a finite number >= 0 (multiples of the "
                              "memorisation time trained after it).")
+        if self.fixed_step is not None and self.fixed_step < 1:
+            raise ValueError(f"fixed_step={self.fixed_step} must be a positive step count.")
         if not 0 < self.memorised_at <= 1:
             raise ValueError(f"memorised_at={self.memorised_at} must be a statement accuracy in (0, 1].")
 
     def observe(self, step: int, statement_acc: float) -> None:
         if self.memorised_step is not None:
+            return
+        if self.fixed_step is not None:
+            if step >= self.fixed_step:
+                self.memorised_step, self.memorised = step, statement_acc >= self.memorised_at
             return
         if statement_acc >= self.memorised_at:
             self.memorised_step, self.memorised = step, True

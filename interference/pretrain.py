@@ -44,12 +44,13 @@ from interference.models import build_model, load_model, model_logits, resolve_d
 from interference.threads import configure_threads
 from interference.tokenizer import world_tokenizer
 from interference.bases import (FINGERPRINT_FILE, RUN_FILES, SLICK_FILE, BaseSpec, PretrainConfig, base_dir,
-                                base_fingerprint, cache_root, write_fingerprint)
+                                base_fingerprint, cache_root, install_pinned, pinned_fingerprint,
+                                write_fingerprint)
 from interference.corpus import pretraining_pairs, qa_pairs, statement_pairs
 from interference.world import World, WorldConfig
 
 
-# The memorisation phase stops at a criterion under a 20,000-step cap; its progress bar counts to
+# Under the criterion (memorise_epochs None) the memorisation phase stops under a 20,000-step cap; its bar counts to
 # this many epochs of the corpus instead (and grows if a run needs more). Measured: the default
 # world (140.6 steps per epoch) memorised at step 1,250 on a re-train and at 2,250 for the cached
 # base (9 and 16 epochs), the quick world at step 300 of 31.7 per epoch (9.5). Only the bar reads it.
@@ -81,11 +82,18 @@ def phase_loop_config(cfg: PretrainConfig, phase: str, rule: ConsolidationRule |
                       weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, seed=cfg.seed, eval_every=cfg.eval_every)
 
 
-def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progress: bool = True) -> dict:
-    """Train (or resume, or reuse) the base model described by ``spec`` into ``out``; return metrics."""
+def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progress: bool = True,
+             recreate: bool = False) -> dict:
+    """Train (or resume, or reuse) the base model described by ``spec`` into ``out``; return metrics.
+
+    A spec the repository pins (``bases.pinned_dir``) is installed from the committed copy instead
+    of trained, unless ``recreate``: then it is trained here like any other."""
     out = real_out(out)
     full_cfg = {**spec.to_dict(), "hash": spec.hash()}
     if finished_run(out, full_cfg, RUN_FILES, "pre-training run"):
+        return json.loads((out / "metrics.json").read_text())
+    if not recreate and not has_checkpoint(out / "checkpoint") and install_pinned(spec, out) \
+            and finished_run(out, full_cfg, RUN_FILES, "pre-training run"):
         return json.loads((out / "metrics.json").read_text())
     dev = resolve_device(device)
     world = World(spec.world)
@@ -138,7 +146,8 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
                    callbacks=[checkpoints(out / "checkpoint"), Probe()], progress=progress, desc="pretrain",
                    group_lengths=True)
     else:
-        rule = ConsolidationRule(cfg.consolidation, cfg.memorised_at, cfg.memorise_cap)
+        rule = ConsolidationRule(cfg.consolidation, cfg.memorised_at, cfg.memorise_cap,
+                                 fixed_step=cfg.memorise_steps(len(corpus)))
         memo = cache_root() / f"memorised-{spec.phase1_hash()}"
         if not has_checkpoint(memo / "checkpoint"):
             # phase 1: warm-up, then the peak rate (a cosine to a floor of 1) until memorised
@@ -147,7 +156,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
                                   UntilMemorised(rule, lambda: _probe_acc(model, probe_sets["statement"]),
                                                  cfg.check_every, memo, lambda: {"history": history})],
                        progress=progress, desc="pretrain (memorise)", group_lengths=True,
-                       expected_steps=math.ceil(MEMORISE_EPOCHS_EXPECTED * len(corpus) / cfg.batch_size))
+                       expected_steps=rule.fixed_step or math.ceil(MEMORISE_EPOCHS_EXPECTED * len(corpus) / cfg.batch_size))
         else:
             resumed_from_memorised = True
         rule.load(memorised_state(memo))
@@ -248,11 +257,35 @@ def main(argv: list[str] | None = None) -> int:
             spec = dataclasses.replace(spec, pretrain=dataclasses.replace(
                 p, steps=args.steps if args.steps is not None else p.steps, seed=args.seed if args.seed is not None else p.seed),
                 model=dataclasses.replace(spec.model, seed=args.seed if args.seed is not None else spec.model.seed))
-        out = Path(args.out) if args.out else base_dir(spec)
-        metrics = pretrain(spec, out, device=args.device, progress=not args.no_progress)
+        if args.width is not None:
+            if args.width < 1 or args.width % spec.model.n_heads:
+                raise ValueError(f"--width {args.width} must be a positive multiple of the {spec.model.n_heads} heads.")
+            spec = spec.with_width(args.width)
+        pinned = pinned_fingerprint(spec)
+        if args.recreate and pinned is None:
+            raise ValueError(f"--recreate re-trains a base the repository pins, and none is pinned for this spec "
+                             f"({spec.hash()}); drop --recreate to pre-train it.")
+        out = Path(args.out) if args.out else (cache_root() / f"recreated-{spec.hash()}" if args.recreate
+                                               else base_dir(spec))
+        metrics = pretrain(spec, out, device=args.device, progress=not args.no_progress, recreate=args.recreate)
         print(format_report(metrics, out))
+        print(pinned_line(spec, out, pinned, args.recreate))
         return 0
     return run_main(body)
+
+
+def pinned_line(spec: BaseSpec, out: Path, pinned: str | None, recreated: bool) -> str:
+    """Which weights this is: the committed ones, a re-creation compared with them, or an unpinned base."""
+    fp = base_fingerprint(out)
+    if pinned is None:
+        return f"  weights {fp} (spec {spec.hash()}; not a base the repository pins)"
+    if not recreated:
+        return f"  weights {fp}: the base the repository pins for spec {spec.hash()} (interference/pinned)"
+    if fp == pinned:
+        return f"  re-created weights {fp}: identical to the pinned base; this machine reproduces it bit for bit."
+    return (f"  re-created weights {fp} differ from the pinned base's {pinned} (spec {spec.hash()}): this CPU's "
+            "float reduction order moved the training. Every command keeps using the pinned base; compare the "
+            "knowledge report above with the pinned one (`python -m interference.pretrain`) to see by how much.")
 
 
 def format_report(m: dict, out: Path) -> str:
@@ -266,8 +299,9 @@ def format_report(m: dict, out: Path) -> str:
         lines.append(f"  trained {m['steps']} steps in {m['train_seconds']:.0f}s on {m.get('device')}")
     if "consolidation" in m:
         c = m["consolidation"]
-        lines.append(f"  statements memorised at step {c['memorised_step']}"
-                     + ("" if c["memorised"] else " (criterion NOT reached: capped)")
+        lines.append(f"  memorisation phase ended at step {c['memorised_step']}"
+                     + (", statements memorised" if c["memorised"] else
+                        " with the statements NOT memorised (accuracy below the mark)")
                      + f", then {c['steps_after']} steps ({c['consolidation']} x m)")
     return "\n".join(lines)
 

@@ -22,6 +22,10 @@ def build_parser() -> Parser:
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
     ap.add_argument("--steps", type=int, help="train a fixed number of steps instead of to the consolidation criterion")
     ap.add_argument("--consolidation", type=float, help=CONSOLIDATION_HELP)
+    ap.add_argument("--width", type=int, help="d_model of the base (MLP 4x; default: the spec's, 128)")
+    ap.add_argument("--recreate", action="store_true",
+                    help="train a base the repository pins (interference/pinned) here instead of installing the "
+                         "committed copy, and report whether this machine reproduces its weights")
     add_seed(ap, "model init and data order (default: the spec's, 0)", default=None)
     add_common(ap)
     add_resume(ap)

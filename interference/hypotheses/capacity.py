@@ -112,8 +112,7 @@ def config(quick: bool = False) -> CapacityConfig:
 
 def size_spec(spec, d_model: int, consolidation: float | None = None):
     """The base spec of another width (heads fixed, MLP 4x) and, optionally, consolidation level."""
-    m = dataclasses.replace(spec.model, d_model=d_model, d_mlp=4 * d_model)
-    s = dataclasses.replace(spec, model=m)
+    s = spec.with_width(d_model)
     return s if consolidation is None else s.with_consolidation(consolidation)
 
 

@@ -1,0 +1,106 @@
+"""Pinned bases: a fixed memorisation length, and the committed weights served to exactly their spec.
+
+Why these tests: a base whose length depends on where a slowly creeping accuracy first crosses a
+threshold came out three different lengths for one spec; and a committed base served to a spec
+that differs in any field would silently give a verdict on other weights than it claims.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+
+from interference import bases
+from interference.bases import BaseSpec, PretrainConfig, install_pinned, pinned_dir, pinned_fingerprint
+from interference.consolidation import ConsolidationRule
+
+
+def test_fixed_memorisation_step_ignores_the_accuracy_before_it_and_reports_it_at_it():
+    rule = ConsolidationRule(consolidation=1.0, fixed_step=500)
+    rule.observe(250, 0.99)  # memorised early by the criterion's reading: m does not move
+    assert rule.memorised_step is None
+    rule.observe(500, 0.95)
+    assert (rule.memorised_step, rule.memorised, rule.total_steps) == (500, False, 1000)
+    rule.observe(750, 0.99)  # m is decided once
+    assert rule.memorised_step == 500
+    again = ConsolidationRule(consolidation=0.5, fixed_step=500)
+    again.observe(500, 0.98)
+    assert (again.memorised, again.total_steps) == (True, 750)
+
+
+def test_memorise_steps_are_epochs_of_the_corpus_rounded_up_to_a_check():
+    cfg = PretrainConfig()  # 16 epochs, batch 128, checks every 250
+    assert cfg.memorise_steps(18_000) == 2250  # 16 x 140.625 = 2250 exactly: no rounding
+    assert cfg.memorise_steps(18_001) == 2500  # one example more: the next check
+    assert cfg.memorise_steps(10) == 250  # never below one check
+    assert dataclasses.replace(cfg, memorise_epochs=None).memorise_steps(18_000) is None
+
+
+def test_old_configs_read_as_the_criterion_recipe():
+    d = BaseSpec.default().to_dict()
+    del d["pretrain"]["memorise_epochs"]
+    assert BaseSpec.from_dict(d).pretrain.memorise_epochs is None
+
+
+@pytest.fixture
+def pinned_store(tmp_path, monkeypatch, quick_base, quick_spec):
+    """A pinned store holding the quick base (a finished, sealed run) under its spec's hash."""
+    root = tmp_path / "pinned"
+    shutil.copytree(quick_base[3], root / f"base-{quick_spec.hash()}")
+    monkeypatch.setattr(bases, "pinned_root", lambda: root)
+    return root
+
+
+def test_the_pinned_base_is_installed_for_its_spec_and_never_for_another(pinned_store, quick_spec, quick_base, tmp_path):
+    from interference.pretrain import pretrain
+    assert pinned_dir(quick_spec) == pinned_store / f"base-{quick_spec.hash()}"
+    fp = pinned_fingerprint(quick_spec)
+    assert fp == bases.base_fingerprint(quick_base[3])
+    out = tmp_path / "installed"
+    metrics = pretrain(quick_spec, out, device="cpu", progress=False)
+    assert bases.base_fingerprint(out) == fp
+    assert metrics == json.loads((quick_base[3] / "metrics.json").read_text())
+    assert not (out / "checkpoint").exists()  # nothing was trained
+    # any other field, any other spec: no pinned weights
+    for other in (quick_spec.with_width(32), quick_spec.with_consolidation(2.0),
+                  dataclasses.replace(quick_spec, pretrain=dataclasses.replace(quick_spec.pretrain, seed=1))):
+        assert pinned_dir(other) is None and not install_pinned(other, tmp_path / other.hash())
+
+
+def test_a_pinned_dir_whose_config_names_another_spec_is_not_served(pinned_store, quick_spec):
+    cfg_file = pinned_store / f"base-{quick_spec.hash()}" / "config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg["pretrain"]["seed"] = 5  # the folder's name says one spec, its content another
+    cfg_file.write_text(json.dumps(cfg))
+    assert pinned_dir(quick_spec) is None
+
+
+def test_damaged_pinned_weights_are_refused_in_one_sentence(pinned_store, quick_spec, tmp_path, capsys):
+    w = pinned_store / f"base-{quick_spec.hash()}" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:-8] + b"\0" * 8)
+    assert not install_pinned(quick_spec, tmp_path / "out")
+    err = capsys.readouterr().err
+    assert "damaged" in err and "git checkout" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_recreate_without_a_pinned_base_is_refused(capsys, cache_dir):
+    from interference.pretrain import main
+    rc = main(["--quick", "--width", "32", "--recreate", "--no-progress"])
+    assert rc == 2
+    assert "none is pinned" in capsys.readouterr().err
+
+
+def test_every_committed_base_is_sealed_and_names_its_own_spec():
+    """The repository's pinned bases: each verifies against its seal and its config hashes to its name."""
+    from interference.io import verify_run_dir
+    root = bases.pinned_root()
+    dirs = sorted(root.glob("base-*")) if root.is_dir() else []
+    assert pinned_dir(BaseSpec.default()) in dirs  # the default base is one of them
+    for d in dirs:
+        spec = BaseSpec.from_dict(json.loads((d / "config.json").read_text()))
+        assert d.name == f"base-{spec.hash()}"
+        assert verify_run_dir(d, bases.RUN_FILES + (bases.FINGERPRINT_FILE,)) == ""
+        assert pinned_dir(spec) == d
