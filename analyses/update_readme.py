@@ -27,16 +27,22 @@ def _acc(x) -> str:
 
 
 def pretrain_section() -> str | None:
+    """From the committed (pinned) default base, so the README describes the weights every machine
+    uses; the cache's copy when the default is not pinned."""
+    from interference.bases import pinned_dir, base_fingerprint
     spec = BaseSpec.default()
-    path = base_dir(spec) / "metrics.json"
+    d = pinned_dir(spec) or base_dir(spec)
+    path = d / "metrics.json"
     if not path.exists():
         return None
     m = json.loads(path.read_text())
+    pinned = pinned_dir(spec) is not None
     s = m["slick"]
     rows = [f"Default world ({spec.world.n_pretrain_qa} QA-trained + {spec.world.n_statement_only} statement-only + "
             f"{spec.world.n_unseen} unseen entities, {len(spec.world.relations)} relations x {spec.world.n_values} values), "
             f"model {spec.model.n_layers} layers x d{spec.model.d_model} ({m.get('n_params', 0) / 1e6:.2f}M parameters), "
-            f"{m['steps']} steps (config hash `{spec.hash()}`):", "",
+            f"{m['steps']} steps (config hash `{spec.hash()}`, weights `{base_fingerprint(d)}`"
+            + (", committed in `interference/pinned`" if pinned else "") + "):", "",
             "| split | QA accuracy | HighlyKnown | MaybeKnown | WeaklyKnown | Unknown |", "|---|---|---|---|---|---|"]
     for split, key in (("pretrain_qa", "pretrain_qa_accuracy"), ("statement_only", "known_qa_accuracy"),
                        ("unseen", "unseen_qa_accuracy")):

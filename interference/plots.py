@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -161,9 +162,62 @@ def plot_culprits(v: dict, out: Path) -> list[Path]:
     return _save(fig, out, "culprits")
 
 
+SHARE_COLORS = {"localized": "#4477aa", "capacity": "#ee6677", "behavior_cloning": "#228833"}
+
+
+def plot_decomposition(v: dict, out: Path) -> list[Path]:
+    """Each hypothesis' share of the same excess forgetting against the width (equal steps, then
+    equal learning), with 95% CIs and the decision bands, and every arm's forgetting per width."""
+    widths = [int(w) for w in v["series"]["widths"]]
+    by = v["series"]["by_width"]
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
+    for k, (suffix, title) in enumerate((("", "equal steps (endpoint)"), ("_learned", "equal learning"))):
+        for j, (h, s) in enumerate((("localized", "L"), ("capacity", "C"), ("behavior_cloning", "B"))):
+            es = [by[str(w)]["shares"][s + suffix] for w in widths]
+            x = [np.log2(w) + (j - 1) * 0.06 for w in widths]
+            val = [e["value"] if e["value"] is not None else np.nan for e in es]
+            lo = [max(0.0, val[i] - e["low"]) if e["low"] is not None and np.isfinite(val[i]) else 0 for i, e in enumerate(es)]
+            hi = [max(0.0, e["high"] - val[i]) if e["high"] is not None and np.isfinite(val[i]) else 0 for i, e in enumerate(es)]
+            ax[k].errorbar(x, val, yerr=[lo, hi], marker="o", capsize=3, color=SHARE_COLORS[h], label=f"{h} ({s})")
+            words = v["verdicts"]
+            for xi, yi, w in zip(x, val, widths):
+                word = words[str(w)]["step_matched" if not suffix else "learning_matched"][h]
+                if np.isfinite(yi):
+                    ax[k].annotate(word.replace("_", " "), (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points",
+                                   color=VERDICT_COLORS.get(word, "k"))
+        ax[k].axhspan(0.5, 1.2, color="#1b7837", alpha=0.07)
+        ax[k].axhline(0, color="k", lw=0.8)
+        ax[k].axhline(0.1, color="#c51b7d", lw=0.8, ls=":")
+        ax[k].set_xticks([np.log2(w) for w in widths])
+        ax[k].set_xticklabels([f"d{w}" for w in widths])
+        ax[k].set_xlabel("width (d_model)")
+        ax[k].set_ylabel("share of E = F[sem] - F[drift]")
+        ax[k].set_title(title, fontsize=9)
+        ax[k].legend(fontsize=7)
+    arms = [a for a in ("sem", "uuid", "replay", "drift", "sem_known", "idk_known", "sd_sem", "sd_uuid")
+            if any(f"F_{a}_d{w}" in v["statistics"] for w in widths)]
+    st = v["statistics"]
+    width_bar = 0.8 / max(1, len(widths))
+    for i, w in enumerate(widths):
+        es = [st.get(f"F_{a}_d{w}") or {"value": np.nan, "low": None, "high": None} for a in arms]
+        val = np.array([e["value"] if e["value"] is not None else np.nan for e in es], float)
+        err = [[val[k] - e["low"] if e["low"] is not None else 0 for k, e in enumerate(es)],
+               [e["high"] - val[k] if e["high"] is not None else 0 for k, e in enumerate(es)]]
+        ax[2].bar(np.arange(len(arms)) + (i - (len(widths) - 1) / 2) * width_bar, val, width_bar, yerr=err,
+                  capsize=2, label=f"d{w}")
+    ax[2].set_xticks(range(len(arms)))
+    ax[2].set_xticklabels([a.replace("_", "\n") for a in arms], fontsize=7)
+    ax[2].set_ylabel("forgetting of base-known watched facts")
+    ax[2].set_title("every arm, equal steps (replay: its long run)", fontsize=9)
+    ax[2].legend(fontsize=7)
+    fig.suptitle(f"decomposition: {v['verdict']} ({v.get('seeds')} seeds)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, "decomposition")
+
+
 def plot_hypothesis(v: dict, out: str | Path) -> list[Path]:
     """The figure of one hypothesis' verdict.json, next to it."""
-    fn = {"localized": plot_localized, "capacity": plot_capacity,
+    fn = {"localized": plot_localized, "capacity": plot_capacity, "decomposition": plot_decomposition,
           "behavior_cloning": plot_behavior_cloning, "culprits": plot_culprits}.get(v["hypothesis"])
     return fn(v, Path(out)) if fn is not None else []  # a module without a figure of its own
 

@@ -32,7 +32,7 @@ from pathlib import Path
 # The hypothesis modules load torch; they are imported when first used (``HYPOTHESES``), so
 # ``--help`` answers at once. tests/test_cli.py checks NAMES against the modules' own NAMEs.
 NAMES = ("capacity", "behavior_cloning", "localized")
-EXPERIMENT_NAMES = NAMES + ("culprits",)  # run by name, not by `all` (its summary is the three hypotheses')
+EXPERIMENT_NAMES = NAMES + ("culprits", "decomposition")  # by name, not by `all` (its summary is the three hypotheses')
 DEFAULT_OUT = "runs/hypotheses"
 
 
@@ -47,12 +47,29 @@ class UsageError(ValueError):
     """Bad command-line input; the message is one sentence for stderr."""
 
 
-def _config(module, quick: bool, seeds: int | None, consolidations: tuple[float, ...] | None = None):
+def _config(module, quick: bool, seeds: int | None, consolidations: tuple[float, ...] | None = None,
+            widths: tuple[int, ...] | None = None):
     cfg = module.config(quick)
     cfg = dataclasses.replace(cfg, seeds=seeds) if seeds is not None else cfg
+    if widths is not None:
+        if not hasattr(cfg, "widths"):
+            raise UsageError(f"--widths applies to decomposition, not {module.NAME}; leave it out.")
+        cfg = dataclasses.replace(cfg, widths=widths)
     if consolidations is not None and hasattr(cfg, "consolidations"):
         cfg = dataclasses.replace(cfg, consolidations=consolidations)
     return cfg
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    """``--widths 64,128,256``: base widths (d_model), each a positive multiple of the 4 heads."""
+    try:
+        widths = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        widths = ()
+    if not widths or any(w < 4 or w % 4 for w in widths):
+        raise UsageError(f"--widths {text!r} must be comma-separated widths that are positive multiples of 4, "
+                         "e.g. 64,128,256.")
+    return tuple(sorted(set(widths)))
 
 
 def _levels(text: str) -> tuple[float, ...]:
@@ -118,6 +135,8 @@ def build_parser():
                     help="extra base consolidation levels, e.g. 0.5,2 (capacity and behavior_cloning repeat their "
                          "experiment on a base trained that many memorisation-steps past memorising; the "
                          "consolidation axis of issue 9). Changes the run's settings: use its own --out")
+    ap.add_argument("--widths", help="decomposition: base widths (d_model), e.g. 64,128,256 (default); a run "
+                                     "with more widths or seeds extends one with fewer in the same --out")
     ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
                     help="with --model: auto (default) = bf16 autocast on a GPU that has it, else fp32; fp16 = "
                          "float16 autocast with a loss scaler (CUDA only). The synthetic grids always run fp32")
@@ -179,7 +198,8 @@ def _main(args) -> int:
     out = real_out(args.out)
     ctx = Context(spec, out, device=device, progress=not args.no_progress, jobs=args.jobs)
     levels = _levels(args.consolidations) if args.consolidations is not None else None
-    cfgs = {n: _config(EXPERIMENTS[n], args.quick, args.seeds, levels) for n in names}
+    widths = _widths(args.widths) if args.widths is not None else None
+    cfgs = {n: _config(EXPERIMENTS[n], args.quick, args.seeds, levels, widths) for n in names}
     for d in (out, out / "cells", *(out / n for n in names)):
         if d.exists() and not d.is_dir():
             raise UsageError(f"{d} is a file where a directory belongs; choose another --out or move that file.")
@@ -250,11 +270,32 @@ def _main_real(args) -> int:
 
 def format_table(v: dict, d: Path) -> str:
     from interference.metrics.stats import format_estimate
+    if "verdicts" in v:  # a decomposition: one word per hypothesis and width
+        return _format_widths(v, d)
     rows = [("share", v["share"])] + [tuple(r) for r in v.get("headline", [])]
     w = max(len(r[0]) for r in rows)
     # seeds run, not the endpoint's finite values (a seed whose endpoint is undefined still ran)
     lines = [f"{v['hypothesis']}: {v['verdict'].upper()}  ({v.get('seeds', v['share']['n'])} seeds; mean [95% CI])"]
     lines += [f"  {name:<{w}}  {format_estimate(e)}" for name, e in rows]
+    lines.append(f"  verdict: {d / 'verdict.json'}   plots: {', '.join(Path(p).name for p in v.get('plots', []))}")
+    lines.append(f"  cells: {v['cells']['computed']} computed, {v['cells']['reused']} reused")
+    return "\n".join(lines)
+
+
+def _format_widths(v: dict, d: Path) -> str:
+    """The decomposition's table: per width, the excess and each hypothesis' share with its word,
+    at equal steps (the endpoint) and at equal learning."""
+    from interference.metrics.stats import format_estimate
+    by = v["series"]["by_width"]
+    lines = [f"{v['hypothesis']}: {v['verdict']}  ({v.get('seeds')} seeds; shares of E, mean [95% CI])"]
+    for w, words in v["verdicts"].items():
+        sh = by[w]["shares"]
+        lines.append(f"  d{w}  E = F[sem] - F[drift] {format_estimate(sh['E'])}")
+        for h, s in (("localized", "L"), ("capacity", "C"), ("behavior_cloning", "B")):
+            lines.append(f"    {h:<17} {s} {format_estimate(sh[s]):<24} {words['step_matched'][h]:<14}"
+                         f"equal learning {format_estimate(sh[s + '_learned']):<24} {words['learning_matched'][h]}")
+    for h, e in v["series"]["trend"].items():
+        lines.append(f"  {h} share per doubling of width: {format_estimate(e)}")
     lines.append(f"  verdict: {d / 'verdict.json'}   plots: {', '.join(Path(p).name for p in v.get('plots', []))}")
     lines.append(f"  cells: {v['cells']['computed']} computed, {v['cells']['reused']} reused")
     return "\n".join(lines)

@@ -51,11 +51,14 @@ def facts_hash(facts: Sequence[Fact]) -> str:
 
 def run_arm(ctx, base_spec, train: Sequence[Fact], watch: Sequence[Fact], sft, extra: dict | None = None) -> dict:
     """Fine-tune the cached base of ``base_spec`` on ``train`` with ``sft`` (an ``SFTSpec``: method,
-    steps, seed) and return the JSON-able curve of ``watch`` outcomes."""
+    steps, seed) and return the JSON-able curve of ``watch`` outcomes. A self-distillation arm gets
+    the base's format teacher (``ctx.teacher``, one per base, cached beside it)."""
     from interference.train import finetune_on
     model, tok = ctx.base(base_spec)
     curve = OutcomeCurve(tok, watch, train, extra, score=getattr(ctx, "score", score_facts))
-    res = finetune_on(model, tok, list(train), sft, world=ctx.world, callbacks=[curve], dist=ctx.dist)
+    teacher = ctx.teacher(sft.teacher_recipe(), base_spec) if sft.method == "self_distill" else None
+    res = finetune_on(model, tok, list(train), sft, teacher=teacher, world=ctx.world, callbacks=[curve],
+                      dist=ctx.dist)
     if not curve.rows or curve.rows[0]["step"] != 0:
         raise RuntimeError("the loop did not evaluate the base at step 0; the arm has no baseline.")
     return {"steps": int(res.steps), "n_train": len(train), "watch_hash": facts_hash(watch),

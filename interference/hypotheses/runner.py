@@ -22,10 +22,12 @@ from interference.plots import plot_hypothesis
 
 
 def hypothesis_config(module, cfg, ctx) -> dict:
-    """What makes an output directory compatible: everything but the number of seeds (more seeds
-    extend an earlier run; cells are keyed individually), including the pre-registration hash."""
+    """What makes an output directory compatible: everything but the settings that only add cells
+    (the number of seeds; a module's ``EXTENDABLE`` fields, e.g. decomposition's widths: cells are
+    keyed individually), including the pre-registration hash."""
+    extendable = set(getattr(module, "EXTENDABLE", ())) | {"seeds"}
     return {"hypothesis": module.NAME, "base": ctx.spec.to_dict(),
-            "config": {k: v for k, v in cfg.to_dict().items() if k != "seeds"},
+            "config": {k: v for k, v in cfg.to_dict().items() if k not in extendable},
             "preregistered": preregistration_of(module).hash()}
 
 

@@ -1,0 +1,132 @@
+"""The decomposition's shares and words on constructed cells whose answers are known by design.
+
+Why: the decomposition is the one place the three hypotheses are compared in one unit, so each
+share must come out exactly as its definition says (same denominator, ratio of seed means), the
+common rule must give ``main_driver`` to one share only, and each required check must bite.
+"""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from interference.hypotheses import decomposition as dec
+from interference.hypotheses.grid import Cell, ResultSet
+from interference.metrics.stats import ratio_estimate
+
+N = 1000  # watched facts, all known to the base
+
+
+def curve(forget_end: float, *, steps=(0, 50, 100), plasticity=1.0, forget_path=None) -> dict:
+    """A stored arm whose watched forgetting is ``forget_path`` at ``steps`` (default: 0, then the end value)."""
+    path = forget_path or [0.0] + [forget_end] * (len(steps) - 1)
+    rows = [{"step": s, "plasticity": 0.0 if s == 0 else plasticity,
+             "watch": "w" * round(f * N) + "c" * (N - round(f * N))} for s, f in zip(steps, path)]
+    return {"steps": steps[-1], "n_train": 10, "watch_hash": "x", "extra_hash": {}, "curve": rows}
+
+
+def small_cfg(seeds: int, width: int = 64):
+    """Arms of 100 steps (evaluated at 0, 50, 100) and a long replay of 200."""
+    from interference.train import SFTSpec
+    return dec.DecompositionConfig(seeds=seeds, widths=(width,), sd_widths=(), replay_factor=2,
+                                   sft=SFTSpec(max_steps=100, eval_every=50))
+
+
+def grid(F_by_seed: list[dict], width: int = 64, cfg=None, **arm_kw):
+    cfg = cfg or small_cfg(len(F_by_seed), width)
+    cells, results = [], []
+    for seed, F in enumerate(F_by_seed):
+        for arm in dec._arms_at(cfg, width):
+            cells.append(Cell(f"decomp-{arm}", {"width": width, "seed": seed, "arm": arm}, lambda: {}))
+            if arm == "replay":  # a long run, settled at the end unless told otherwise
+                results.append(arm_kw.get("replay") or curve(F[arm], steps=(0, 50, 100, 150, 200)))
+            else:
+                results.append(curve(F[arm], plasticity=arm_kw.get("plasticity", {}).get(arm, 1.0)))
+    return cfg, ResultSet(cells, results)
+
+
+def F(sem, uuid, replay, drift, sem_known, idk_known):
+    return dict(sem=sem, uuid=uuid, replay=replay, drift=drift, sem_known=sem_known, idk_known=idk_known)
+
+
+def test_ratio_estimate_is_the_ratio_of_means_with_a_t_interval():
+    num, den = [0.02, 0.04, 0.03], [0.04, 0.06, 0.05]
+    e = ratio_estimate(num, den)
+    assert e["value"] == pytest.approx(0.6)  # 0.03 / 0.05, not the mean of ratios 0.611
+    d = np.array(num) - 0.6 * np.array(den)
+    half = 4.302652729911275 * d.std(ddof=1) / (math.sqrt(3) * 0.05)  # t(0.975, 2)
+    assert (e["low"], e["high"]) == pytest.approx((0.6 - half, 0.6 + half))
+    assert math.isnan(ratio_estimate([0.1, 0.2], [-0.01, 0.0])["value"])  # no excess: no share
+
+
+def test_shares_of_one_excess_come_out_as_constructed():
+    # E = 0.10 every seed; localized explains 0.07 of it, capacity 0.01, behavior cloning 0.02
+    seeds = [F(0.15, 0.08, 0.06, 0.05, 0.12, 0.10), F(0.16, 0.09, 0.07, 0.06, 0.13, 0.11),
+             F(0.14, 0.07, 0.05, 0.04, 0.11, 0.09)]
+    cfg, res = grid(seeds)
+    v = dec.summarize(cfg, res, SimpleNamespace())
+    sh = v["series"]["by_width"]["64"]["shares"]
+    assert sh["E"]["value"] == pytest.approx(0.10, abs=1e-9)
+    assert sh["L"]["value"] == pytest.approx(0.7, abs=1e-9)
+    assert sh["C"]["value"] == pytest.approx(0.1, abs=1e-9)
+    assert sh["B"]["value"] == pytest.approx(0.2, abs=1e-9)
+    words = v["verdicts"]["64"]["step_matched"]
+    assert words["localized"] == "main_driver"  # identical excess each seed: a tight interval at 0.7
+    assert words["behavior_cloning"] == "contributes"
+    assert v["verdict"] == "main driver at d64: localized"
+
+
+def test_only_the_largest_share_is_main_driver():
+    shares = {"L": {"value": 0.8, "low": 0.6, "high": 1.0, "n": 5}, "C": {"value": 0.7, "low": 0.55, "high": 0.85, "n": 5},
+              "B": {"value": 0.05, "low": 0.0, "high": 0.09, "n": 5}}
+    w = dec.words(shares, {"excess": True, "learned": True, "replay_settled": True})
+    assert w == {"localized": "main_driver", "capacity": "contributes", "behavior_cloning": "not_supported"}
+
+
+def test_no_excess_makes_every_positive_word_inconclusive():
+    seeds = [F(0.05, 0.04, 0.05, 0.05, 0.05, 0.05), F(0.04, 0.04, 0.04, 0.05, 0.04, 0.04),
+             F(0.06, 0.05, 0.06, 0.05, 0.06, 0.06)]
+    cfg, res = grid(seeds)
+    v = dec.summarize(cfg, res, SimpleNamespace())
+    assert not v["checks"]["d64 excess"]
+    assert all(w in ("inconclusive", "not_supported") for w in v["verdicts"]["64"]["step_matched"].values())
+
+
+def test_an_arm_that_did_not_learn_fails_the_check():
+    seeds = [F(0.15, 0.08, 0.06, 0.05, 0.12, 0.10), F(0.16, 0.09, 0.07, 0.06, 0.13, 0.11)]
+    cfg, res = grid(seeds, plasticity={"uuid": 0.5})
+    v = dec.summarize(cfg, res, SimpleNamespace())
+    assert not v["checks"]["d64 learned"]
+    assert v["verdicts"]["64"]["step_matched"]["localized"] != "main_driver"
+
+
+def test_a_replay_run_still_recovering_makes_capacity_inconclusive():
+    # capacity's share is large, but the long replay was still falling over its last quarter
+    seeds = [F(0.15, 0.14, 0.12, 0.05, 0.14, 0.14), F(0.16, 0.15, 0.13, 0.06, 0.15, 0.15)]
+    falling = [curve(0, steps=(0, 50, 100, 150, 200), forget_path=[0, 0.2, 0.17, 0.15, f["replay"]]) for f in seeds]
+    cfg = small_cfg(2)
+    cells, results = [], []
+    for seed, f in enumerate(seeds):
+        for arm in dec._arms_at(cfg, 64):
+            cells.append(Cell(f"decomp-{arm}", {"width": 64, "seed": seed, "arm": arm}, lambda: {}))
+            results.append(falling[seed] if arm == "replay" else curve(f[arm]))
+    v = dec.summarize(cfg, ResultSet(cells, results), SimpleNamespace())
+    assert v["series"]["by_width"]["64"]["replay_recovery_last_quarter"] == pytest.approx(0.025, abs=1e-9)  # 0.15 at step 150 -> 0.12, 0.13
+    assert not v["checks"]["d64 replay_settled"]
+    assert v["verdicts"]["64"]["step_matched"]["capacity"] == "inconclusive"
+
+
+def test_sem_and_uuid_arms_teach_the_identical_facts_and_the_mixed_arms_differ_only_in_labels(quick_base):
+    from interference.world import IDK_ANSWER
+    world = quick_base[2]
+    cfg = dec.DecompositionConfig.quick()
+    sem, uuid = dec.arm_facts(world, cfg, "sem", 0), dec.arm_facts(world, cfg, "uuid", 0)
+    assert [(f.relation, f.answer) for f in sem] == [(f.relation, f.answer) for f in uuid]
+    assert not {f.subject for f in sem} & {f.subject for f in uuid}
+    known, idk = dec.arm_facts(world, cfg, "sem_known", 0), dec.arm_facts(world, cfg, "idk_known", 0)
+    assert [f.prompt for f in known] == [f.prompt for f in idk]
+    changed = [(a.answer, b.answer) for a, b in zip(known, idk) if a.answer != b.answer]
+    assert len(changed) == len(sem) and all(b == IDK_ANSWER for _, b in changed)
+    assert len(known) == 2 * len(sem)
