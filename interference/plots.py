@@ -185,7 +185,8 @@ def plot_decomposition(v: dict, out: Path) -> list[Path]:
                 if np.isfinite(yi):
                     ax[k].annotate(word.replace("_", " "), (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points",
                                    color=VERDICT_COLORS.get(word, "k"))
-        ax[k].axhspan(0.5, 1.2, color="#1b7837", alpha=0.07)
+        ax[k].set_ylim(-0.6, 1.4)  # shares live in [0, 1]; a wider interval runs off the panel (its numbers are in the table)
+        ax[k].axhspan(0.5, 1.4, color="#1b7837", alpha=0.07)
         ax[k].axhline(0, color="k", lw=0.8)
         ax[k].axhline(0.1, color="#c51b7d", lw=0.8, ls=":")
         ax[k].set_xticks([np.log2(w) for w in widths])

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The README's first command: set up, pre-train (or reuse) the default base model and print its
-# knowledge report (4,500 steps to the consolidation criterion: ~8 min on 2 quiet cores, by the
-# old loop's ~10 steps/s), then test the localized-interference hypothesis end to end on 3 seeds
-# (33 fine-tuning cells of 250 steps; not yet timed on a quiet machine, expect tens of minutes);
-# the last lines say where its verdict and plots are. A re-run reuses every finished cell.
+# The README's first command: set up, install the pinned default base model (committed in
+# interference/pinned: no pre-training, the same weights on every machine) and print its knowledge
+# report and weights fingerprint, then decompose SFT's forgetting into the three hypotheses' shares
+# on the pinned d64 base, 3 seeds in 2 worker processes (21 fine-tuning cells), ending in a word per
+# hypothesis by the common rule; the last lines say where its verdict and plots are. A re-run
+# reuses every finished cell. The README's demo numbers come from the same cells
+# (analyses/results/decomposition/demo.json), so this prints what the README reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m interference.pretrain
-.venv/bin/python -m interference.run_hypothesis localized --seeds 3
+.venv/bin/python -m interference.pretrain --no-progress
+.venv/bin/python -m interference.run_hypothesis decomposition --widths 64 --seeds 3 --jobs 2 --out runs/demo

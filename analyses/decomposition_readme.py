@@ -1,0 +1,178 @@
+"""Write the README's decomposition section from saved verdicts, never by hand.
+
+    python -m interference.run_hypothesis decomposition --widths 64,128 --seeds 5 --out runs/decomposition
+    python -m interference.run_hypothesis decomposition --widths 128 --seeds 5 \
+        --world analyses/worlds/heldout.json --out runs/decomposition_heldout
+    python -m interference.run_hypothesis decomposition --widths 64 --seeds 3 --jobs 2 --out runs/demo   # the demo
+    python analyses/decomposition_readme.py [--runs runs/decomposition] [--heldout-runs ...] [--demo-runs runs/demo]
+
+Each verdict found is first copied into ``analyses/results/decomposition/{default,heldout,demo}.json``
+(so the numbers stay in the repository), then ``analyses/results/decomposition.md`` is rendered from
+those copies and from the registered verdicts in ``analyses/results/verdicts/default/``: per width,
+the excess E and each hypothesis' share with its word at equal steps (the endpoint) and at equal
+learning; the trend with width; the registered designs' words beside them; and where ours differs
+from the paper. ``analyses/update_readme.py`` then puts the section into the README.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from interference.io import number  # noqa: E402
+from interference.metrics.stats import format_estimate  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OUT = RESULTS / "decomposition"
+LABELS = ("default", "heldout", "demo")
+SHARES = (("localized", "L", "(F[sem] - F[uuid]) / E"), ("capacity", "C", "(F[replay] - F[drift]) / E"),
+          ("behavior_cloning", "B", "(F[sem_known] - F[idk_known]) / E"))
+REGISTERED_SEEDS = 8
+PAPER = {"localized": "main_driver", "capacity": "not_supported", "behavior_cloning": "not_supported"}
+
+
+def collect(runs: Path | None, label: str) -> None:
+    if runs is None:
+        return
+    src = runs / "decomposition" / "verdict.json"
+    if src.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, OUT / f"{label}.json")
+
+
+def load(label: str) -> dict | None:
+    p = OUT / f"{label}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def width_table(v: dict) -> list[str]:
+    by, words = v["series"]["by_width"], v["verdicts"]
+    rows = ["| width | E = F[sem] - F[drift] | hypothesis | share, equal steps (endpoint) | word | share, equal learning | word |",
+            "|---|---|---|---|---|---|---|"]
+    for w in v["series"]["widths"]:
+        sh = by[str(w)]["shares"]
+        for i, (h, s, _) in enumerate(SHARES):
+            rows.append(f"| {'d' + str(w) if i == 0 else ''} | {format_estimate(sh['E']) if i == 0 else ''} | {h} ({s}) | "
+                        f"{format_estimate(sh[s])} | `{words[str(w)]['step_matched'][h]}` | "
+                        f"{format_estimate(sh[s + '_learned'])} | `{words[str(w)]['learning_matched'][h]}` |")
+    return rows
+
+
+def arm_table(v: dict) -> list[str]:
+    st = v["statistics"]
+    arms = [a for a in ("sem", "uuid", "replay", "drift", "sem_known", "idk_known", "sd_sem", "sd_uuid")
+            if any(f"F_{a}_d{w}" in st for w in v["series"]["widths"])]
+    rows = ["| width | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
+    for w in v["series"]["widths"]:
+        rows.append(f"| d{w} | " + " | ".join(format_estimate(st[f"F_{a}_d{w}"]) if f"F_{a}_d{w}" in st else "-"
+                                             for a in arms) + " |")
+    return rows
+
+
+def checks_line(v: dict) -> str:
+    failed = [k for k, ok in v["checks"].items() if not ok]
+    return "every required check passed" if not failed else "required checks failed: " + ", ".join(f"`{k}`" for k in failed)
+
+
+def trend_line(v: dict) -> str:
+    return "; ".join(f"{h} {format_estimate(v['series']['trend'][h])}" for h, _, _ in SHARES)
+
+
+def seeds_note(v: dict) -> str:
+    n = v.get("seeds", 0)
+    return "" if n >= REGISTERED_SEEDS else (f" ({n} of the registered {REGISTERED_SEEDS} seeds: the CPU time this "
+                                             "session had; the same command with `--seeds 8` extends it)")
+
+
+def registered_words() -> list[str]:
+    rows = []
+    for name, h in (("capacity", "capacity"), ("behavior_cloning", "behavior_cloning"), ("localized", "localized")):
+        p = RESULTS / "verdicts" / "default" / f"{name}.json"
+        if p.exists():
+            r = json.loads(p.read_text())
+            e = r.get("endpoint", r["share"])
+            fps = ", ".join(sorted(set((r.get("base_fingerprints") or {}).values())))
+            rows.append(f"| {h} | `{r['verdict']}` | {r['share_definition'].split(';')[0][:110]}... | "
+                        f"{format_estimate(e)} | `{fps}` |")
+    return rows
+
+
+def paper_sentence(v: dict) -> str:
+    words = v["verdicts"]
+    parts = []
+    for w in v["series"]["widths"]:
+        got = words[str(w)]["step_matched"]
+        diff = [h for h, _, _ in SHARES if (got[h] == "main_driver") != (PAPER[h] == "main_driver")
+                or (PAPER[h] == "not_supported" and got[h] in ("main_driver", "contributes"))]
+        parts.append(f"d{w}: " + ("agrees with the paper's account (localized the main driver, the other two not)"
+                                  if not diff else "differs from the paper's account in " + ", ".join(diff)))
+    return "; ".join(parts) + "."
+
+
+def section() -> str:
+    v, held, demo = load("default"), load("heldout"), load("demo")
+    lines = ["## Which hypothesis drives the forgetting? One decomposition in common units", ""]
+    if v is None:
+        return "\n".join(lines + ["*Not run yet:* `python -m interference.run_hypothesis decomposition`.", ""])
+    pre = v["preregistered"]
+    lines += [f"The three registered designs below decide on three different quantities, so their words cannot say "
+              f"which hypothesis is the *main* driver. `python -m interference.run_hypothesis decomposition` "
+              f"(pre-registered, hash `{pre['hash']}`, `interference/hypotheses/decomposition.py`) gives every "
+              "hypothesis a share of one quantity: the excess forgetting E = F[sem] - F[drift] of natural "
+              "semantic-name SFT over Known-only SFT, on the same base, set, steps and learning rate. "
+              + "; ".join(f"{h}: {s} = {d}" for h, s, d in SHARES) + ". Rule, the same for all three: "
+              f"{pre['rule']}", "",
+              f"**Default world**{seeds_note(v)}, bases pinned in the repository "
+              f"(`{', '.join(sorted(set(v['base_fingerprints'].values())))}`); {checks_line(v)}:", ""]
+    lines += width_table(v)
+    lines += ["", f"Forgetting of the base-known watched facts per arm (mean [95% CI]; replay after its "
+                  f"{v['series']['replay_steps']}-step run, the others after {v['series']['steps']} steps):", ""]
+    lines += arm_table(v)
+    lines += ["", f"Share per doubling of width (slope over seeds): {trend_line(v)}.", "",
+              f"**Against the paper.** {paper_sentence(v)}", ""]
+    sd = v["series"]["by_width"].get("128", {}).get("shares", {})
+    if "sd_shrinks_overlap_part" in sd:
+        lines += [f"**Self-distillation on the key-swap contrast** (d128): it shrinks the overlap part "
+                  f"F[sem] - F[uuid] by {format_estimate(sd['sd_shrinks_overlap_part'])} and the uuid-key rest by "
+                  f"{format_estimate(sd['sd_shrinks_rest'])} (difference {format_estimate(sd['sd_overlap_minus_rest'])}).",
+                  ""]
+    if held is not None:
+        lines += [f"**Held-out world**{seeds_note(held)}; {checks_line(held)}:", ""] + width_table(held) + [""]
+    else:
+        lines += ["**Held-out world:** not run this session (CPU time): "
+                  "`--world analyses/worlds/heldout.json` runs it.", ""]
+    if demo is not None:
+        sh = demo["series"]["by_width"][str(demo["series"]["widths"][0])]["shares"]
+        lines += [f"**The demo** (`bash scripts/demo.sh`: d{demo['series']['widths'][0]}, {demo['seeds']} seeds) "
+                  f"prints `{demo['verdict']}`: " + "; ".join(
+                      f"{h} {format_estimate(sh[s])} `{demo['verdicts'][str(demo['series']['widths'][0])]['step_matched'][h]}`"
+                      for h, s, _ in SHARES) + ".", ""]
+    reg = registered_words()
+    if reg:
+        lines += ["**The registered designs' words, kept as results** (computed on the earlier, unpinned base, whose "
+                  "weights are named in the last column; each answers its own question, not \"which is the main "
+                  "driver\"):", "", "| hypothesis | word | endpoint | value | base weights |", "|---|---|---|---|---|"]
+        lines += reg + [""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=Path, default=Path("runs/decomposition"))
+    ap.add_argument("--heldout-runs", type=Path, default=Path("runs/decomposition_heldout"))
+    ap.add_argument("--demo-runs", type=Path, default=Path("runs/demo"))
+    ap.add_argument("--out", type=Path, default=RESULTS / "decomposition.md")
+    args = ap.parse_args(argv)
+    for runs, label in ((args.runs, "default"), (args.heldout_runs, "heldout"), (args.demo_runs, "demo")):
+        collect(runs, label)
+    args.out.write_text(section() + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
