@@ -130,3 +130,24 @@ def test_sem_and_uuid_arms_teach_the_identical_facts_and_the_mixed_arms_differ_o
     changed = [(a.answer, b.answer) for a, b in zip(known, idk) if a.answer != b.answer]
     assert len(changed) == len(sem) and all(b == IDK_ANSWER for _, b in changed)
     assert len(known) == 2 * len(sem)
+
+
+def test_bad_widths_are_refused_in_one_sentence_before_any_work(tmp_path, capsys):
+    from interference.run_hypothesis import main
+    for argv, want in ((["decomposition", "--widths", "64,abc"], "--widths"),
+                       (["decomposition", "--widths", "66"], "multiples of 4"),
+                       (["capacity", "--widths", "64"], "applies to decomposition")):
+        rc = main(argv + ["--quick", "--out", str(tmp_path / "o"), "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 2 and want in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "o").exists()
+
+
+def test_more_widths_extend_an_output_directory_instead_of_being_refused():
+    from interference.bases import BaseSpec
+    from interference.hypotheses.runner import hypothesis_config
+    ctx = SimpleNamespace(spec=BaseSpec.default(quick=True))
+    a = hypothesis_config(dec, dec.DecompositionConfig(widths=(64,), seeds=3), ctx)
+    b = hypothesis_config(dec, dec.DecompositionConfig(widths=(64, 128), seeds=5), ctx)
+    c = hypothesis_config(dec, dec.DecompositionConfig(widths=(64,), count=50), ctx)
+    assert a == b and a != c  # widths and seeds add cells; the count changes every cell
