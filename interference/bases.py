@@ -279,27 +279,29 @@ def pinned_fingerprint(spec: "BaseSpec") -> str | None:
 
 def install_pinned(spec: "BaseSpec", out: str | Path) -> bool:
     """Copy the committed base for ``spec`` into ``out`` (a cache entry or ``--out``), verified
-    against its seal first; True when installed. A damaged committed copy is reported in one
-    sentence and not used (the caller then trains, losing nothing)."""
+    against its seal first; True when installed. Only into a directory that does not exist yet
+    (or is empty): anything already there (an interrupted pre-training run, someone else's files)
+    is left to the caller's usual resume-or-refuse, never replaced. A damaged committed copy is
+    reported in one sentence and not used (the caller then trains, losing nothing)."""
     import shutil
     import tempfile
 
     from interference.io import verify_run_dir
     src = pinned_dir(spec)
-    if src is None:
+    out = Path(out)
+    if src is None or (out.exists() and (not out.is_dir() or any(out.iterdir()))):
         return False
     why = verify_run_dir(src, RUN_FILES + (FINGERPRINT_FILE,))
     if why:
         print(f"note: the committed base {src} is damaged ({why}); pre-training it here instead "
               "(restore it with `git checkout -- interference/pinned`).", file=sys.stderr)
         return False
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
-        if out.exists():  # an unfinished attempt (no valid seal): replaced whole, nothing finished is lost
-            shutil.rmtree(out)
+        if out.exists():
+            out.rmdir()  # empty (checked above); a rename onto a non-empty directory would fail
         tmp.rename(out)
     finally:
         if tmp.exists():

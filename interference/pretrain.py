@@ -92,8 +92,7 @@ def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progres
     full_cfg = {**spec.to_dict(), "hash": spec.hash()}
     if finished_run(out, full_cfg, RUN_FILES, "pre-training run"):
         return json.loads((out / "metrics.json").read_text())
-    if not recreate and not has_checkpoint(out / "checkpoint") and install_pinned(spec, out) \
-            and finished_run(out, full_cfg, RUN_FILES, "pre-training run"):
+    if not recreate and install_pinned(spec, out) and finished_run(out, full_cfg, RUN_FILES, "pre-training run"):
         return json.loads((out / "metrics.json").read_text())
     dev = resolve_device(device)
     world = World(spec.world)

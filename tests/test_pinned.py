@@ -104,3 +104,14 @@ def test_every_committed_base_is_sealed_and_names_its_own_spec():
         assert d.name == f"base-{spec.hash()}"
         assert verify_run_dir(d, bases.RUN_FILES + (bases.FINGERPRINT_FILE,)) == ""
         assert pinned_dir(spec) == d
+
+
+def test_a_directory_that_holds_anything_is_never_replaced_by_the_pinned_base(pinned_store, quick_spec, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert not install_pinned(quick_spec, out)
+    assert (out / "notes.txt").read_text() == "mine" and not (out / "model.safetensors").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert install_pinned(quick_spec, empty) and (empty / "model.safetensors").exists()
