@@ -5,7 +5,7 @@ the mechanism, so "overlap predicts forgetting" means little unless overlap pred
 that fragility baseline. The test here is honest in two ways: the predictor is fitted on some seeds
 and scored on a held-out seed (leave-one-seed-out), and the answer is the AUROC increment of
 baseline + predictor over baseline alone, with its spread over held-out seeds. Features enter the
-logistic model as rank-based normal scores (``_normal_scores`` says why a z-score is not enough).
+logistic model as rank-based normal scores (``metrics.logistic.Scaler.fit`` says why a z-score is not enough).
 
 Predictors computed before any fine-tuning step (a-priori):
 - ``gradient_conflict``: -(g_i . u), with g_i the gradient of fact i's answer loss and u the unit
@@ -26,6 +26,7 @@ import torch
 
 from interference.batching import pack
 from interference.data import Fact
+from interference.metrics.logistic import fit_logistic
 from interference.metrics.stats import auroc
 from interference.models import model_device, model_logits
 
@@ -92,36 +93,9 @@ def shared_pieces(watch_pieces: Sequence[Sequence[str]], new_pieces: Sequence[Se
     return np.array([max((len(set(w) & n) for n in new_sets), default=0) for w in watch_pieces], dtype=float)
 
 
-def _normal_scores(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Map each column to normal scores of its rank among the *training* rows (mid-rank for ties,
-    test values placed by ``searchsorted`` into the training order).
-
-    Why not a z-score: the fragility baseline is a base gold log-prob, and ~99% of base-known facts
-    sit within 1e-3 of 0 while a few sit near -0.7, so its standard deviation is set by that tail.
-    After a z-score the bulk of facts spans ~0.05 sd of fragility against ~4 sd of any added
-    feature, and a linear score then orders the bulk by the added feature: a weak predictor
-    added to a strong one *lowered* held-out AUROC by 0.14-0.20 on the default world. A single
-    feature's AUROC is rank-invariant, so the baseline never paid that price; normal scores make
-    the logistic model rank-based for every column alike, so the comparison is fair. Fitted on the
-    training rows only, so nothing of the held-out seed leaks in."""
-    from scipy.stats import norm
-    n = train.shape[0]
-    out_tr, out_te = np.empty_like(train, dtype=float), np.empty_like(test, dtype=float)
-    for j in range(train.shape[1]):
-        ref = np.sort(train[:, j])
-
-        def score(v: np.ndarray) -> np.ndarray:
-            mid = (np.searchsorted(ref, v, "left") + np.searchsorted(ref, v, "right")) / 2.0
-            return norm.ppf((mid + 0.5) / (n + 1.0))  # in (0, 1) for any value, train or test
-        out_tr[:, j], out_te[:, j] = score(train[:, j]), score(test[:, j])
-    return out_tr, out_te
-
-
 def _fit_score(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-    xtr, xte = _normal_scores(xtr, xte)
-    clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(xtr, ytr)
-    return clf.decision_function(xte)
+    scaler, clf = fit_logistic(xtr, ytr, "normal", C=1.0, max_iter=1000, random_state=seed)
+    return clf.decision_function(scaler(xte))
 
 
 def auroc_increment(features: Mapping[int, np.ndarray], labels: Mapping[int, np.ndarray],
