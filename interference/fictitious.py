@@ -123,6 +123,10 @@ def uuid_names(tokenizer, real_names: Sequence[str], n: int, n_pieces: int = 4, 
         text = _text(tokenizer, ids)
         return text if text and " " not in text and _ids(tokenizer, text) == ids else None
 
+    return _draw_uuids(n, max_tries, real_names, propose)
+
+
+def _draw_uuids(n: int, max_tries: int, real_names: Sequence[str], propose) -> list[str]:
     out = _draw_distinct(n, max_tries, set(real_names), propose)
     if len(out) < n:
         raise FictitiousError(f"only {len(out)} distinct uuid names could be made, fewer than the {n} asked for.")
@@ -143,10 +147,7 @@ def _word_uuid_names(tokenizer, real_names: Sequence[str], n: int, n_pieces: int
         text = " ".join(_text(tokenizer, [i]) for i in rng.sample(pool, n_pieces))
         return text if text and not set(_ids(tokenizer, text)) & banned else None
 
-    out = _draw_distinct(n, max_tries, set(real_names), propose)
-    if len(out) < n:
-        raise FictitiousError(f"only {len(out)} distinct uuid names could be made, fewer than the {n} asked for.")
-    return out
+    return _draw_uuids(n, max_tries, real_names, propose)
 
 
 def name_pieces(tokenizer, name: str) -> tuple[int, ...]:
