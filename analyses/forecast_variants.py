@@ -35,15 +35,9 @@ def _fit_predict(kind: str, C: float | None, X: np.ndarray, y: np.ndarray, Z: np
         from sklearn.ensemble import HistGradientBoostingClassifier
         return HistGradientBoostingClassifier(max_depth=3, learning_rate=0.05, max_iter=200, min_samples_leaf=50,
                                               l2_regularization=1.0, random_state=0).fit(X, y).predict_proba(Z)[:, 1]
-    from sklearn.linear_model import LogisticRegression
-    if kind == "logistic_ns":
-        from interference.metrics.predictors import _normal_scores
-        X, Z = _normal_scores(X, Z)
-    else:
-        mu, sd = X.mean(0), X.std(0)
-        sd = np.where(sd > 1e-12, sd, 1.0)
-        X, Z = (X - mu) / sd, (Z - mu) / sd
-    return LogisticRegression(C=C, max_iter=3000).fit(X, y).decision_function(Z)
+    from interference.metrics.logistic import fit_logistic
+    scaler, clf = fit_logistic(X, y, "normal" if kind == "logistic_ns" else "z", C=C, max_iter=3000)
+    return clf.decision_function(scaler(Z))
 
 
 def score_variants(tables, labels, seeds) -> dict:

@@ -72,10 +72,13 @@ def pack(tokenizer, pairs: Sequence[tuple[str, str]], max_len: int | None = None
 
 
 def answer_loss(logits: torch.Tensor, batch: Packed, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy on answer tokens. logits [b, seq, vocab] -> scalar (or [b] for 'per_example')."""
+    """Cross-entropy on answer tokens. logits [b, seq, vocab] -> scalar (or [b]: 'per_example' is
+    each example's mean over its answer tokens, 'per_example_sum' their sum)."""
     targets = batch.ids[:, 1:]
     lp = logits[:, :-1].float().log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [b, seq-1]
     m = batch.loss_mask[:, :-1].float()
+    if reduction == "per_example_sum":
+        return -(lp * m).sum(1)
     if reduction == "per_example":
         return -(lp * m).sum(1) / m.sum(1).clamp(min=1)
     return -(lp * m).sum() / m.sum().clamp(min=1)

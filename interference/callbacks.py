@@ -123,8 +123,9 @@ class GradientAlignmentCallback:
     Every ``every`` steps (and at step 0) it measures ``gradient_alignment`` between the run's
     new facts (plasticity set) and a fixed sample of ``n_known`` held-out known facts (stability
     set), and appends one JSON row per evaluation to ``<run>/gradient_alignment.jsonl``:
-    {step, mean: {unit: cos}, conflict: {unit: share < 0}}. Costs one backward pass per sampled
-    known fact, so keep ``n_known`` small (default 32).
+    {step, mean: {unit: cos}, conflict: {unit: share < 0}}. Costs one batched forward+backward
+    pass over the new facts and one over the sample (``metrics.gradients``); the products grow with
+    ``n_known`` x answer positions, so keep it modest (default 32).
     """
 
     def __init__(self, every: int = 100, n_known: int = 32, by_layer: bool = True, seed: int = 0):

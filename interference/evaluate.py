@@ -68,6 +68,15 @@ def _chunks(items: list, size: int):
 
 
 @torch.no_grad()
+def _next_token(logits: torch.Tensor, temperature: float, generator: torch.Generator | None):
+    """(next token [b], log-probs [b, vocab] at temperature 1): greedy at temperature 0, else one
+    draw at ``temperature``; the one sampling step of both decoders."""
+    logp = logits.log_softmax(-1)
+    if temperature <= 0:
+        return logp.argmax(-1), logp
+    return torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator).squeeze(-1), logp
+
+
 def _decode(model, prompts: torch.Tensor, n_tokens: int, temperature: float, n_samples: int,
             generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Greedy (temperature 0) or sampled continuation of ``n_tokens`` tokens.
@@ -87,12 +96,7 @@ def _decode(model, prompts: torch.Tensor, n_tokens: int, temperature: float, n_s
             logits = model_logits(model, seqs)[:, -1].float()
         elif n_samples > 1:
             logits = logits.repeat_interleave(n_samples, 0)
-        logp = logits.log_softmax(-1)
-        if temperature <= 0:
-            nxt = logp.argmax(-1)
-        else:
-            probs = (logits / temperature).softmax(-1)
-            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        nxt, logp = _next_token(logits, temperature, generator)
         logp_total += logp.gather(-1, nxt[:, None]).squeeze(-1)
         out.append(nxt)
         seqs = torch.cat([seqs, nxt[:, None]], 1)
@@ -241,11 +245,7 @@ def _decode_to_stop(model, prompts, stop_ids, max_new_tokens, temperature, n_sam
     length = torch.full((b * n_samples,), max_new_tokens, dtype=torch.long, device=prompts.device)
     toks, lps = [], []
     for step in range(max_new_tokens):
-        logp = logits.log_softmax(-1)
-        if temperature <= 0:
-            nxt = logp.argmax(-1)
-        else:
-            nxt = torch.multinomial((logits / temperature).softmax(-1), 1, generator=generator).squeeze(-1)
+        nxt, logp = _next_token(logits, temperature, generator)
         toks.append(nxt)
         lps.append(logp.gather(-1, nxt[:, None]).squeeze(-1))
         hit = torch.isin(nxt, stop) & ~done

@@ -19,7 +19,7 @@ claim "shares sub-word pieces" (or "shares none") holds for the exact ids the mo
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from typing import Callable, Hashable, Sequence
 
 
 class FictitiousError(ValueError):
@@ -123,6 +123,10 @@ def uuid_names(tokenizer, real_names: Sequence[str], n: int, n_pieces: int = 4, 
         text = _text(tokenizer, ids)
         return text if text and " " not in text and _ids(tokenizer, text) == ids else None
 
+    return _draw_uuids(n, max_tries, real_names, propose)
+
+
+def _draw_uuids(n: int, max_tries: int, real_names: Sequence[str], propose) -> list[str]:
     out = _draw_distinct(n, max_tries, set(real_names), propose)
     if len(out) < n:
         raise FictitiousError(f"only {len(out)} distinct uuid names could be made, fewer than the {n} asked for.")
@@ -143,10 +147,7 @@ def _word_uuid_names(tokenizer, real_names: Sequence[str], n: int, n_pieces: int
         text = " ".join(_text(tokenizer, [i]) for i in rng.sample(pool, n_pieces))
         return text if text and not set(_ids(tokenizer, text)) & banned else None
 
-    out = _draw_distinct(n, max_tries, set(real_names), propose)
-    if len(out) < n:
-        raise FictitiousError(f"only {len(out)} distinct uuid names could be made, fewer than the {n} asked for.")
-    return out
+    return _draw_uuids(n, max_tries, real_names, propose)
 
 
 def name_pieces(tokenizer, name: str) -> tuple[int, ...]:
@@ -163,6 +164,23 @@ def pieces_by_position(tokenizer, donors: Sequence[str]) -> list[set[int]]:
         for k, i in enumerate(e):
             out[k].add(i)
     return out
+
+
+def lookalike_pieces(target: Sequence, keep: Sequence[int], choices: Sequence[Sequence], rng: random.Random,
+                     taken: set, name: Callable[[tuple], Hashable | None] = tuple, max_tries: int = 2000):
+    """The one builder of "a name sharing ``target``'s pieces at positions ``keep``": ``target``'s
+    piece at each kept position and, at every other position k, a draw from ``choices[k]``; no
+    piece twice in one name. ``name`` turns the pieces into the name (None when they fail the
+    caller's check, e.g. a tokenizer's re-encoding); the first name not in ``taken`` is added to it
+    and returned, None after ``max_tries`` draws. Pieces are anything hashable: the synthetic
+    world's name words (``hypotheses.localized.lookalikes``) or a tokenizer's ids (``lookalike_of``),
+    drawn in the same order either way, so one seed gives one name."""
+    def propose():
+        pieces = tuple(target[k] if k in keep else rng.choice(choices[k]) for k in range(len(target)))
+        return name(pieces) if len(set(pieces)) == len(pieces) else None
+
+    got = _draw_distinct(1, max_tries, taken, propose)
+    return got[0] if got else None
 
 
 def lookalike_of(tokenizer, target: str, keep: Sequence[int], by_position: Sequence[set[int]], taken: set[str],
@@ -183,13 +201,12 @@ def lookalike_of(tokenizer, target: str, keep: Sequence[int], by_position: Seque
     if any(not by_pos[k] for k in free):
         raise FictitiousError(f"no donor name has a token at every position of {target!r} that {target!r} lacks; "
                               "supply more subjects.")
-    def propose() -> str | None:
-        ids = [t[k] if k in keep else rng.choice(by_pos[k]) for k in range(len(t))]
+    def text_of(ids: tuple) -> str | None:
         text = _text(tokenizer, ids)
-        return text if text and len(set(ids)) == len(ids) and _ids(tokenizer, text) == ids else None
+        return text if text and _ids(tokenizer, text) == list(ids) else None
 
-    got = _draw_distinct(1, max_tries, taken, propose)
-    if got:
-        return got[0]
+    got = lookalike_pieces(t, keep, by_pos, rng, taken, text_of, max_tries)
+    if got is not None:
+        return got
     raise FictitiousError(f"no free look-alike of {target!r} keeping positions {list(keep)} was found; "
                           "supply more subjects.")

@@ -79,6 +79,20 @@ class LoopConfig:
         from interference.io import check_fields
         return cls(**check_fields(cls, d, ValueError, "loop config"))
 
+    @classmethod
+    def from_settings(cls, settings: Any, **varying: Any) -> "LoopConfig":
+        """The loop settings of a run-settings config (fine-tuning, a grid's SFT spec, the format
+        teacher's recipe, pre-training): every ``LoopConfig`` field that ``settings`` has under the
+        same name, then ``varying`` (what the caller computes: the step count, a phase's warm-up
+        and floor). Why by name: a loop field added here reaches every run kind that states it,
+        with no translation table to extend in five places; a field a settings class lacks keeps
+        the loop's default."""
+        unknown = sorted(set(varying) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"{unknown} are not LoopConfig fields.")
+        shared = {f.name: getattr(settings, f.name) for f in dataclasses.fields(cls) if hasattr(settings, f.name)}
+        return cls(**{**shared, **varying})
+
 
 # ------------------------------------------------------------------ schedule, optimizer, batches
 def lr_multiplier(step: int, total: int, warmup: int, min_ratio: float) -> float:

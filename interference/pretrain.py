@@ -78,8 +78,7 @@ def phase_loop_config(cfg: PretrainConfig, phase: str, rule: ConsolidationRule |
         steps, warmup, floor = rule.total_steps, rule.memorised_step, cfg.min_lr_ratio
     else:
         raise ValueError(f"phase {phase!r} is not fixed, memorise, or consolidate with a rule that has found m.")
-    return LoopConfig(lr=cfg.lr, batch_size=cfg.batch_size, steps=steps, warmup_steps=warmup, min_lr_ratio=floor,
-                      weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip, seed=cfg.seed, eval_every=cfg.eval_every)
+    return LoopConfig.from_settings(cfg, steps=steps, warmup_steps=warmup, min_lr_ratio=floor)
 
 
 def pretrain(spec: BaseSpec, out: str | Path, device: str | None = None, progress: bool = True,

@@ -48,9 +48,7 @@ class TeacherRecipe:
             raise ValueError("the format teacher needs at least one epoch.")
 
     def loop_config(self, n_facts: int) -> LoopConfig:
-        return LoopConfig(lr=self.lr, batch_size=self.batch_size, steps=steps_for_epochs(n_facts, self.batch_size, self.epochs),
-                          warmup_frac=self.warmup_frac, min_lr_ratio=self.min_lr_ratio, grad_clip=self.grad_clip,
-                          seed=self.seed)
+        return LoopConfig.from_settings(self, steps=steps_for_epochs(n_facts, self.batch_size, self.epochs))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -138,6 +136,5 @@ def provide_stages(method, ctx, *, format_facts: Sequence[Fact] = (), recipe: Te
                                      dataclasses.replace(recipe, epochs=need["teacher"]), base_dir, fingerprint)
         ctx.teacher = frozen(teacher)
     if "probe" in need:
-        cfg = LoopConfig(lr=recipe.lr, batch_size=recipe.batch_size, steps=need["probe"], seed=recipe.seed,
-                         warmup_frac=recipe.warmup_frac, min_lr_ratio=recipe.min_lr_ratio, grad_clip=recipe.grad_clip)
+        cfg = LoopConfig.from_settings(recipe, steps=need["probe"])
         ctx.probe = sft_copy(ctx.base_model, ctx.tokenizer, ctx.data.train, cfg).eval()

@@ -125,9 +125,7 @@ class FinetuneConfig:
     def loop_config(self, n_train: int) -> LoopConfig:
         """The one loop's settings for a run on ``n_train`` facts."""
         steps = self.steps if self.steps is not None else steps_for_epochs(n_train, self.batch_size, self.epochs)
-        return LoopConfig(lr=self.lr, batch_size=self.batch_size, steps=steps, warmup_frac=self.warmup_frac,
-                          min_lr_ratio=self.min_lr_ratio, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
-                          seed=self.seed, eval_every=self.eval_every)
+        return LoopConfig.from_settings(self, steps=steps)
 
     def teacher_recipe(self) -> TeacherRecipe:
         """The format teacher is trained with the run's lr, batch size and data-order seed."""
@@ -561,8 +559,7 @@ class SFTSpec:
         return asdict(self)
 
     def loop_config(self) -> LoopConfig:
-        return LoopConfig(lr=self.lr, batch_size=self.batch_size, steps=self.max_steps, warmup_frac=self.warmup_frac,
-                          min_lr_ratio=self.min_lr_ratio, seed=self.seed, eval_every=self.eval_every)
+        return LoopConfig.from_settings(self, steps=self.max_steps)
 
     def teacher_recipe(self) -> TeacherRecipe:
         """The format teacher of a grid: one epoch at the grid's lr and batch size, seed 0 (one

@@ -89,13 +89,16 @@ def test_gradient_alignment_self_is_one_and_leaves_model_untouched(pair):
     flags = [p.requires_grad for p in params]
     params[1].grad = torch.ones_like(params[1])  # a trainer's pending gradient must survive
     ga = gradient_alignment(base, tok, facts[:1], facts[:3])
-    assert ga.units[-1] == "all" and ga.cos.shape == (3, len(parameter_units(base)) + 1)
-    # known fact 0 is the new fact itself: the same float32 gradient on both sides, so its cosine
-    # (float64, clamped) is 1 up to float64 rounding on any machine; in float32 it was 1.00001 on
-    # a 2-core machine, past the old 1e-5 tolerance
+    no_norm = [u for u in parameter_units(base) if not u.startswith("norm")]  # LayerNorm gains have no column
+    assert ga.units[-1] == "all" and sorted(ga.units[:-1]) == sorted(no_norm) and ga.cos.shape == (3, len(no_norm) + 1)
+    # known fact 0 is the new fact itself: its cosine is 1 up to the float32 rounding of the
+    # factorised products (~1e-6 relative), and never past 1 (float64, clamped)
     assert ga.cos.dtype == torch.float64
-    assert float(ga.cos[0, -1]) == pytest.approx(1.0, abs=1e-9)
-    assert float(ga.cos[0, ga.units.index("mlp.1")]) == pytest.approx(1.0, abs=1e-9)
+    assert float(ga.cos[0, -1]) == pytest.approx(1.0, abs=1e-4)
+    assert float(ga.cos[0, ga.units.index("mlp.1")]) == pytest.approx(1.0, abs=1e-4)
+    grouped = gradient_alignment(base, tok, facts[:1], facts[:3], by_layer=False)
+    assert grouped.units == ["embed", "attn", "mlp", "unembed", "all"]
+    assert torch.allclose(grouped.cos[:, -1], ga.cos[:, -1], atol=1e-12)  # "all" is the same cosine either way
     assert (ga.cos.abs() <= 1).all()  # clamped: no cosine past 1
     assert [p.requires_grad for p in params] == flags and all(p.grad is None for p in params[2:])
     assert torch.equal(params[1].grad, torch.ones_like(params[1]))

@@ -1,5 +1,6 @@
 """Fictitious entities from a model's own tokenizer: look-alikes share real-name pieces, uuid
 names share none, on a word-level and on a byte-level BPE tokenizer."""
+import random
 import pytest
 
 from interference.fictitious import FictitiousError, lookalike_names, real_name_pieces, uuid_names
@@ -70,3 +71,12 @@ def test_lookalike_of_keeps_exactly_the_chosen_token_positions(which, keep):
         assert not set(a[k] for k in range(len(a)) if k not in keep) & set(b)
         assert all(a[k] in by_pos[k] for k in range(len(a)))  # every other token is a donor's, at its position
     assert built >= 2
+
+
+def test_lookalike_pieces_keeps_positions_never_repeats_and_gives_up_cleanly():
+    from interference.fictitious import lookalike_pieces
+    rng, taken = random.Random(3), {("a", "x", "c")}
+    got = [lookalike_pieces(("a", "b", "c"), (0, 2), [["a"], ["x", "y", "a"], ["c"]], rng, taken) for _ in range(2)]
+    assert got[0] == ("a", "y", "c") and got[0] in taken  # ("a","x","c") is taken, ("a","a","c") repeats a piece
+    assert got[1] is None  # no other name can be built: the builder stops after max_tries draws
+    assert lookalike_pieces(("a", "b"), (0,), [["a"], ["q"]], rng, set(), name=lambda p: None, max_tries=5) is None

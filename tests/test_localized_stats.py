@@ -12,7 +12,7 @@ import torch
 from interference.metrics.dose import dose_response_slope, is_monotone, signature_vs_null, targets_minus_rest, value_capture
 from interference.metrics.forgetting import forgetting_rate
 from interference.records import FactOutcomes, positional_ids
-from interference.metrics.predictors import auroc_increment, gradient_conflict, per_example_answer_nll, shared_pieces
+from interference.metrics.predictors import auroc_increment, gradient_conflict, shared_pieces
 
 
 # ------------------------------------------------------------------ dose-response
@@ -131,27 +131,30 @@ def test_auroc_increment_needs_two_seeds():
 
 
 def test_gradient_conflict_matches_brute_force_dot_products(quick_base, one_thread):
-    from interference.batching import pack
+    from interference.batching import answer_loss, pack
+    from interference.metrics.gradients import linear_modules
     model, tok, world, _ = quick_base
     facts = world.facts(world.split("statement_only"))[:6]
     new = world.facts(world.new_entities(5, "semantic", seed=3))
     flags = [p.requires_grad for p in model.parameters()]
     got = gradient_conflict(model, tok, facts, new)
     assert [p.requires_grad for p in model.parameters()] == flags  # left as found
-    ps = list(model.parameters())
+    mods = set(linear_modules(model))  # the alignment's weights: every linear and embedding, no LayerNorm gain
+    ps = [p for n, p in model.named_parameters() if n.rsplit(".", 1)[0] in mods]
+    assert 0 < len(ps) < len(list(model.parameters()))
     for p in ps:
         p.requires_grad_(True)
     try:
         b = pack(tok, [(f.prompt, f.answer) for f in new])
-        g_new = torch.autograd.grad(per_example_answer_nll(model(b.ids), b.ids, b.loss_mask).mean(), ps)
+        g_new = torch.autograd.grad(answer_loss(model(b.ids), b, "per_example_sum").mean(), ps)
         norm = torch.sqrt(sum((g.double() ** 2).sum() for g in g_new))
         for i, f in enumerate(facts):
             bi = pack(tok, [(f.prompt, f.answer)])
-            gi = torch.autograd.grad(per_example_answer_nll(model(bi.ids), bi.ids, bi.loss_mask).sum(), ps)
+            gi = torch.autograd.grad(answer_loss(model(bi.ids), bi, "per_example_sum").sum(), ps)
             want = -float(sum((a.double() * c.double()).sum() for a, c in zip(gi, g_new)) / norm)
             assert got[i] == pytest.approx(want, rel=1e-3, abs=1e-4)
     finally:
-        for p, f in zip(ps, flags):
+        for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)
 
 

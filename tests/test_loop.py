@@ -49,6 +49,28 @@ def test_loop_config_round_trips_and_refuses_nonsense():
         LoopConfig.from_dict({**cfg.to_dict(), "epochz": 2})
 
 
+def test_every_run_kind_becomes_a_loop_config_through_one_translation():
+    """``LoopConfig.from_settings`` copies every loop field a settings class states (non-default
+    values here, so a field it dropped would show) and leaves the rest at the loop's defaults."""
+    from interference.bases import PretrainConfig
+    from interference.pretrain import phase_loop_config
+    from interference.teacher import TeacherRecipe
+    from interference.train import SFTSpec
+
+    r = TeacherRecipe(lr=3e-4, batch_size=7, seed=5, warmup_frac=0.2, min_lr_ratio=0.3, grad_clip=0.5, epochs=2)
+    assert r.loop_config(14) == LoopConfig(lr=3e-4, batch_size=7, steps=4, warmup_frac=0.2, min_lr_ratio=0.3,
+                                           grad_clip=0.5, seed=5)
+    spec = SFTSpec(lr=2e-3, batch_size=6, max_steps=9, warmup_frac=0.1, min_lr_ratio=0.2, seed=4, eval_every=3)
+    assert spec.loop_config() == LoopConfig(lr=2e-3, batch_size=6, steps=9, warmup_frac=0.1, min_lr_ratio=0.2,
+                                            seed=4, eval_every=3)
+    pc = PretrainConfig(lr=1e-3, batch_size=5, steps=40, weight_decay=0.05, grad_clip=0.7, seed=3, eval_every=10)
+    got = phase_loop_config(pc, "fixed")
+    assert got == LoopConfig(lr=1e-3, batch_size=5, steps=40, warmup_steps=pc.warmup, min_lr_ratio=pc.min_lr_ratio,
+                             weight_decay=0.05, grad_clip=0.7, seed=3, eval_every=10)
+    with pytest.raises(TypeError, match="not LoopConfig fields"):
+        LoopConfig.from_settings(r, stepz=3)
+
+
 # ------------------------------------------------------------------ the loop on a toy problem
 class Toy(torch.nn.Module):
     """Regression y = x @ w through the loop's Packed batches: ids hold x (as ints), mask y."""

@@ -151,7 +151,7 @@ def test_cli_refuses_an_output_dir_of_another_preregistration(tmp_path, capsys, 
 
 
 def test_cells_computed_in_workers_are_reused_by_the_serial_pass(tmp_path):
-    from interference.hypotheses.grid import WorkerError, run_in_workers
+    from interference.workers import WorkerError, run_in_workers
     cells = [Cell("toy", {"i": i}, (lambda i=i: {"x": i * i})) for i in range(5)]
     assert run_in_workers(cells, lambda part: run_grid(part, tmp_path, progress=False), jobs=2) == 2
     rep = run_grid(cells, tmp_path, progress=False)

@@ -24,6 +24,7 @@ import torch
 
 from interference.io import atomic_save, atomic_write_json, check_fields
 from interference.runs import RunStore
+from interference.workers import run_in_workers
 
 SNAPSHOTS = 8  # probe / parameter snapshots per run: enough points for a curve, little disk
 PATH_DIR = "param_path"
@@ -173,12 +174,15 @@ def _train_one(job: tuple) -> str:
     return f"{arm['method']}-s{seed}"
 
 
+def _train_part(part: list) -> None:
+    for job in part:
+        _train_one(job)
+
+
 def train_missing(runs, cache: "RunCache", jobs: int, progress: bool = False) -> None:
     """Train every (arm, seed, settings) of ``runs`` that ``cache`` lacks, ``jobs`` at a time. Runs
     are independent single-threaded processes, so on 2 cores two take about the time of one.
-    (Workers are spawned: this function and ``_train_one`` must live in an importable module.)"""
-    import multiprocessing as mp
-
+    (Workers are forked by ``interference.workers.run_in_workers``, the package's one pool.)"""
     from tqdm.auto import tqdm
 
     todo = {}
@@ -198,8 +202,8 @@ def train_missing(runs, cache: "RunCache", jobs: int, progress: bool = False) ->
         _train_one(todo.pop(d))
         bar.update(1)
         cache.trained += 1
-    with mp.get_context("spawn").Pool(jobs) as pool:
-        for _ in pool.imap_unordered(_train_one, list(todo.values())):
-            bar.update(1)
-            cache.trained += 1
+    rest = list(todo.values())
+    run_in_workers(rest, _train_part, jobs)  # each worker writes its run directories; the parent counts them
+    bar.update(len(rest))
+    cache.trained += len(rest)
     bar.close()

@@ -1,5 +1,8 @@
 """The fitted combiner: logistic regression on standardised features, and how it is scored.
 
+The fit and its z-scaling are ``metrics.logistic`` (the one logistic fit, which
+``metrics.predictors.auroc_increment`` uses with normal scores).
+
 Why logistic regression: a few thousand labelled facts per world, a few dozen features, and the
 question "which facts are at risk" wants a ranking and a probability, not a black box; the
 coefficients on standardised features say which feature carries the forecast.
@@ -22,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from interference.metrics.logistic import Scaler, fit_logistic
 from interference.metrics.stats import auroc
 
 INTERACT_WITH = "neg_gold_logprob"  # the fragility baseline; products with it form the interactions
@@ -59,15 +63,12 @@ class Combiner:
     fitted_on: dict = field(default_factory=dict)
 
     def fit(self, columns: dict[str, np.ndarray], y: np.ndarray) -> "Combiner":
-        from sklearn.linear_model import LogisticRegression
         X, _ = design(columns, self.features, self.interactions)
         y = np.asarray(y, bool)
         if y.all() or not y.any():
             raise CombinerError("the combiner needs both forgotten and kept facts to fit; train on more seeds or facts.")
-        mu, sd = X.mean(0), X.std(0)
-        sd = np.where(sd > 1e-12, sd, 1.0)
-        clf = LogisticRegression(C=self.C, max_iter=2000).fit((X - mu) / sd, y)
-        self.mean, self.std = mu.tolist(), sd.tolist()
+        scaler, clf = fit_logistic(X, y, "z", C=self.C, max_iter=2000)
+        self.mean, self.std = scaler.mean.tolist(), scaler.std.tolist()
         self.coef, self.intercept = clf.coef_[0].tolist(), float(clf.intercept_[0])
         return self
 
@@ -80,7 +81,7 @@ class Combiner:
             raise CombinerError(f"the combiner needs feature(s) {missing[:3]} that this forecast lacks "
                                 "(a model of another depth?); fit a combiner on this kind of model.")
         X, _ = design(columns, self.features, self.interactions)
-        z = (X - np.asarray(self.mean)) / np.asarray(self.std) @ np.asarray(self.coef) + self.intercept
+        z = Scaler("z", mean=np.asarray(self.mean), std=np.asarray(self.std))(X) @ np.asarray(self.coef) + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
     def weights(self) -> dict[str, float]:

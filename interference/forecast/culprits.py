@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from interference.data import Fact
-from interference.forecast.gradients import _answer_pos, _with_bias, collect, linear_modules
+from interference.metrics.gradients import _answer_pos, _with_bias, collect, linear_modules
 
 
 def answer_factors(model, tok, facts: Sequence[Fact], modules: dict, batch_size: int = 256):

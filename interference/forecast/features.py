@@ -12,7 +12,7 @@ Each function answers one question about a watched (existing, known) fact before
   teaches a look-alike moves this fact's input too.
 - ``overlap``: max cosine of its hidden state to a new fact of the same relation, per layer and
   token position (``overlap_with_new``, centred on the watched facts).
-- ``alignment`` (gradient alignment per unit, see ``forecast.gradients``): turned into columns here.
+- ``alignment`` (gradient alignment per unit, see ``metrics.gradients``): turned into columns here.
 
 Every column is oriented so that larger means "more at risk" where the direction is known
 (a negated log-prob, a negated inner product); the combiner learns the rest.

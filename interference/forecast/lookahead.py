@@ -1,6 +1,6 @@
 """A virtual step: where one large step along the SFT set's own gradient would leave each known fact.
 
-Why: gradient alignment (``forecast.gradients``) is the *first-order* change of a watched fact's
+Why: gradient alignment (``metrics.gradients``) is the *first-order* change of a watched fact's
 loss along the SFT direction. Forgetting is a threshold event (the answer flips to another value),
 and whether a fact crosses it depends on the loss surface beyond first order: a fact whose loss
 rises slowly at first but whose margin collapses once the step is as large as the SFT set needs.
@@ -29,7 +29,7 @@ import torch
 
 from interference.batching import pack
 from interference.data import Fact
-from interference.forecast.gradients import per_example_loss
+from interference.metrics.gradients import per_example_loss
 from interference.models import model_device
 
 DIRECTIONS = ("grad", "sign")

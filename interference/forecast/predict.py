@@ -20,7 +20,7 @@ import numpy as np
 
 from interference.data import Fact
 import interference.forecast.features as F
-from interference.forecast.gradients import alignment
+from interference.metrics.gradients import alignment
 from interference.tokenizer import encode_qa
 
 GROUP_PREFIXES = {
@@ -88,7 +88,7 @@ def _fill_nan(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def method_alignment_args(model, method: str, options: dict | None = None, teacher=None) -> dict:
     """Keyword arguments of ``gradients.alignment`` that make it the given method's."""
-    from interference.forecast.gradients import linear_modules, unit_of_module
+    from interference.metrics.gradients import linear_modules, unit_of_module
     options = options or {}
     if method == "sft":
         return {}

@@ -9,13 +9,12 @@ never mixed with cells of other weights (a config hash says what a base was aske
 it is: thread counts and machines change the weights).
 
 This module computes and stores; it never draws (plots are the CLI's, after the verdict).
-``run_in_workers`` spreads a grid over forked processes that store cells exactly as a serial
-run would; the serial pass afterwards only reads them.
+``interference.workers.run_in_workers`` spreads a grid over forked processes that store cells
+exactly as a serial run would; the serial pass afterwards only reads them.
 """
 from __future__ import annotations
 
 import json
-import multiprocessing
 import sys
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any, Callable, Sequence
 from tqdm.auto import tqdm
 
 from interference.io import config_hash, json_ready, read_checked_json, write_checked_json
+from interference.workers import WorkerError, run_in_workers  # noqa: F401  (the package's one pool, named here for grid callers)
 
 
 @dataclass
@@ -134,32 +134,3 @@ class ResultSet(list):
         if len(got) != 1:
             raise CellLookupError(f"{len(got)} cells match {items}; a summary needs exactly one.")
         return got[0]
-
-
-# ------------------------------------------------------------------ worker processes
-class WorkerError(RuntimeError):
-    """A worker process ended with an error; its cells are not stored."""
-
-
-def run_in_workers(cells: Sequence, run_part: Callable[[list], object], jobs: int) -> int:
-    """Run ``run_part`` on ``jobs`` interleaved shares of ``cells`` (cells[i::jobs]), each in a
-    forked process; returns the number of workers started."""
-    if jobs < 1:
-        raise ValueError(f"jobs={jobs} must be at least 1.")
-    parts = [list(cells[i::jobs]) for i in range(jobs)]
-    parts = [p for p in parts if p]
-    if len(parts) <= 1:
-        if parts:
-            run_part(parts[0])
-        return len(parts)
-    mp = multiprocessing.get_context("fork")
-    procs = [mp.Process(target=run_part, args=(p,), daemon=False) for p in parts]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    bad = [p.exitcode for p in procs if p.exitcode != 0]
-    if bad:
-        raise WorkerError(f"{len(bad)} of {len(procs)} worker processes failed (exit codes {bad}); the cells they "
-                          "finished are stored, re-run the same command to compute the rest.")
-    return len(procs)

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from interference.fictitious import lookalike_pieces
 from interference.hypotheses.grid import Cell
 from interference.hypotheses.prereg import Preregistration
 from interference.train import SFTSpec
@@ -168,13 +169,9 @@ def lookalikes(world, targets, keep: tuple[int, ...], values, seed: int, arm_ind
     out = []
     for j, (t, vals) in enumerate(zip(targets, values)):
         others = [p for p in world.pieces if p not in t.pieces]
-        for _ in range(10_000):
-            pieces = tuple(t.pieces[i] if i in keep else rng.choice(others) for i in range(len(t.pieces)))
-            if pieces not in taken and len(set(pieces)) == len(pieces):
-                break
-        else:
+        pieces = lookalike_pieces(t.pieces, keep, [others] * len(t.pieces), rng, taken, max_tries=10_000)
+        if pieces is None:
             raise ValueError(f"no free look-alike name for {t.name!r}; the world needs more pieces.")
-        taken.add(pieces)
         out.append(Entity(base_id + j, pieces, "new", vals, "semantic"))
     return out
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from interference.bases import BaseSpec
 from interference.hypotheses.context import Context
-from interference.hypotheses.grid import ResultSet, run_grid, run_in_workers
+from interference.hypotheses.grid import ResultSet, run_grid
 from interference.hypotheses.prereg import preregistration_of, with_prereg
 from interference.io import atomic_write_json, claim_run_dir, json_ready
 from interference.plots import plot_hypothesis
+from interference.workers import run_in_workers
 
 
 def hypothesis_config(module, cfg, ctx) -> dict:

@@ -17,14 +17,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 
-from interference.batching import answer_loss, pack
 from interference.data import Fact
 from interference.evaluate import score_facts
 from interference.metrics.forgetting import forgetting_rate, forgotten_ids
-from interference.metrics.overlap import cosine
-from interference.models import model_logits, param_group
+from interference.metrics.gradients import alignment
+from interference.models import param_group
 from interference.records import FactOutcomes
 
 
@@ -128,21 +128,11 @@ def revert_attribution(model, base_model, tokenizer, facts: Sequence[Fact], by_l
 
 
 # ------------------------------------------------------------------ gradient alignment
-def _unit_grads(model, units: dict[str, list[str]], loss: torch.Tensor) -> dict[str, torch.Tensor]:
-    params = dict(model.named_parameters())
-    flat = [params[n] for names in units.values() for n in names]
-    grads = torch.autograd.grad(loss, flat, allow_unused=True)
-    by_name = {n: g for n, g in zip((n for names in units.values() for n in names), grads)}
-    return {u: torch.cat([(by_name[n] if by_name[n] is not None else torch.zeros_like(params[n])).flatten()
-                          for n in names]) for u, names in units.items()}
-
-
 @dataclass
 class GradientAlignment:
     """cos[i, j]: cosine between the new-fact loss gradient and known fact i's loss gradient,
-    restricted to unit j (plus an ``"all"`` column for the whole model). Negative = a step that
-    lowers the new-fact loss raises fact i's loss (to first order). float64, clamped to [-1, 1]
-    (``metrics.overlap.cosine``), so a gradient's cosine with itself is 1 on any machine."""
+    restricted to unit j (plus an ``"all"`` column over every unit). Negative = a step that lowers
+    the new-fact loss raises fact i's loss (to first order). float64, clamped to [-1, 1]."""
 
     fact_ids: list[str]
     units: list[str]
@@ -158,45 +148,28 @@ class GradientAlignment:
 
 def gradient_alignment(model, tokenizer, new_facts: Sequence[Fact], known_facts: Sequence[Fact],
                        by_layer: bool = True, new_batch: int = 256) -> GradientAlignment:
-    """Per-unit cosine between d(new-fact loss)/dθ and d(known-fact i loss)/dθ for each known fact.
+    """Per-unit cosine between d(new-fact loss)/dθ and d(known-fact i loss)/dθ for each known fact
+    (each fact's answer loss averaged over its answer tokens; the new-fact loss their sum).
 
-    Gradients come from ``torch.autograd.grad`` on the parameters (never from ``retain_grad`` on
-    bridge hook views, which can be inert), so the model's own ``.grad`` buffers and its
-    ``requires_grad`` flags are left exactly as they were; eval mode is used (no dropout) and
-    restored. One backward pass per known fact: pass a sample for large sets.
+    A view of the one alignment (``metrics.gradients.alignment``): one batched forward+backward
+    pass per set, no gradient ever stored on the model, so its ``.grad`` buffers, ``requires_grad``
+    flags and mode are left as they were. Units are the linear and embedding weights of
+    ``parameter_units`` (per layer, or per group with ``by_layer=False``); LayerNorm gains have no
+    column (``metrics.gradients`` says why). ``"all"`` is the cosine over every unit together.
     """
     if not new_facts or not known_facts:
         raise ValueError("gradient_alignment needs at least one new fact and one known fact.")
-    units = parameter_units(model, by_layer)
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    was_training = model.training
-    model.eval()
-    n_ctx = int(model.cfg.n_ctx)
-    try:
-        for p in params:
-            p.requires_grad_(True)
-        g_new: dict[str, torch.Tensor] = {}
-        total = 0
-        for s in range(0, len(new_facts), new_batch):  # mean loss over new facts, in chunks
-            chunk = new_facts[s:s + new_batch]
-            batch = pack(tokenizer, [(f.prompt, f.answer) for f in chunk], n_ctx).to(next(iter(params)).device)
-            loss = answer_loss(model_logits(model, batch.ids), batch) * len(chunk)
-            for u, g in _unit_grads(model, units, loss).items():
-                g_new[u] = g_new.get(u, 0) + g
-            total += len(chunk)
-        g_new = {u: g / total for u, g in g_new.items()}
-        names = list(units) + ["all"]
-        g_new_all = torch.cat([g_new[u] for u in units])
-        cos = torch.empty(len(known_facts), len(names), dtype=torch.float64)
-        for i, f in enumerate(known_facts):
-            batch = pack(tokenizer, [(f.prompt, f.answer)], n_ctx).to(g_new_all.device)
-            g = _unit_grads(model, units, answer_loss(model_logits(model, batch.ids), batch))
-            for j, u in enumerate(units):
-                cos[i, j] = cosine(g[u], g_new[u], dim=0)
-            cos[i, -1] = cosine(torch.cat([g[u] for u in units]), g_new_all, dim=0)
-    finally:
-        for p, f in zip(params, flags):
-            p.requires_grad_(f)
-        model.train(was_training)
-    return GradientAlignment([f.fact_id for f in known_facts], names, cos)
+    al = alignment(model, tokenizer, known_facts, new_facts, batch_size=new_batch)
+    units = al.units if by_layer else list(dict.fromkeys(u.partition(".")[0] for u in al.units))
+    col = [units.index(u if by_layer else u.partition(".")[0]) for u in al.units]
+    ip, sq, g_sq = (np.zeros((len(known_facts), len(units))), np.zeros((len(known_facts), len(units))),
+                    np.zeros(len(units)))
+    for j, c in enumerate(col):  # a group's inner products and squared norms are sums over its units
+        ip[:, c] += al.ip[:, j]
+        sq[:, c] += al.sq[:, j]
+        g_sq[c] += al.g_sq[j]
+    ip = np.concatenate([ip, ip.sum(1, keepdims=True)], 1)
+    sq = np.concatenate([sq, sq.sum(1, keepdims=True)], 1)
+    g_sq = np.append(g_sq, g_sq.sum())
+    cos = torch.from_numpy(ip / np.sqrt(np.maximum(sq * g_sq, 1e-300))).clamp(-1.0, 1.0)
+    return GradientAlignment([f.fact_id for f in known_facts], units + ["all"], cos)

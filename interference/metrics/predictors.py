@@ -5,13 +5,14 @@ the mechanism, so "overlap predicts forgetting" means little unless overlap pred
 that fragility baseline. The test here is honest in two ways: the predictor is fitted on some seeds
 and scored on a held-out seed (leave-one-seed-out), and the answer is the AUROC increment of
 baseline + predictor over baseline alone, with its spread over held-out seeds. Features enter the
-logistic model as rank-based normal scores (``_normal_scores`` says why a z-score is not enough).
+logistic model as rank-based normal scores (``metrics.logistic.Scaler.fit`` says why a z-score is not enough).
 
 Predictors computed before any fine-tuning step (a-priori):
-- ``gradient_conflict``: -(g_i . u), with g_i the gradient of fact i's answer loss and u the unit
-  direction of the new facts' mean loss gradient, all at the base weights: the first-order rise of
-  fact i's loss per unit step down the new-fact gradient. One double-backward pass gives it for
-  every fact at once (J u from two reverse passes), so it costs about three backward passes.
+- ``gradient_conflict``: -(g_i . u), with g_i the gradient of fact i's summed answer NLL and u the
+  unit direction of the new facts' summed-NLL gradient, all at the base weights: the first-order
+  rise of fact i's loss per unit step down the new-fact gradient. A view of the package's one
+  gradient alignment (``metrics.gradients``: one batched forward+backward pass per set, over the
+  linear and embedding weights; LayerNorm gains are left out there, and say why).
 - ``shared_pieces``: the most name pieces a watched entity shares with any new entity.
 - representation overlap (max cosine to the new facts' subject states) lives in
   ``interference.metrics.overlap``.
@@ -22,68 +23,25 @@ import math
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 
-from interference.batching import pack
 from interference.data import Fact
+from interference.metrics.gradients import alignment
+from interference.metrics.logistic import fit_logistic
 from interference.metrics.stats import auroc
-from interference.models import model_device, model_logits
-
-
-def per_example_answer_nll(logits: torch.Tensor, ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
-    """[b] summed NLL of each example's answer tokens (``loss_mask[t]`` marks logits[t] predicting
-    ids[t+1], as in ``interference.batching``)."""
-    logp = logits[:, :-1].float().log_softmax(-1)
-    tgt = ids[:, 1:]
-    nll = -logp.gather(-1, tgt[..., None]).squeeze(-1)
-    return (nll * loss_mask[:, :-1].float()).sum(-1)
-
-
-def _params(model) -> list[torch.nn.Parameter]:
-    return [p for p in model.parameters()]
 
 
 def gradient_conflict(model, tokenizer, facts: Sequence[Fact], new_facts: Sequence[Fact], chunk: int = 256) -> np.ndarray:
-    """Per fact: -(grad of its answer NLL) . (unit mean new-fact NLL gradient), at the current
-    weights. Positive = a step that teaches the new facts raises this fact's loss (conflict).
-
-    The model's ``requires_grad`` flags, ``.grad`` buffers and train/eval mode are restored."""
+    """Per fact: -(grad of its summed answer NLL) . (unit direction of the new facts' summed-NLL
+    gradient), at the current weights. Positive = a step that teaches the new facts raises this
+    fact's loss (conflict). A view of the one alignment (``metrics.gradients.alignment``, summed
+    over its units); the model's ``requires_grad`` flags, ``.grad`` buffers and mode are restored."""
     if not facts or not new_facts:
         raise ValueError("gradient_conflict needs at least one watched fact and one new fact.")
-    params = _params(model)
-    flags = [p.requires_grad for p in params]
-    was = model.training
-    model.eval()
-    dev = model_device(model)
-    n_ctx = int(model.cfg.n_ctx)
-    try:
-        for p in params:
-            p.requires_grad_(True)
-        g_new = [torch.zeros_like(p) for p in params]
-        for s in range(0, len(new_facts), chunk):
-            b = pack(tokenizer, [(f.prompt, f.answer) for f in new_facts[s:s + chunk]], n_ctx).to(dev)
-            loss = per_example_answer_nll(model_logits(model, b.ids), b.ids, b.loss_mask).sum() / len(new_facts)
-            for acc, g in zip(g_new, torch.autograd.grad(loss, params, allow_unused=True)):
-                if g is not None:
-                    acc += g
-        norm = torch.sqrt(sum((g.double() ** 2).sum() for g in g_new)).float()
-        if float(norm) == 0:
-            raise ValueError("the new facts' loss gradient is zero (already learned?); nothing to align with.")
-        u = [g / norm for g in g_new]
-        out = np.zeros(len(facts))
-        for s in range(0, len(facts), chunk):
-            b = pack(tokenizer, [(f.prompt, f.answer) for f in facts[s:s + chunk]], n_ctx).to(dev)
-            nll = per_example_answer_nll(model_logits(model, b.ids), b.ids, b.loss_mask)  # [c]
-            v = torch.ones_like(nll, requires_grad=True)
-            gv = torch.autograd.grad((nll * v).sum(), params, create_graph=True, allow_unused=True)  # J^T v
-            dot = sum((g * ui).sum() for g, ui in zip(gv, u) if g is not None)  # (J^T v) . u
-            ju = torch.autograd.grad(dot, v)[0]  # J u: per-example g_i . u
-            out[s:s + len(nll)] = (-ju).detach().cpu().numpy()
-    finally:
-        for p, f in zip(params, flags):
-            p.requires_grad_(f)
-        model.train(was)
-    return out
+    al = alignment(model, tokenizer, facts, new_facts, batch_size=chunk, reduction="sum")
+    norm = math.sqrt(float(al.g_sq.sum()))
+    if norm == 0:
+        raise ValueError("the new facts' loss gradient is zero (already learned?); nothing to align with.")
+    return -al.ip.sum(1) / norm
 
 
 def shared_pieces(watch_pieces: Sequence[Sequence[str]], new_pieces: Sequence[Sequence[str]]) -> np.ndarray:
@@ -92,36 +50,9 @@ def shared_pieces(watch_pieces: Sequence[Sequence[str]], new_pieces: Sequence[Se
     return np.array([max((len(set(w) & n) for n in new_sets), default=0) for w in watch_pieces], dtype=float)
 
 
-def _normal_scores(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Map each column to normal scores of its rank among the *training* rows (mid-rank for ties,
-    test values placed by ``searchsorted`` into the training order).
-
-    Why not a z-score: the fragility baseline is a base gold log-prob, and ~99% of base-known facts
-    sit within 1e-3 of 0 while a few sit near -0.7, so its standard deviation is set by that tail.
-    After a z-score the bulk of facts spans ~0.05 sd of fragility against ~4 sd of any added
-    feature, and a linear score then orders the bulk by the added feature: a weak predictor
-    added to a strong one *lowered* held-out AUROC by 0.14-0.20 on the default world. A single
-    feature's AUROC is rank-invariant, so the baseline never paid that price; normal scores make
-    the logistic model rank-based for every column alike, so the comparison is fair. Fitted on the
-    training rows only, so nothing of the held-out seed leaks in."""
-    from scipy.stats import norm
-    n = train.shape[0]
-    out_tr, out_te = np.empty_like(train, dtype=float), np.empty_like(test, dtype=float)
-    for j in range(train.shape[1]):
-        ref = np.sort(train[:, j])
-
-        def score(v: np.ndarray) -> np.ndarray:
-            mid = (np.searchsorted(ref, v, "left") + np.searchsorted(ref, v, "right")) / 2.0
-            return norm.ppf((mid + 0.5) / (n + 1.0))  # in (0, 1) for any value, train or test
-        out_tr[:, j], out_te[:, j] = score(train[:, j]), score(test[:, j])
-    return out_tr, out_te
-
-
 def _fit_score(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-    xtr, xte = _normal_scores(xtr, xte)
-    clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(xtr, ytr)
-    return clf.decision_function(xte)
+    scaler, clf = fit_logistic(xtr, ytr, "normal", C=1.0, max_iter=1000, random_state=seed)
+    return clf.decision_function(scaler(xte))
 
 
 def auroc_increment(features: Mapping[int, np.ndarray], labels: Mapping[int, np.ndarray],
