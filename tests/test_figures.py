@@ -29,6 +29,18 @@ def curve(vals):
 STEPS = [0, 10, 20, 30]
 
 
+def _decomposition_verdict() -> dict:
+    """A decomposition verdict.json in the shape the runner writes (two widths)."""
+    words = {"step_matched": {"localized": "main_driver", "capacity": "not_supported", "behavior_cloning": "contributes"}}
+    words["learning_matched"] = words["step_matched"]
+    shares = {k: est(v) for k, v in (("E", .03), ("L", .7), ("C", .02), ("B", .2), ("L_learned", .6),
+                                     ("C_learned", .05), ("B_learned", .1))}
+    stats = {f"F_{a}_d{w}": est(f) for w in (64, 128) for a, f in (("sem", .05), ("uuid", .02), ("drift", .01))}
+    return {"hypothesis": "decomposition", "verdict": "main driver at d128: localized", "seeds": 3,
+            "verdicts": {"64": words, "128": words}, "statistics": stats,
+            "series": {"widths": [64, 128], "by_width": {"64": {"shares": shares}, "128": {"shares": shares}}}}
+
+
 def _fixtures() -> dict[str, dict]:
     """A small, hand-written data dict per figure, in the shape its compute step saves."""
     arms = {m: {"method": m, "steps": STEPS, "stability": curve([1, .9, .85, .8]), "plasticity": curve([0, .5, .9, 1]),
@@ -76,6 +88,7 @@ def _fixtures() -> dict[str, dict]:
                      "roc": {"forecast": {"fpr": [0, .1, 1], "tpr": [0, .8, 1]}, "fragility": {"fpr": [0, .3, 1], "tpr": [0, .7, 1]}},
                      "deciles": [{"bin": k, "risk": k / 10, "forgotten": k / 20, "n": 10} for k in range(10)],
                      "n_facts": 100, "base_rate": 0.2, "method": "sft", "seeds": 5},
+        "decomposition": _decomposition_verdict(),
         "hypotheses": {"missing": [], "hypotheses": {
             n: {"verdict": v, "estimate": est(s), "endpoint": "an endpoint", "predictions": {}, "seeds": 5,
                 "main_at": .5, "negligible_below": .1, "hash": "abc"}
@@ -279,6 +292,8 @@ def test_produce_finds_only_the_missing_verdicts(tmp_path):
     cfg = ResultsConfig(hypotheses_dir=str(tmp_path))
     got = missing_hypotheses({"capacity": cfg, "hypotheses": cfg, "localized": cfg, "forecast": cfg})
     assert got == {str(tmp_path): ["capacity", "behavior_cloning"]}
+    dec = ResultsConfig(decomposition_dir=str(tmp_path / "dec"))
+    assert missing_hypotheses({"decomposition": dec}) == {str(tmp_path / "dec"): ["decomposition"]}
 
 
 def test_produce_hands_jobs_to_the_hypothesis_runner(tmp_path, monkeypatch):
@@ -309,3 +324,23 @@ def test_hypotheses_figure_keeps_its_size_when_a_threshold_is_off_scale(tmp_path
     png = next(p for p in plot_hypotheses(d, tmp_path) if str(p).endswith(".png"))
     w, h = Image.open(png).size
     assert w < 2000 and h < 1500, (w, h)
+
+
+def test_the_decomposition_figure_is_drawn_from_a_saved_verdict(tmp_path):
+    """The registry's decomposition figure reads runs' verdict.json and draws the shares per width."""
+    import json
+    from interference.figures import FIGURES, FigureContext
+    from interference.figures.config import ResultsConfig
+    from interference.figures.runs import MissingInput, RunCache
+    fig = FIGURES["decomposition"]
+    ctx = FigureContext(cache=RunCache(tmp_path / "runs", True), quick=True)
+    cfg = ResultsConfig(decomposition_dir=str(tmp_path / "none"))
+    with pytest.raises(MissingInput, match="run_hypothesis decomposition"):
+        fig.compute(cfg, ctx)
+    v = _decomposition_verdict()
+    d = tmp_path / "dec" / "decomposition"
+    d.mkdir(parents=True)
+    (d / "verdict.json").write_text(json.dumps(v))
+    data = fig.compute(ResultsConfig(decomposition_dir=str(tmp_path / "dec")), ctx)
+    paths = fig.plot(data, tmp_path / "out")
+    assert [p.name for p in paths] == ["decomposition.png", "decomposition.pdf"] and all(p.stat().st_size > 0 for p in paths)

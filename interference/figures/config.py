@@ -114,6 +114,7 @@ class ResultsConfig(FigureConfig):
     hypotheses_dir: str = "runs/hypotheses"
     forecast_dir: str = "analyses/results/forecast"
     hypotheses: tuple = ("capacity", "behavior_cloning", "localized")
+    decomposition_dir: str = "runs/decomposition"  # run_hypothesis decomposition --out
 
 
 def load_config(cls: type[FigureConfig], name: str, quick: bool, config_dir: str | Path | None = None) -> FigureConfig:

@@ -12,21 +12,25 @@ from pathlib import Path
 
 from interference.figures.runs import MissingInput
 
-HYPOTHESIS_FIGURES = {"capacity": ("capacity",), "localized": ("localized",), "hypotheses": None}
+# figure -> (the config field naming the runner's --out, the designs it reads; None: the config's list)
+HYPOTHESIS_FIGURES = {"capacity": ("hypotheses_dir", ("capacity",)), "localized": ("hypotheses_dir", ("localized",)),
+                      "hypotheses": ("hypotheses_dir", None),
+                      "decomposition": ("decomposition_dir", ("decomposition",))}
 
 
 def missing_hypotheses(cfgs: dict) -> dict[str, list[str]]:
-    """{hypotheses_dir: [names]} whose verdict.json the chosen figures need and do not find."""
+    """{runner --out: [names]} whose verdict.json the chosen figures need and do not find."""
     out: dict[str, list[str]] = {}
     for fig, cfg in cfgs.items():
-        if fig not in HYPOTHESIS_FIGURES or not hasattr(cfg, "hypotheses_dir"):
+        field, names = HYPOTHESIS_FIGURES.get(fig, (None, None))
+        if field is None or not hasattr(cfg, field):
             continue
-        names = HYPOTHESIS_FIGURES[fig] or tuple(getattr(cfg, "hypotheses", ()))
-        for n in names:
-            if not (Path(cfg.hypotheses_dir) / n / "verdict.json").exists():
-                out.setdefault(cfg.hypotheses_dir, [])
-                if n not in out[cfg.hypotheses_dir]:
-                    out[cfg.hypotheses_dir].append(n)
+        d = getattr(cfg, field)
+        for n in names or tuple(getattr(cfg, "hypotheses", ())):
+            if not (Path(d) / n / "verdict.json").exists():
+                out.setdefault(d, [])
+                if n not in out[d]:
+                    out[d].append(n)
     return out
 
 

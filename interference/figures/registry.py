@@ -45,6 +45,15 @@ def _hypotheses(cfg: ResultsConfig, ctx: FigureContext) -> dict:
     return inputs.hypotheses_summary(ctx.path(cfg.hypotheses_dir), cfg.hypotheses, ctx.quick)
 
 
+def _decomposition(cfg: ResultsConfig, ctx: FigureContext) -> dict:
+    return inputs.verdict(ctx.path(cfg.decomposition_dir), "decomposition", ctx.quick)
+
+
+def _plot_decomposition(v: dict, out) -> list:
+    from interference.plots import plot_decomposition  # the run's own figure, drawn from its verdict
+    return plot_decomposition(v, Path(out))
+
+
 def _forecast(cfg: ResultsConfig, ctx: FigureContext) -> dict:
     return inputs.forecast(ctx.path(cfg.forecast_dir), ctx.quick)
 
@@ -82,6 +91,10 @@ FIGURES: dict[str, Figure] = {f.name: f for f in (
            "ROC curve and AUROC per predictor (combined forecast, fragility, overlap, gradient alignment, random) "
            "and the share of facts actually forgotten per forecast-risk decile.", ResultsConfig, _forecast,
            pr.plot_forecast, reads_results=True),
+    Figure("decomposition", "Sec. 6 (which hypothesis is the main driver; new: one unit, by width)",
+           "Each hypothesis' share of the same excess forgetting (semantic-name SFT over Known-only SFT) at each "
+           "width, at equal steps and at equal learning, with 95% CIs, its word by the common rule, and every "
+           "arm's forgetting.", ResultsConfig, _decomposition, _plot_decomposition, reads_results=True),
     Figure("hypotheses", "Sec. 6 (the three hypotheses)",
            "Each hypothesis' pre-registered endpoint with its 95% CI over seeds, coloured by verdict.",
            ResultsConfig, _hypotheses, pr.plot_hypotheses, reads_results=True),
