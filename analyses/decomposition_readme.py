@@ -132,7 +132,20 @@ def section() -> str:
     lines += ["", f"Forgetting of the base-known watched facts per arm (mean [95% CI]; replay after its "
                   f"{v['series']['replay_steps']}-step run, the others after {v['series']['steps']} steps):", ""]
     lines += arm_table(v)
-    lines += ["", f"Share per doubling of width (slope over seeds): {trend_line(v)}.", "",
+    lines += ["", "**The behavior-cloning arm did not do what it was built to do.** Mixing Known QA into the "
+              "\"I don't know\" arm was meant to stop it learning \"always abstain\"; it abstains instead on the "
+              "known watched facts: " + "; ".join(
+                  f"d{w} {format_estimate(v['series']['by_width'][str(w)]['shares']['abstain_idk_known'])}"
+                  for w in v["series"]["widths"] if "abstain_idk_known" in v["series"]["by_width"][str(w)]["shares"])
+              + ". Its Known half is QA of entities whose QA pre-training showed, and the watched facts' is not, so "
+              "it can learn \"abstain unless this entity's QA was trained\"; B in forgetting units then counts those "
+              "abstentions as damage, and comes out far below zero. In confident-wrong-answer units (added after "
+              "the first results, deciding nothing): " + "; ".join(
+                  f"d{w} {format_estimate(v['series']['by_width'][str(w)]['shares']['B_hallucination_posthoc'])}"
+                  for w in v["series"]["widths"] if "B_hallucination_posthoc" in v["series"]["by_width"][str(w)]["shares"])
+              + ". The word stays the registered one; the arm needs a Known half the model cannot tell apart from "
+              "the watched facts (e.g. QA of held-back statement-only entities) before B can decide anything.", "",
+              f"Share per doubling of width (slope over seeds): {trend_line(v)}.", "",
               f"**Against the paper.** {paper_sentence(v)}", ""]
     sd = v["series"]["by_width"].get("128", {}).get("shares", {})
     if "sd_shrinks_overlap_part" in sd:

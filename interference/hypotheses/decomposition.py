@@ -68,6 +68,10 @@ values on log2 width, t-interval over seeds); the per-seed-ratio t-intervals bes
 means; at ``sd_widths``: whether self-distillation shrinks the overlap part
 (F[sem] - F[uuid]) - (F[sd_sem] - F[sd_uuid]) more than the rest (F[uuid] - F[drift]) -
 (F[sd_uuid] - F[drift]); abstention and hallucination per arm.
+
+Added after the first results (3 seeds at d64/d128), deciding nothing and kept apart from the
+registered statistics: B in confident-wrong-answer units, (H[sem_known] - H[idk_known]) /
+(H[sem] - H[drift]), because the idk arm abstained on about half of the known watched facts.
 """
 from __future__ import annotations
 
@@ -260,6 +264,13 @@ def _shares(rows: list[dict], sd: bool) -> dict:
                               "B": ("F_sem_known", "F_idk_known")}.items():
         out[f"{s}_per_seed_ratio"] = estimate([(x - y) / e if e > 0 else math.nan
                                                for x, y, e in zip(col(num_a), col(num_b), E)])
+    # Added after the first results, deciding nothing: the idk arm abstained on about half of the
+    # known watched facts (the Known half of its set is QA of QA-trained entities, so it can learn
+    # "abstain unless the entity's QA was trained"), so B in forgetting units counts abstentions as
+    # damage. The same share in confident-wrong-answer units, beside it.
+    EH = diff("H_sem", "H_drift")
+    out["B_hallucination_posthoc"] = ratio_estimate(diff("H_sem_known", "H_idk_known"), EH)
+    out["abstain_idk_known"] = estimate(col("abstain_idk_known"))
     if sd:
         overlap = [(a - b) - (c - d) for a, b, c, d in zip(col("F_sem"), col("F_uuid"), col("F_sd_sem"), col("F_sd_uuid"))]
         rest = [(a - c) for a, c in zip(col("F_uuid"), col("F_sd_uuid"))]
