@@ -180,7 +180,8 @@ def _cells(own_subject: list[bool], ctrl: list[bool], mean: list[bool], mean_ok:
                 "control": {"0": _bits(ctrl), "1": _bits(ctrl)}, "control_usable": "1110",
                 "mean_usable": _bits(mean_ok), "mean_pool": [9, 9, 9, 2], "not_applicable":
                 [s for s in POSITION_SETS if s not in sets],
-                "sets": {s: {"own": {x: _bits(own_subject) for x in labels}, "control": {x: _bits(ctrl) for x in labels},
+                "sets": {s: {"own": {x: _bits(own_subject) for x in labels},
+                             "control": {x: _bits(ctrl) for x in labels},
                              "mean": {x: _bits(mean) for x in labels}} for s in sets}}
 
     out = [base]
@@ -211,7 +212,8 @@ def test_patching_statistics_from_constructed_cells():
     assert info["layers"] == ["embed", "L0", "L1"]
     assert info["arms"]["uuid"]["position_sets"] == ["subject", "subject_last"]
     assert "shared" in info["arms"]["uuid"]["not_applicable"] and info["arms"]["share2"]["not_applicable"] == {}
-    assert info["arms"]["share2"]["mean_pool"] == {"min": 2, "median": 9.0} and info["cells_without_mended_patching"] == []
+    assert info["arms"]["share2"]["mean_pool"] == {"min": 2, "median": 9.0}
+    assert info["cells_without_mended_patching"] == []
 
 
 def test_cells_made_before_the_mended_instrument_keep_their_readings_and_get_no_new_keys():

@@ -190,7 +190,8 @@ def patching_readings(runs: dict, seeds, n_layers: int) -> dict:
         if not cells:
             continue
         have = [c["patching"] for c in cells if c["patching"].get("fact_ids")]
-        old += [f"{arm} seed {c['seed']}" for c in cells if c["patching"].get("fact_ids") and "sets" not in c["patching"]]
+        old += [f"{arm} seed {c['seed']}" for c in cells
+                if c["patching"].get("fact_ids") and "sets" not in c["patching"]]
         sets = sorted({n for p in have for n in p.get("sets", {})}, key=POSITION_SETS.index)
         na = {n: ("the arm's new names keep no piece of any target" if n == "shared" else "no position")
               for n in POSITION_SETS if have and n not in sets and all("sets" in p for p in have)}

@@ -70,8 +70,9 @@ def patch_forgotten(base, ft, tok, watch: Sequence[Fact], seed: int, n_layers: i
     one bit string per (set, donor, layer) under ``sets``; ``own`` / ``control`` keyed by block
     index are the original subject-last reading at ``blocks.{i}.hook_resid_post``, kept as they were.
     """
-    from interference.metrics.patching import (MEAN_MIN_POOL, POSITION_SETS, control_donor_index, layer_label, patch_hooks,
-                                               patched_answers, patched_at, position_sets, sequence_states)
+    from interference.metrics.patching import (MEAN_MIN_POOL, POSITION_SETS, control_donor_index, layer_label,
+                                               patch_hooks, patched_answers, patched_at, position_sets,
+                                               sequence_states)
     b = patched_answers(base, tok, watch, None).correct
     now = patched_answers(ft, tok, watch, None).correct
     lost = np.where(b & ~now)[0]
