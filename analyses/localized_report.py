@@ -4,7 +4,8 @@
 
 Sections: the pre-registration (text and hash), the verdict with the rule's inputs, per-arm
 forgetting at equal learning and at equal steps, the signature against its null arm, patching
-per layer, and the per-fact predictor AUROCs.
+per layer (the original subject-last reading, then every layer and position set with both
+controls), and the per-fact predictor AUROCs.
 """
 from __future__ import annotations
 
@@ -15,6 +16,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from interference.metrics.stats import format_estimate as fe  # noqa: E402
 from interference.io import atomic_write_text  # noqa: E402
+
+
+def _mended_patching(v: dict, fe) -> list[str]:
+    """The mended patching instrument (reported, decides nothing): per patched group and position
+    set, own base state vs the two controls at every layer from the embedding output on."""
+    info, st = v.get("patching") or {}, v["statistics"]
+    layers = info.get("layers") or []
+    rows = []
+    for arm, a in (info.get("arms") or {}).items():
+        for grp in a["groups"]:
+            for pos in a["position_sets"]:
+                k = f"patch/{arm}/{grp}/{pos}"
+                rows += [f"| {arm} {grp} | {pos} | {x} | " + " | ".join(fe(st.get(f"{k}/{d}/{x}")) for d in (
+                    "own", "control", "mean", "own_minus_control", "own_minus_mean")) + " |" for x in layers]
+            rows += [f"| {arm} {grp} | {pos} | not applicable: {why} | | | | | |" for pos, why in a["not_applicable"].items()]
+    if not rows:
+        return []
+    return ["", "## Activation patching at every layer and position set (reported, decides nothing)", "",
+            "Sets: " + "; ".join(f"**{n}** {d}" for n, d in info["position_sets"].items()) + ". Controls: "
+            + "; ".join(f"**{n}** {d}" for n, d in info["donors"].items() if n != "own") + ".", "",
+            "| group | positions | layer | own | control | mean | own - control | own - mean |",
+            "|---|---|---|---|---|---|---|---|", *rows]
 
 
 def render(v: dict) -> str:
@@ -41,7 +64,8 @@ def render(v: dict) -> str:
               "learned/signature/excess", "learned/signature/capture_arm", "learned/signature/capture_null",
               "final/signature/rate_arm", "final/signature/rate_null"):
         lines.append(f"| {k} | {g(k)} |")
-    layers = sorted({k.rsplit("/L", 1)[1] for k in st if k.startswith("patch/")}, key=int)
+    # the original reading's keys (patch/{arm}/{group}/{donor}/L{i}); the mended ones have a position set too
+    layers = sorted({k.rsplit("/L", 1)[1] for k in st if k.startswith("patch/") and k.count("/") == 4}, key=int)
     lines += ["", "## Activation patching (fine-tuned model, last step; share of forgotten facts restored)", "",
               "| layer | share2 targets: own | control | share2 rest: own | control | uuid: own | control |",
               "|---|---|---|---|---|---|---|"]
@@ -49,6 +73,7 @@ def render(v: dict) -> str:
         lines.append(f"| {L} | {g(f'patch/share2/targets/own/L{L}')} | {g(f'patch/share2/targets/control/L{L}')} "
                      f"| {g(f'patch/share2/rest/own/L{L}')} | {g(f'patch/share2/rest/control/L{L}')} "
                      f"| {g(f'patch/uuid/all/own/L{L}')} | {g(f'patch/uuid/all/control/L{L}')} |")
+    lines += _mended_patching(v, fe)
     lines += ["", "## Per-fact predictors of forgetting (leave-one-seed-out AUROC)", "",
               "| arm | model | AUROC baseline (fragility) | AUROC with predictor | increment |", "|---|---|---|---|---|"]
     for a, t in v.get("predictors", {}).items():

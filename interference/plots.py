@@ -86,7 +86,50 @@ def plot_localized(v: dict, out: Path) -> list[Path]:
         ax[3].set_ylim(0.4, 1.0)
     ax[3].set_title("per-fact AUROC, held-out seeds", fontsize=9)
     _title(fig, v)
-    return _save(fig, out, "localized")
+    return _save(fig, out, "localized") + plot_localized_patching(v, out)
+
+
+PATCH_DONORS = (("own", "own base state", "o-"), ("control", "other entity's state", "s--"),
+                ("mean", "mean state of other entities", "x:"))
+
+
+def plot_localized_patching(v: dict, out: Path) -> list[Path]:
+    """The mended patching instrument: per layer (embedding output, then every block), the share of
+    forgotten facts restored by the fact's own base state and by each control, one panel per
+    position set (columns) and patched group (rows: share2 targets, share2 rest, uuid). A verdict
+    made before the mended instrument has none of these statistics and gets no figure."""
+    st = v["statistics"]
+    layers = v.get("patching", {}).get("layers") or []
+    sets = ("subject", "shared", "subject_last")
+    rows = [(a, g) for a, g in (("share2", "targets"), ("share2", "rest"), ("uuid", "all"))
+            if any(k.startswith(f"patch/{a}/{g}/{s}/own/") for k in st for s in sets)]
+    if not layers or not rows:
+        return []
+    fig, ax = plt.subplots(len(rows), len(sets), figsize=(4.2 * len(sets), 2.8 * len(rows)), squeeze=False,
+                           sharey=True)
+    xs = np.arange(len(layers))
+    for r, (arm, g) in enumerate(rows):
+        for c, pos in enumerate(sets):
+            a = ax[r][c]
+            keys = [f"patch/{arm}/{g}/{pos}/own/{lab}" for lab in layers]
+            if not any(k in st for k in keys):
+                a.text(0.5, 0.5, "not applicable\n(no shared piece)", ha="center", va="center",
+                       transform=a.transAxes, fontsize=8, color="#777777")
+            else:
+                for j, (donor, lab, fmt) in enumerate(PATCH_DONORS):
+                    es = [st.get(f"patch/{arm}/{g}/{pos}/{donor}/{x}") or {} for x in layers]
+                    _errbar(a, xs + (j - 1) * 0.08, es, fmt, lab)
+            a.set_xticks(xs)
+            a.set_xticklabels(layers, fontsize=7)
+            a.set_ylim(-0.05, 1.05)
+            a.set_title(f"{arm} {g}: {pos.replace('_', ' ')}", fontsize=8.5)
+            if c == 0:
+                a.set_ylabel("forgotten facts restored")
+    ax[0][0].legend(fontsize=6.5)
+    fig.suptitle("activation patching of base states into the fine-tuned model (mean, 95% CI over seeds)",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, "localized_patching")
 
 
 def _errbar(ax, xs, ests, fmt, label):

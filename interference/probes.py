@@ -53,20 +53,31 @@ def _subject_span(fact: Fact) -> tuple[int, int]:
     return start, start + len(fact.subject)
 
 
-def token_positions(tokenizer, fact: Fact, positions: Sequence[str]) -> tuple[list[int], list[int]]:
-    """(prompt ids, index of each requested position). Character offsets locate the subject, so
-    BPE tokenizers that merge a leading space into the name are handled like word-level ones."""
+def subject_tokens(tokenizer, fact: Fact) -> tuple[list[int], list[int]]:
+    """(prompt ids, index of every token of the subject, in order). Character offsets locate the
+    subject, so BPE tokenizers that merge a leading space into the name are handled like
+    word-level ones."""
     enc = tokenizer(fact.prompt, add_special_tokens=True, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    s, e = _subject_span(fact)
+    inside = [i for i, (a, b) in enumerate(offsets) if b > a and a < e and b > s]
+    if not inside:
+        raise ProbeError(f"fact {fact.fact_id}: no token of subject {fact.subject!r} in the tokenized prompt.")
+    return ids, inside
+
+
+def token_positions(tokenizer, fact: Fact, positions: Sequence[str]) -> tuple[list[int], list[int]]:
+    """(prompt ids, index of each requested position); the subject's tokens as ``subject_tokens``
+    finds them."""
+    if all(p == "last" for p in positions):
+        ids, inside = tokenizer(fact.prompt, add_special_tokens=True)["input_ids"], []
+    else:
+        ids, inside = subject_tokens(tokenizer, fact)
     out = []
     for pos in positions:
         if pos == "last":
             out.append(len(ids) - 1)
             continue
-        s, e = _subject_span(fact)
-        inside = [i for i, (a, b) in enumerate(offsets) if b > a and a < e and b > s]
-        if not inside:
-            raise ProbeError(f"fact {fact.fact_id}: no token of subject {fact.subject!r} in the tokenized prompt.")
         idx = inside[-1] + (pos == "relation")
         if idx >= len(ids):
             raise ProbeError(f"fact {fact.fact_id}: position {pos!r} does not exist in prompt {fact.prompt!r} "

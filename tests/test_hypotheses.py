@@ -87,6 +87,23 @@ def test_all_writes_summary(quick_all):
     assert (quick_all / "summary.png").exists() and (quick_all / "summary.pdf").exists()
 
 
+def test_quick_localized_reports_the_mended_patching(quick_all):
+    """The quick world's localized verdict carries the mended patching readings (every layer from
+    the embedding output, three position sets, two controls) beside the original ones, and draws
+    their figure; the quick world decides nothing, so only their presence is checked."""
+    v = json.loads((quick_all / "localized" / "verdict.json").read_text())
+    st, info = v["statistics"], v["patching"]
+    layers = info["layers"]
+    assert len(layers) >= 3 and layers == ["embed", *[f"L{i}" for i in range(len(layers) - 1)]]
+    assert "patch/share2/targets/own/L1" in st  # the original reading, under its original key
+    for pos in ("subject", "shared", "subject_last"):
+        for donor in ("own", "control", "mean", "own_minus_control", "own_minus_mean"):
+            assert all(f"patch/share2/targets/{pos}/{donor}/{x}" in st for x in layers), (pos, donor)
+    assert not any(k.startswith("patch/uuid/all/shared/") for k in st)
+    assert "shared" in info["arms"]["uuid"]["not_applicable"]
+    assert (quick_all / "localized" / "localized_patching.png").stat().st_size > 0
+
+
 def test_rerun_reuses_finished_work(quick_all):
     cells = sorted((quick_all / "cells").glob("*.json"))
     before = {p: p.stat().st_mtime_ns for p in cells}

@@ -41,6 +41,13 @@ Statistics, per seed then mean and 95% t-interval over seeds:
    state (``blocks.{i}.hook_resid_post``) patched into the fine-tuned model on forgotten facts;
    restored share vs patching a random other entity's base state (same relation, same prompt
    length), per layer, in share2 (targets and rest) and in uuid.
+   Added after the registered run (issue 19's review: the subject's last token is the one share2
+   piece its look-alike does *not* share, and only one layer was read), reported beside it and
+   deciding nothing: the same patch at the embedding output and after every block, at three
+   position sets (every subject token; the shared-piece positions alone, not applicable in uuid;
+   the last token), with a second control, the mean base state of the other entities of the same
+   relation and prompt length; own minus each control per layer with its t-interval over seeds
+   (``patch/{arm}/{group}/{set}/...`` in the statistics, described under ``patching``).
 5. Per-fact predictors: leave-one-seed-out AUROC for "forgotten" of the fragility baseline (the
    fact's own base gold log-prob) and of baseline + each a-priori predictor (max cosine to the new
    facts at the middle layer, most shared name pieces, gradient conflict), in share0 (natural
@@ -243,7 +250,7 @@ def _run_arm(cfg: LocalizedConfig, ctx, arm_name: str, seed: int) -> dict:
            "new_names": [e.name for e in new], "reads": res.reads}
     if arm_name in PATCH_ARMS:
         from interference.hypotheses.localized_train import patch_forgotten
-        out["patching"] = patch_forgotten(model, res.model, tok, watch, seed, ctx.n_layers)
+        out["patching"] = patch_forgotten(model, res.model, tok, watch, seed, ctx.n_layers, arm.keep)
     if arm_name in PREDICT_ARMS:
         out["predictors"] = _predictors(model, tok, world, watch, train, new, ctx.n_layers)
     return out

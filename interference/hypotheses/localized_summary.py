@@ -144,6 +144,71 @@ def _patching(m: dict, seed: int, base_ok, fids, runs, n_layers: int) -> None:
                     m[f"patch/{arm}/{g}/control/L{layer}"] = float(ctrl[cs].mean()) if cs.any() else math.nan
                     m[f"patch/{arm}/{g}/own_minus_control/L{layer}"] = (
                         m[f"patch/{arm}/{g}/own/L{layer}"] - m[f"patch/{arm}/{g}/control/L{layer}"])
+        _patching_sets(m, arm, p, groups, usable)
+
+
+PATCH_CONTROLS = {"control": "control_usable", "mean": "mean_usable"}  # donor -> the bits saying it exists
+
+
+def _patching_sets(m: dict, arm: str, p: dict, groups: dict, usable) -> None:
+    """The mended instrument's readings (``patch_forgotten``'s ``sets``; a cell made before it has
+    none, and gets none of these keys): per position set, layer and group the share restored by
+    the fact's own base state, by each control, and own minus each control on the facts where
+    that control exists (paired, so the difference is not diluted by facts without a donor)."""
+    for pos, rec in p.get("sets", {}).items():
+        for lab, own_bits in rec["own"].items():
+            own = _bool(own_bits)
+            for g, sel in groups.items():
+                if not sel.any():
+                    continue
+                k = f"patch/{arm}/{g}/{pos}"
+                m[f"{k}/own/{lab}"] = float(own[sel].mean())
+                for donor, ok_key in PATCH_CONTROLS.items():
+                    ok = _bool(p[ok_key]) if donor == "mean" else usable
+                    cs = sel & ok
+                    c = _bool(rec[donor][lab])
+                    m[f"{k}/{donor}/{lab}"] = float(c[cs].mean()) if cs.any() else math.nan
+                    m[f"{k}/own_minus_{donor}/{lab}"] = float(own[cs].mean() - c[cs].mean()) if cs.any() else math.nan
+
+
+PATCH_SETS_MEANING = {
+    "subject": "every token of the subject",
+    "shared": "the subject tokens at the positions the arm's look-alike keeps (share2: the 1st and 2nd; "
+              "for rest facts the same positions of a name no new entity was built on)",
+    "subject_last": "the subject's last token (the original reading; the one share2 piece not shared)",
+}
+
+
+def patching_readings(runs: dict, seeds, n_layers: int) -> dict:
+    """What the mended patching statistics (``patch/{arm}/{group}/{set}/{donor}/{layer}``) are, per
+    patched arm: its groups, the position sets it has and those not applicable (with why), the
+    layer labels, and the cells made before the mended instrument (no readings of theirs)."""
+    from interference.metrics.patching import MEAN_MIN_POOL, POSITION_SETS
+    arms, old = {}, []
+    for arm in ("share2", "uuid"):
+        cells = [runs[(s, arm)] for s in seeds if (s, arm) in runs and "patching" in runs[(s, arm)]]
+        if not cells:
+            continue
+        have = [c["patching"] for c in cells if c["patching"].get("fact_ids")]
+        old += [f"{arm} seed {c['seed']}" for c in cells
+                if c["patching"].get("fact_ids") and "sets" not in c["patching"]]
+        sets = sorted({n for p in have for n in p.get("sets", {})}, key=POSITION_SETS.index)
+        na = {n: ("the arm's new names keep no piece of any target" if n == "shared" else "no position")
+              for n in POSITION_SETS if have and n not in sets and all("sets" in p for p in have)}
+        pools = [x for p in have for x in p.get("mean_pool", [])]
+        arms[arm] = {"groups": ["targets", "rest"] if arm == "share2" else ["all"], "position_sets": sets,
+                     "not_applicable": na, "forgotten_facts": [len(p["fact_ids"]) for p in have],
+                     "mean_pool": {"min": min(pools), "median": float(np.median(pools))} if pools else None}
+    return {"decides": "nothing: a reported secondary of activation patching (the verdict rule is unchanged)",
+            "layers": ["embed", *[f"L{i}" for i in range(n_layers)]],
+            "hooks": "embed = embed.hook_out (token embeddings entering block 0); Li = blocks.i.hook_resid_post",
+            "position_sets": PATCH_SETS_MEANING,
+            "donors": {"own": "the fact's own base state",
+                       "control": "a random other entity's base state (same relation, prompt length; another answer)",
+                       "mean": f"the mean base state of the other entities of the same relation and prompt length "
+                               f"(at least {MEAN_MIN_POOL})"},
+            "own_minus": "own - control on the facts where that control exists; 95% t-interval over seeds",
+            "arms": arms, "cells_without_mended_patching": old}
 
 
 def predictor_table(base: dict, runs: dict, seeds, arm: str) -> dict:
@@ -211,4 +276,5 @@ def summarize(cfg, results: list[dict], ctx) -> dict:
             "share_definition": "dose_slope (see preregistered.endpoint): not a share of forgetting",
             "checks": checks, "monotone_mean_contrast": monotone, "dose_means": means,
             "statistics": stats, "predictors": predictors, "per_seed": ps,
+            "patching": patching_readings(runs, seeds, ctx.n_layers),
             "series": {"middle_layer": mid, "n_base_known": int(np.sum(base["base_ok"]))}, "headline": headline}

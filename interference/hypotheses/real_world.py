@@ -420,7 +420,7 @@ def _run_loc_arm(cfg, ctx: RealContext, arm_name: str, seed: int) -> dict:
            "pair_value": {t.fact_id: v for t, v in zip(targets, values)}, "new_names": names,
            "new_name_targets": [t.subject for t in targets], "reads": res.reads}
     if arm_name in loc.PATCH_ARMS:
-        out["patching"] = patch_forgotten(model, res.model, tok, watch, seed, ctx.n_layers)
+        out["patching"] = patch_forgotten(model, res.model, tok, watch, seed, ctx.n_layers, arm.keep)
     if arm_name in loc.PREDICT_ARMS:
         from interference.metrics.overlap import overlap_with_new
         from interference.metrics.predictors import gradient_conflict, shared_pieces
