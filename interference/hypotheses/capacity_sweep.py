@@ -60,9 +60,16 @@ evaluations. ``--counts`` sets another sweep (e.g. up to 250000 entities on Enti
 from __future__ import annotations
 
 import dataclasses
+import math
+import random
 from dataclasses import dataclass
 
+from interference.data import Fact
+from interference.hypotheses.arms import fixed_steps, rates_at, readout, run_arm, step_matched
+from interference.hypotheses.grid import Cell
 from interference.hypotheses.prereg import Preregistration
+from interference.metrics.endpoints import pooled_persistence, slope_per_doubling
+from interference.metrics.stats import estimate
 from interference.train import SFTSpec
 
 NAME = "capacity"
@@ -104,3 +111,140 @@ class SweepConfig:
     @classmethod
     def quick(cls) -> "SweepConfig":
         return cls(seeds=2, counts=(2, 8), epochs=10, min_steps=20, n_evals=4, sft=SFTSpec(batch_size=8))
+
+
+def config(quick: bool = False) -> SweepConfig:
+    return SweepConfig.quick() if quick else SweepConfig()
+
+
+def steps_for(cfg: SweepConfig, n_facts: int) -> int:
+    """``epochs`` passes over ``n_facts`` new facts, at least ``min_steps``."""
+    return max(cfg.min_steps, math.ceil(cfg.epochs * n_facts / cfg.sft.batch_size))
+
+
+def _sft(cfg: SweepConfig, n_facts: int, seed: int, **changes) -> SFTSpec:
+    steps = steps_for(cfg, n_facts)
+    every = max(1, math.ceil(steps / cfg.n_evals))
+    return fixed_steps(dataclasses.replace(cfg.sft, eval_every=every), steps, seed, **changes)
+
+
+def new_facts(ctx, count: int, seed: int) -> list[Fact]:
+    """``count`` uuid-named entities x every kept relation, answers drawn from the relation's."""
+    from interference.fictitious import uuid_names
+    world, tok = ctx.world, ctx.base()[1]
+    names = ctx.memo(("uuid", count, 50_000 + seed),
+                     lambda: uuid_names(tok, world.names, count, seed=50_000 + seed))
+    rng = random.Random(f"capacity-real-values-{seed}-{count}")
+    return [world.ask(n, r, rng.choice(world.values[r]), f"fict:cap:{seed}:{i}:{r}", "uuid")
+            for i, n in enumerate(names) for r in world.relations]
+
+
+def drift_facts(ctx, n: int, seed: int) -> list[Fact]:
+    """Up to ``n`` HighlyKnown facts that no arm watches (all of them when fewer)."""
+    pool = ctx.teacher_facts()
+    return random.Random(f"capacity-real-drift-{seed}").sample(pool, min(n, len(pool)))
+
+
+def cells(cfg: SweepConfig, ctx) -> list[Cell]:
+    out = []
+    for seed in range(cfg.seeds):
+        for count in cfg.counts:
+            train = new_facts(ctx, count, seed)
+            runs = {"sft": (train, _sft(cfg, len(train), seed)),
+                    "joint": (train, _sft(cfg, len(train), seed, method="replay",
+                                          method_options={"ratio": cfg.replay_ratio, "seed": seed,
+                                                          "corpus": "statements"})),
+                    "drift": (drift_facts(ctx, len(train), seed), _sft(cfg, len(train), seed))}
+            for arm, (facts, sft) in runs.items():
+                key = {"base": ctx.spec.hash(), "design": "count_sweep", "seed": seed, "arm": arm, "count": count,
+                       "n_train": len(facts), "sft": sft.to_dict()}
+                out.append(Cell(f"capacity-real-{arm}", key,
+                                (lambda t=facts, f=sft: run_arm(ctx, ctx.spec, t, ctx.watch, f)),
+                                f"{arm} x{count} seed {seed}", base=ctx.spec))
+    return out
+
+
+def summarize(cfg: SweepConfig, results, ctx) -> dict:
+    n_params = float(sum(p.numel() for p in ctx.base()[0].parameters()))
+    n_rel = len(ctx.world.relations)
+    per_seed = []
+    for seed in range(cfg.seeds):
+        m: dict = {"seed": seed}
+        f = {arm: [] for arm in ARMS}
+        f_learned = {arm: [] for arm in ("sft", "joint")}
+        for count in cfg.counts:
+            r = {arm: readout(results.one(seed=seed, arm=arm, count=count), LEARNED_AT) for arm in ARMS}
+            for arm in ARMS:
+                m[f"forgetting_{arm}_n{count}"] = r[arm]["end"]["forgetting"]
+                m[f"hallucination_{arm}_n{count}"] = r[arm]["end"]["hallucination"]
+                f[arm].append(r[arm]["end"]["forgetting"])
+            for arm in ("sft", "joint"):
+                m[f"plasticity_{arm}_n{count}"] = r[arm]["end"]["plasticity"]
+                m[f"learned_step_{arm}_n{count}"] = (r[arm]["learned"]["step"] if r[arm]["learned"]["reached"]
+                                                     else math.nan)
+                drift = results.one(seed=seed, arm="drift", count=count)
+                f_learned[arm].append(r[arm]["learned"]["forgetting"]
+                                      - rates_at(drift, step_matched(drift, r[arm]["learned"]["step"]))["forgetting"])
+            m[f"excess_sft_n{count}"] = r["sft"]["end"]["forgetting"] - r["drift"]["end"]["forgetting"]
+            m[f"excess_joint_n{count}"] = r["joint"]["end"]["forgetting"] - r["drift"]["end"]["forgetting"]
+            m[f"persistence_n{count}"] = pooled_persistence([r["joint"]["end"]["forgetting"]],
+                                                            [r["sft"]["end"]["forgetting"]],
+                                                            [r["drift"]["end"]["forgetting"]])
+        m["P"] = pooled_persistence(f["joint"], f["sft"], f["drift"])
+        m["P_learning_matched"] = pooled_persistence(f_learned["joint"], f_learned["sft"], [0.0] * len(cfg.counts))
+        excess = [m[f"excess_sft_n{c}"] for c in cfg.counts]
+        m["slope_count"] = slope_per_doubling(list(cfg.counts), excess)
+        m["slope_load"] = slope_per_doubling([c * n_rel / n_params for c in cfg.counts], excess)
+        per_seed.append(m)
+    keys = sorted({k for p in per_seed for k in p if k != "seed"})
+    stats = {k: estimate([p.get(k, math.nan) for p in per_seed]) for k in keys}
+    endpoint = stats["P"]
+    learned = {f"{arm} x{c}": stats[f"plasticity_{arm}_n{c}"]["value"] for c in cfg.counts for arm in ("sft", "joint")}
+    checks = {"new facts learned at the step-matched point in every sft and joint cell (mean >= 0.95)":
+              bool(all(v is not None and v >= LEARNED_AT for v in learned.values()))}
+    verdict = PREREGISTERED.decide(endpoint, checks_pass=all(checks.values()))
+    headline = [("P, step-matched (endpoint)", endpoint), ("P, learning-matched", stats["P_learning_matched"]),
+                ("excess SFT forgetting per doubling of count", stats["slope_count"])]
+    for c in cfg.counts:
+        headline += [(f"x{c} ({c * n_rel} facts, {steps_for(cfg, c * n_rel)} steps): forgetting {arm}",
+                      stats[f"forgetting_{arm}_n{c}"]) for arm in ARMS]
+        headline += [(f"x{c}: plasticity {arm}", stats[f"plasticity_{arm}_n{c}"]) for arm in ("sft", "joint")]
+    sweep = {str(c): {"facts": c * n_rel, "steps": steps_for(cfg, c * n_rel),
+                      **{k: stats[f"{k}_n{c}"] for k in ("excess_sft", "excess_joint", "persistence",
+                                                          "forgetting_sft", "forgetting_joint", "forgetting_drift",
+                                                          "plasticity_sft", "plasticity_joint", "learned_step_sft",
+                                                          "learned_step_joint")}} for c in cfg.counts}
+    return {"hypothesis": NAME, "design": "count_sweep", "verdict": verdict, "share": endpoint, "endpoint": endpoint,
+            "share_definition": ENDPOINT, "rule": PREREGISTERED.rule, "checks": checks, "statistics": stats,
+            "per_seed": per_seed, "headline": headline,
+            "series": {"sweep": sweep, "counts": list(cfg.counts), "relations": n_rel, "params": n_params}}
+
+
+def prepare(spec, out, quick: bool, seeds: int | None, device=None, progress: bool = True,
+            min_known_share: float = 0.3, precision: str = "auto", lr: float | None = None,
+            counts: tuple[int, ...] | None = None):
+    """(module stand-in, config, context) of the count sweep on the real model and data; the
+    learning rate as the real runners choose it, for the largest count's budget and facts."""
+    from interference.hypotheses import real_world as rw
+    from interference.hypotheses.real_lr import LearningRateError, choose_lr
+    import sys
+    ctx = rw.RealContext(spec, out, device=device, progress=progress, min_known_share=min_known_share,
+                         precision=precision)
+    cfg = config(quick)
+    if counts is not None:
+        cfg = dataclasses.replace(cfg, counts=tuple(sorted(set(counts))))
+    if seeds is not None:
+        cfg = dataclasses.replace(cfg, seeds=seeds)
+    if len(cfg.counts) < 2 or min(cfg.counts) < 1:
+        raise rw.RealHypothesisError(f"--counts {','.join(map(str, cfg.counts))}: the sweep needs at least two "
+                                     "different positive counts of new entities, e.g. 8,32,128.")
+    module = rw._module(sys.modules[__name__], cells, rw._summary_with_lr(summarize, lambda a: f"forgetting_{a}_n{max(cfg.counts)}",
+                                                                           arms=ARMS))
+    module.cells(cfg, ctx)  # every designed set built once (no training): bad data is refused before --out is claimed
+    n_new = max(cfg.counts) * len(ctx.world.relations)
+    try:
+        ctx.lr_record = choose_lr(ctx, _sft(cfg, n_new, 0), steps_for(cfg, n_new), n_new, LEARNED_AT, given=lr)
+    except LearningRateError as e:
+        raise rw.RealHypothesisError(str(e)) from None
+    cfg = dataclasses.replace(cfg, sft=dataclasses.replace(cfg.sft, lr=ctx.lr_record["value"]))
+    return module, cfg, ctx
