@@ -78,7 +78,7 @@ def test_every_printed_command_parses(doc, cmd, module, argv, capsys):
         pytest.fail(f"{doc}: {cmd!r} does not parse ({capsys.readouterr().err.strip()}); exit {e.code}")
     if module == "interference.run_hypothesis" and getattr(args, "model", None):
         from interference.hypotheses import real_world
-        assert args.hypothesis in real_world.NAMES, f"{doc}: {cmd!r} runs a hypothesis no real model takes"
+        assert args.hypothesis in (*real_world.NAMES, "capacity"), f"{doc}: {cmd!r} runs a hypothesis no real model takes"
         from interference.hypotheses import localized
         left = [a for a in (args.leave_out or "").split(",") if a]
         assert all(a in localized.ARMS and a not in localized.CORE for a in left), cmd
