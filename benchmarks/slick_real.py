@@ -37,6 +37,14 @@ from interference.io import atomic_write_json  # noqa: E402
 FIXTURE = ROOT / "tests" / "fixtures" / "knowing"
 
 
+def _describe() -> str:
+    import json
+    info = json.loads((FIXTURE / "fixture.json").read_text())
+    st = info["settings"]
+    return (f"tests/fixtures/knowing ({st['layers']} layers x d{st['d_model']} Llama, {info['parameters']} parameters, "
+            f"byte-level BPE of {info['vocab']} pieces)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: the package's policy, threads.py)")
@@ -82,7 +90,7 @@ def main(argv=None) -> int:
            "settings": cfg.to_dict(), "categories": counts,
            "reference_facts": len(few), "reference_same_category": same, "reference_seconds_per_fact": round(per_slow, 4),
            "speedup_per_fact": round(per_slow / per_fast, 1) if few else None,
-           "model": "tests/fixtures/knowing (3 layers x d96 Llama, byte-level BPE)",
+           "model": _describe(),
            "machine": {"python": platform.python_version(), "torch": torch.__version__,
                        "processor": platform.processor() or platform.machine()}}
     atomic_write_json(args.out, res)
