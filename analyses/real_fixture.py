@@ -31,7 +31,8 @@ def record(v: dict, seconds: float | None, command: str, load: list[float] | Non
             "watched_forgetting_by_arm": v.get("watched_forgetting_by_arm"), "counts": counts,
             "headline": v.get("headline", []), "cells": v.get("cells"), "wall_seconds": seconds,
             "load_average_1min_end": load, "command": command,
-            "preregistered_hash": (v.get("preregistered") or {}).get("hash")}
+            "preregistered_hash": (v.get("preregistered") or {}).get("hash"), "base_hash": v.get("base_hash"),
+            "config": cfg}
 
 
 def main(argv=None) -> int:

@@ -185,6 +185,9 @@ def real_fixture_section() -> str | None:
     out += [f"| {label} | " + " | ".join(fn(recs[n]) for n in names) + " |" for label, fn in rows]
     out.append("")
     out.append("Commands: " + "; ".join(f"`{recs[n]['command']}`" for n in names) + ".")
+    out += [f"\n{n}: {recs[n]['note']}" for n in names if recs[n].get("note")]
+    out.append("\nRequired checks, by each rule: localized's turn any verdict inconclusive; behavior_cloning's and "
+               "capacity's only a positive one (with no rise, 'I don't know' has no rise to lower).")
     return "\n".join(out)
 
 
