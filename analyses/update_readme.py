@@ -1,8 +1,10 @@
 """Fill the README's generated sections from saved results (never typed by hand).
 
-Each section sits between ``<!-- NAME -->`` and ``<!-- /NAME -->`` in README.md and is replaced
-by ``analyses/results/NAME.md``; the ``PRETRAIN-RESULTS`` section is rendered here from the
-cached default base model's metrics.json.
+Each section sits between ``<!-- NAME -->`` and ``<!-- /NAME -->`` in README.md (and
+docs/REAL_MODELS.md) and is replaced by ``analyses/results/NAME.md``; the ``PRETRAIN-RESULTS``
+section is rendered here from the cached default base model's metrics.json, the benchmark and
+command-time tables from ``benchmarks/results/``, ``REAL-FIXTURE-RESULTS`` (docs/REAL_MODELS.md)
+from ``analyses/results/real_fixture/``.
 
     python analyses/update_readme.py
 """
@@ -92,6 +94,14 @@ def benchmarks_section() -> str | None:
         rows.append(f"| forecast, 10k known x 1k SFT facts (goal < 60 s) | {b['seconds_10k_x_1k']:.1f} s wall, "
                     f"{b['cpu_seconds_10k_x_1k']:.1f} s CPU | {b.get('threads')} thread(s), load {b['load_average_1min'][0]}; "
                     f"x2 known facts: x{sc['ratio_watched_10k_over_5k']:.2f}, x2 SFT facts: x{sc['ratio_new_1000_over_500']:.2f} (CPU) |")
+    if (d / "slick_real.json").exists():
+        b = json.loads((d / "slick_real.json").read_text())
+        load = b.get("load_average_1min") or {}
+        rows.append(f"| few-shot SliCK of {b['facts']} real-data facts, default settings (goal < {b['goal_seconds'] / 60:.0f} min) | "
+                    f"{b['seconds']:.0f} s ({b['seconds_per_fact']:.2f} s per fact; first implementation "
+                    f"{b['reference_seconds_per_fact']:.2f} s per fact, {b['speedup_per_fact']}x) | {b['model']}; "
+                    f"{b['threads']} thread(s), load {load.get('before')}-{load.get('after')}; same categories as the "
+                    f"first implementation on {b['reference_same_category']} of {b['reference_facts']} |")
     for name, what, goal in (("figures_default", "every figure, default world, 3 seeds, from an empty run cache", 60),
                              ("figures_jobs2_produce", "every figure with --quick --produce, from nothing", 5),
                              ("figures_jobs2", "--quick from nothing (the 7 figures of fine-tuning runs)", 5),
@@ -142,12 +152,65 @@ def command_times_section() -> str | None:
     return "\n".join(["| command | takes (2 cores) | measured by |", "|---|---|---|", *rows])
 
 
+def _est(e) -> str:
+    if not e or e.get("value") is None:
+        return "n/a"
+    lo, hi = e.get("low"), e.get("high")
+    return f"{e['value']:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "")
+
+
+def real_fixture_section() -> str | None:
+    """The hypothesis runners on the committed fixture that knows facts, at default settings, from
+    ``analyses/results/real_fixture/*.json`` (``analyses/real_fixture.py`` writes them)."""
+    d = RESULTS / "real_fixture"
+    names = [n for n in ("localized", "behavior_cloning", "capacity_sweep") if (d / f"{n}.json").exists()]
+    if not names:
+        return None
+    recs = {n: json.loads((d / f"{n}.json").read_text()) for n in names}
+
+    def rate(r):
+        lr = r.get("learning_rate") or {}
+        sweep = ", ".join(f"{x['lr']:g}: {x['known_only_drift']:.3f}" for x in lr.get("sweep", []))
+        return f"{lr.get('value'):g} ({lr.get('chosen_by')}; Known-only drift {sweep})"
+
+    def counts(r):
+        return ", ".join(f"{k} {v}" for k, v in r["counts"].items())
+
+    def checks(r):
+        return "; ".join(f"{k}: {'pass' if ok else 'FAIL'}" for k, ok in r["checks"].items()) or "none"
+
+    def wall(r):
+        s = r.get("wall_seconds")
+        return f"{s / 60:.0f} min" + (f" (load {r['load_average_1min_end'][0]} at the end)"
+                                       if r.get("load_average_1min_end") else "") if s else "n/a"
+    rows = [("verdict", lambda r: f"`{r['verdict']}`"), ("endpoint (mean [95% CI])", lambda r: _est(r["endpoint"])),
+            ("seeds", lambda r: str(r["seeds"])), ("required checks", checks),
+            ("rate", rate), ("Known-only drift at that rate", lambda r: f"{r['known_only_drift']:.3f}"),
+            ("counts (adapted)", counts), ("wall time, 2 shared cores", wall)]
+    out = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    out += [f"| {label} | " + " | ".join(fn(recs[n]) for n in names) + " |" for label, fn in rows]
+    out.append("")
+    out.append("Commands: " + "; ".join(f"`{recs[n]['command']}`" for n in names) + ".")
+    out += [f"\n{n}: {recs[n]['note']}" for n in names if recs[n].get("note")]
+    out.append("\nRequired checks, by each rule: localized's turn any verdict inconclusive; behavior_cloning's and "
+               "capacity's only a positive one (with no rise, 'I don't know' has no rise to lower).")
+    return "\n".join(out)
+
+
+SECTIONS = {"PRETRAIN-RESULTS": pretrain_section, "BENCHMARKS": benchmarks_section,
+            "COMMAND-TIMES": command_times_section, "REAL-FIXTURE-RESULTS": real_fixture_section}
+
+
 def main() -> int:
-    readme = ROOT / "README.md"
+    for doc in ("README.md", "docs/REAL_MODELS.md"):
+        update(ROOT / doc)
+    return 0
+
+
+def update(readme: Path) -> None:
     text = readme.read_text()
     for name in re.findall(r"<!-- ([A-Z0-9_-]+) -->", text):
-        body = {"PRETRAIN-RESULTS": pretrain_section, "BENCHMARKS": benchmarks_section,
-                "COMMAND-TIMES": command_times_section}.get(name, lambda: None)()
+        body = SECTIONS.get(name, lambda: None)()
         f = RESULTS / f"{name.lower()}.md"
         if body is None and f.exists():
             body = f.read_text().strip()
@@ -158,9 +221,8 @@ def main() -> int:
             continue
         text = re.sub(rf"<!-- {name} -->.*?(<!-- /{name} -->|$)" if f"<!-- /{name} -->" in text else rf"<!-- {name} -->",
                       lambda _: f"<!-- {name} -->\n{body}\n<!-- /{name} -->", text, count=1, flags=re.S)
-        print(f"updated {name}")
+        print(f"updated {name} in {readme.name}")
     atomic_write_text(readme, text)
-    return 0
 
 
 if __name__ == "__main__":

@@ -199,64 +199,95 @@ class _CacheKwarg:
             h.remove()
 
 
-def _step(model, ids: torch.Tensor, cache):
+def _step(model, ids: torch.Tensor, cache, mask: torch.Tensor | None = None, pos: torch.Tensor | None = None):
     """Next-token logits [b, vocab] of ``ids`` given ``cache`` (the Hugging Face KV cache of what
     came before, or None), and the new cache. A bridge runs its Hugging Face model with the cache;
-    a model without one (our native models) recomputes the whole sequence, passed in ``ids``."""
+    a model without one (our native models) recomputes the whole sequence, passed in ``ids``.
+    ``mask`` [b, cached + new] and ``pos`` [b, new] are the attention mask and position ids of
+    left-padded rows (None: no padding)."""
     import inspect
     hf = _hf_of(model)
     if hf is None:
         return model_logits(model, ids)[:, -1].float(), None
     name = "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"  # transformers 5 / 4
-    out = hf(input_ids=ids, use_cache=True, **({name: cache} if cache is not None else {}))
+    kw = {name: cache} if cache is not None else {}
+    if mask is not None:
+        kw.update(attention_mask=mask, position_ids=pos)
+    out = hf(input_ids=ids, use_cache=True, **kw)
     new = getattr(out, "cache", None)
     return out.logits[:, -1].float(), new if new is not None else getattr(out, "past_key_values", None)
 
 
 @torch.no_grad()
 def decode_to_stop(model, prompts: torch.Tensor, stop_ids: frozenset[int], max_new_tokens: int,
-                   temperature: float = 0.0, n_samples: int = 1,
-                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Continue equal-length ``prompts`` [b, p] until every row hit a stop id or ``max_new_tokens``.
+                   temperature: float = 0.0, n_samples: int = 1, generator: torch.Generator | None = None,
+                   mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Continue ``prompts`` [b, p] until every row hit a stop id or ``max_new_tokens``.
 
     Greedy at temperature 0, else ``n_samples`` samples per prompt at ``temperature`` (the prompt
-    is run once and its KV cache repeated, so samples cost one token per step each). Returns
-    (tokens [b, n, L], per-token log-probs of them [b, n, L], length before the stop [b, n]);
-    log-probs are of the untempered distribution, so a sample's confidence reads like greedy's.
+    is run once and its KV cache repeated, so samples cost one token per step each). A row that
+    hit its stop leaves the batch (and the KV cache) at once: the answers of a batch are a few
+    tokens long, and a batch decoded until its one wandering sample stopped cost most of SliCK's
+    time. ``mask`` [b, p] marks real tokens of left-padded prompts (a bridge only; None: every
+    prompt has length p). Returns (tokens [b, n, L], per-token log-probs of them [b, n, L],
+    length before the stop [b, n]); positions after a row's stop hold 0. Log-probs are of the
+    untempered distribution, so a sample's confidence reads like greedy's.
     """
     hf = _hf_of(model)
+    if mask is not None and hf is None:
+        raise ValueError("left-padded prompts need a Hugging Face model (a bridge); group native prompts by length.")
     if hf is not None:
         with _CacheKwarg(hf):
-            return _decode_to_stop(model, prompts, stop_ids, max_new_tokens, temperature, n_samples, generator)
-    return _decode_to_stop(model, prompts, stop_ids, max_new_tokens, temperature, n_samples, generator)
+            return _decode_to_stop(model, prompts, stop_ids, max_new_tokens, temperature, n_samples, generator, mask)
+    return _decode_to_stop(model, prompts, stop_ids, max_new_tokens, temperature, n_samples, generator, mask)
 
 
-def _decode_to_stop(model, prompts, stop_ids, max_new_tokens, temperature, n_samples, generator):
-    b = prompts.shape[0]
-    stop = torch.tensor(sorted(stop_ids), device=prompts.device)
-    logits, cache = _step(model, prompts, None)
+def _decode_to_stop(model, prompts, stop_ids, max_new_tokens, temperature, n_samples, generator, mask=None):
+    b, dev = prompts.shape[0], prompts.device
+    rows_n = b * n_samples
+    stop = torch.tensor(sorted(stop_ids), device=dev)
+    pos = None if mask is None else (mask.long().cumsum(-1) - 1).clamp(min=0)
+    logits, cache = _step(model, prompts, None, mask, pos)
     seqs = prompts
     if n_samples > 1:
         logits = logits.repeat_interleave(n_samples, 0)
         if cache is not None:
             cache.batch_repeat_interleave(n_samples)
         seqs = prompts.repeat_interleave(n_samples, 0)
-    done = torch.zeros(b * n_samples, dtype=torch.bool, device=prompts.device)
-    length = torch.full((b * n_samples,), max_new_tokens, dtype=torch.long, device=prompts.device)
-    toks, lps = [], []
+        if mask is not None:
+            mask, pos = mask.repeat_interleave(n_samples, 0), pos.repeat_interleave(n_samples, 0)
+    if pos is not None:
+        pos = pos[:, -1:]
+    toks = torch.zeros(rows_n, max_new_tokens, dtype=torch.long, device=dev)
+    lps = torch.zeros(rows_n, max_new_tokens, device=dev)
+    length = torch.full((rows_n,), max_new_tokens, dtype=torch.long, device=dev)
+    rows = torch.arange(rows_n, device=dev)  # which output row each live row is
+    steps = 0
     for step in range(max_new_tokens):
         nxt, logp = _next_token(logits, temperature, generator)
-        toks.append(nxt)
-        lps.append(logp.gather(-1, nxt[:, None]).squeeze(-1))
-        hit = torch.isin(nxt, stop) & ~done
-        length[hit] = step
-        done |= hit
-        if bool(done.all()) or step == max_new_tokens - 1:
+        toks[rows, step] = nxt
+        lps[rows, step] = logp.gather(-1, nxt[:, None]).squeeze(-1)
+        steps = step + 1
+        hit = torch.isin(nxt, stop)
+        length[rows[hit]] = step
+        if bool(hit.all()) or step == max_new_tokens - 1:
             break
-        seqs = torch.cat([seqs, nxt[:, None]], 1)
-        logits, cache = _step(model, nxt[:, None] if cache is not None else seqs, cache)
-    t = torch.stack(toks, -1).view(b, n_samples, -1)
-    return t, torch.stack(lps, -1).view(b, n_samples, -1), length.view(b, n_samples)
+        if bool(hit.any()):  # finished rows leave the batch
+            live = (~hit).nonzero().squeeze(-1)
+            rows, nxt = rows[live], nxt[live]
+            if cache is None:
+                seqs = seqs[live]
+            if cache is not None:
+                cache.batch_select_indices(live)
+            if mask is not None:
+                mask, pos = mask[live], pos[live]
+        if mask is not None:
+            mask, pos = torch.cat([mask, torch.ones_like(mask[:, :1])], 1), pos + 1
+        if cache is None:
+            seqs = torch.cat([seqs, nxt[:, None]], 1)
+        logits, cache = _step(model, nxt[:, None] if cache is not None else seqs, cache, mask, pos)
+    return (toks[:, :steps].view(b, n_samples, -1), lps[:, :steps].view(b, n_samples, -1),
+            length.view(b, n_samples))
 
 
 def _answer_text(tokenizer, ids: Sequence[int]) -> str:
@@ -270,6 +301,29 @@ def _prompt_groups(tokenizer, facts: Sequence[Fact]) -> dict[int, list[tuple[int
         p = tokenizer(f.prompt, add_special_tokens=True)["input_ids"]
         out[len(p)].append((i, p))
     return out
+
+
+def _prompt_batches(model, tokenizer, facts: Sequence[Fact], size: int):
+    """(items [(index, ids)], prompts [b, p], mask [b, p] or None) covering every fact once.
+
+    A bridge gets prompts of any length in one batch, left-padded (sorted by length first, so
+    little is padding) with their attention mask: 4-shot prompts of 500 facts have ~20 different
+    token lengths, and batching by length alone left most batches a few prompts small. Our native
+    models take no mask, so their prompts are grouped by length as before."""
+    dev = model_device(model)
+    groups = _prompt_groups(tokenizer, facts)
+    if _hf_of(model) is None or tokenizer.pad_token_id is None:
+        for _, items in sorted(groups.items()):
+            for chunk in _chunks(items, size):
+                yield chunk, torch.tensor([p for _, p in chunk], device=dev), None
+        return
+    items = [it for _, g in sorted(groups.items()) for it in g]
+    pad = int(tokenizer.pad_token_id)
+    for chunk in _chunks(items, size):
+        width = max(len(p) for _, p in chunk)
+        ids = torch.tensor([[pad] * (width - len(p)) + p for _, p in chunk], device=dev)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for _, p in chunk], device=dev)
+        yield chunk, ids, (None if bool(mask.all()) else mask)
 
 
 def alias_match(prediction: str, aliases: Sequence[str]) -> bool:
@@ -301,18 +355,16 @@ def read_facts(model, tokenizer, facts: Sequence[Fact], aliases: dict[str, Seque
     stop = _stop_ids(tokenizer)
     results: list[FactResult | None] = [None] * len(facts)
     gold = gold_logprobs(model, tokenizer, facts, batch_size) if with_gold else [float("nan")] * len(facts)
-    for _, items in sorted(_prompt_groups(tokenizer, facts).items()):
-        for chunk in _chunks(items, batch_size):
-            prompts = torch.tensor([p for _, p in chunk], device=dev)
-            toks, lps, length = decode_to_stop(model, prompts, stop, max_new_tokens)
-            for j, (i, _) in enumerate(chunk):
-                n = int(length[j, 0])
-                pred = _answer_text(tokenizer, toks[j, 0, : n + 1].tolist())
-                f = facts[i]
-                correct = alias_match(pred, (aliases or {}).get(f.fact_id) or (f.answer,))
-                conf = float(lps[j, 0, :n].sum().exp()) if n > 0 else 0.0
-                results[i] = FactResult(f.fact_id, pred, correct, gold[i], conf,
-                                        outcome_of(correct, pred, conf, confidence_threshold))
+    for chunk, prompts, mask in _prompt_batches(model, tokenizer, facts, batch_size):
+        toks, lps, length = decode_to_stop(model, prompts, stop, max_new_tokens, mask=mask)
+        for j, (i, _) in enumerate(chunk):
+            n = int(length[j, 0])
+            pred = _answer_text(tokenizer, toks[j, 0, : n + 1].tolist())
+            f = facts[i]
+            correct = alias_match(pred, (aliases or {}).get(f.fact_id) or (f.answer,))
+            conf = float(lps[j, 0, :n].sum().exp()) if n > 0 else 0.0
+            results[i] = FactResult(f.fact_id, pred, correct, gold[i], conf,
+                                    outcome_of(correct, pred, conf, confidence_threshold))
     model.train(was_training)
     return results  # type: ignore[return-value]
 
@@ -346,15 +398,13 @@ def sample_alias_counts(model, tokenizer, facts: Sequence[Fact], aliases: Sequen
     stop = _stop_ids(tokenizer)
     counts = [[0] * len(a) for a in aliases]
     norm = [[normalize_answer(x) for x in a] for a in aliases]
-    for _, items in sorted(_prompt_groups(tokenizer, facts).items()):
-        for chunk in _chunks(items, max(1, batch_size // max(1, n_samples))):
-            prompts = torch.tensor([p for _, p in chunk], device=dev)
-            toks, _, length = decode_to_stop(model, prompts, stop, max_new_tokens, temperature, n_samples, gen)
-            for j, (i, _) in enumerate(chunk):
-                for s in range(n_samples):
-                    p = normalize_answer(_answer_text(tokenizer, toks[j, s, : int(length[j, s]) + 1].tolist()))
-                    for a, x in enumerate(norm[i]):
-                        counts[i][a] += p == x
+    for chunk, prompts, mask in _prompt_batches(model, tokenizer, facts, max(1, batch_size // max(1, n_samples))):
+        toks, _, length = decode_to_stop(model, prompts, stop, max_new_tokens, temperature, n_samples, gen, mask)
+        for j, (i, _) in enumerate(chunk):
+            for s in range(n_samples):
+                p = normalize_answer(_answer_text(tokenizer, toks[j, s, : int(length[j, s]) + 1].tolist()))
+                for a, x in enumerate(norm[i]):
+                    counts[i][a] += p == x
     model.train(was_training)
     return counts
 

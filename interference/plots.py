@@ -167,6 +167,30 @@ def plot_capacity(v: dict, out: Path) -> list[Path]:
     return _save(fig, out, "capacity")
 
 
+def plot_capacity_sweep(v: dict, out: Path) -> list[Path]:
+    """Capacity on one real model (``hypotheses.capacity_sweep``): (a) forgetting of the watched
+    facts vs new uuid facts, plain SFT vs joint training vs Known-only drift; (b) the excess
+    forgetting per count and the pooled endpoint P."""
+    sweep = v["series"]["sweep"]
+    counts = sorted(sweep, key=int)
+    xs = [sweep[c]["facts"] for c in counts]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
+    for arm, fmt in (("sft", "o-"), ("joint", "s--"), ("drift", "x:")):
+        _errbar(ax[0], xs, [sweep[c][f"forgetting_{arm}"] for c in counts], fmt, arm)
+    ax[0].set_xscale("log")
+    ax[0].set_xlabel("new uuid facts (each count: the same epochs)")
+    ax[0].set_ylabel("forgetting of known facts")
+    ax[0].legend(fontsize=7)
+    ax[0].set_title("one model, a count sweep", fontsize=9)
+    _bar(ax[1], [f"{x} facts" for x in xs] + ["P pooled\n(endpoint)"],
+         [sweep[c]["excess_sft"] for c in counts] + [v["endpoint"]], color="#999933")
+    ax[1].axhline(0, color="k", lw=0.8)
+    ax[1].set_ylabel("excess SFT forgetting (f_sft - f_drift);\nlast bar: P")
+    ax[1].set_title("what learning the new facts costs", fontsize=9)
+    _title(fig, v)
+    return _save(fig, out, "capacity")
+
+
 def plot_behavior_cloning(v: dict, out: Path) -> list[Path]:
     """(a) confident wrong answers on base-known watched facts per arm; (b) confident answers to
     never-seen entities' questions per arm (the cloned behaviour)."""
@@ -263,6 +287,8 @@ def plot_hypothesis(v: dict, out: str | Path) -> list[Path]:
     """The figure of one hypothesis' verdict.json, next to it."""
     fn = {"localized": plot_localized, "capacity": plot_capacity, "decomposition": plot_decomposition,
           "behavior_cloning": plot_behavior_cloning, "culprits": plot_culprits}.get(v["hypothesis"])
+    if v.get("design") == "count_sweep":
+        fn = plot_capacity_sweep
     return fn(v, Path(out)) if fn is not None else []  # a module without a figure of its own
 
 

@@ -18,7 +18,8 @@ reused. Default seeds: 5 for capacity and behavior_cloning (capacity also pre-tr
 
 With ``--model DIR --data PATH`` behavior_cloning and localized run on a real model and real QA
 data (``hypotheses.real_world``: SliCK for what the base knows, fictitious entities from its own
-tokenizer); capacity and all are refused there (they pre-train bases of several widths).
+tokenizer), and capacity runs as a uuid-key count sweep on the one model
+(``hypotheses.capacity_sweep``); all is refused there.
 """
 from __future__ import annotations
 
@@ -84,6 +85,18 @@ def _levels(text: str) -> tuple[float, ...]:
     return levels
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    """``--counts 8,32,128``: capacity's count sweep on a real model, positive whole numbers."""
+    try:
+        counts = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        counts = ()
+    if len(set(counts)) < 2 or min(counts) < 1:
+        raise UsageError(f"--counts {text!r} must list at least two different positive whole numbers of new entities, "
+                         "e.g. 8,32,128.")
+    return counts
+
+
 def _check_compatible(d: Path, expected: dict, name: str) -> None:
     """Refuse, touching nothing, an output directory that holds a different earlier run."""
     from interference.io import config_hash
@@ -145,6 +158,9 @@ def build_parser():
     ap.add_argument("--lr", type=finite_float,
                     help="with --model: every arm's learning rate (default: chosen before the grid by the rule in "
                          "hypotheses/real_lr.py; recorded in verdict.json either way)")
+    ap.add_argument("--counts",
+                    help="with --model, capacity: the count sweep's numbers of new uuid entities, e.g. 8,32,128 "
+                         "(default: its config's); each is asked every kept relation")
     ap.add_argument("--leave-out", default="",
                     help="with --model: comma-separated localized arms the data cannot serve (e.g. disjoint); "
                          "recorded in verdict.json")
@@ -172,9 +188,10 @@ def _main(args) -> int:
 
     if args.model is not None or args.data is not None:
         return _main_real(args)
-    if args.lr is not None or args.leave_out:
-        raise UsageError(f"{'--lr' if args.lr is not None else '--leave-out'} applies to a real model (--model); the "
-                         "synthetic grids' rates and arms are part of their pre-registered configs.")
+    if args.lr is not None or args.leave_out or args.counts is not None:
+        flag = '--lr' if args.lr is not None else '--leave-out' if args.leave_out else '--counts'
+        raise UsageError(f"{flag} applies to a real model (--model); the synthetic grids' rates, arms and counts are "
+                         "part of their pre-registered configs.")
     if args.precision is not None:
         raise UsageError("--precision applies to a real model (--model); the synthetic grids run in float32 so "
                          "every stored cell stays comparable.")
@@ -229,12 +246,15 @@ def _main_real(args) -> int:
     from interference.hypotheses.runner import hypothesis_config, run_and_draw
     from interference.hypotheses.real_world import NAMES, prepare
     from interference.real_data import resolve_model_and_data
-    if args.hypothesis in ("capacity", "all"):
-        raise UsageError(f"{args.hypothesis} does not run on a given real model: the capacity experiment pre-trains "
-                         "bases of several widths on the same facts, which one real model cannot provide; run "
-                         f"{' or '.join(NAMES)} with --model, or capacity on the synthetic world.")
-    if args.hypothesis not in NAMES:
-        raise UsageError(f"unknown hypothesis {args.hypothesis!r}; with --model choose one of {', '.join(NAMES)}.")
+    real_names = (*NAMES, "capacity")
+    if args.hypothesis == "all":
+        raise UsageError("all does not run on a given real model (its summary compares the synthetic designs); run "
+                         f"{', '.join(real_names)} one at a time with --model.")
+    if args.hypothesis not in real_names:
+        raise UsageError(f"unknown hypothesis {args.hypothesis!r}; with --model choose one of {', '.join(real_names)}.")
+    counts = _counts(args.counts) if args.counts is not None else None
+    if counts is not None and args.hypothesis != "capacity":
+        raise UsageError("--counts sets capacity's count sweep; leave it out for behavior_cloning and localized.")
     for flag, given in (("--world", args.world), ("--consolidations", args.consolidations),
                         ("--jobs", args.jobs != 1)):
         if given:
@@ -257,10 +277,18 @@ def _main_real(args) -> int:
     configure_threads(device)  # one thread on CPU: see interference.threads
     t0 = time.time()
     share = args.min_known_share if args.min_known_share is not None else 0.3
-    module, cfg, ctx = prepare(args.hypothesis, spec, out, args.quick, args.seeds, device=device,
-                               progress=not args.no_progress, min_known_share=share,
-                               precision=args.precision or "auto", lr=args.lr,
-                               leave_out=tuple(a.strip() for a in args.leave_out.split(",") if a.strip()))
+    if args.hypothesis == "capacity":
+        if args.leave_out:
+            raise UsageError("--leave-out names localized arms; capacity's count sweep has none to leave out.")
+        from interference.hypotheses import capacity_sweep
+        module, cfg, ctx = capacity_sweep.prepare(spec, out, args.quick, args.seeds, device=device,
+                                                  progress=not args.no_progress, min_known_share=share,
+                                                  precision=args.precision or "auto", lr=args.lr, counts=counts)
+    else:
+        module, cfg, ctx = prepare(args.hypothesis, spec, out, args.quick, args.seeds, device=device,
+                                   progress=not args.no_progress, min_known_share=share,
+                                   precision=args.precision or "auto", lr=args.lr,
+                                   leave_out=tuple(a.strip() for a in args.leave_out.split(",") if a.strip()))
     _check_compatible(out / module.NAME, hypothesis_config(module, cfg, ctx), module.NAME)
     v = run_and_draw(module, cfg, ctx)
     print(format_table(v, out / module.NAME))

@@ -1,12 +1,12 @@
 """Train a tiny Llama that *knows* entity-specific facts, for tests of the real-model path.
 
-    python scripts/make_knowing_fixture.py --out tests/fixtures/knowing      # ~2-4 min on 2 cores
+    python scripts/make_knowing_fixture.py --out tests/fixtures/knowing      # ~8-12 min on 2 cores
 
 Why: a random model (or one taught each relation's majority answer) knows nothing entity-specific,
 so SliCK, forgetting and the hypothesis runners never meet real knowledge in tests. This builds
 the smallest thing that does, with the features that broke the real path before:
 
-- a byte-level BPE tokenizer trained here with ``tokenizers`` (a few hundred pieces), so subject
+- a byte-level BPE tokenizer trained here with ``tokenizers`` (1200 pieces), so subject
   names are several sub-word pieces and answers several tokens;
 - an EntityQuestions-style world (``P*.train.json`` as a JSON list, ``P*.test.json`` as JSONL,
   records ``{"question", "answers"}``): four relations, one question template each, values that
@@ -28,8 +28,25 @@ import random
 import time
 from pathlib import Path
 
-SYLLABLES = ["kor", "van", "del", "ith", "mar", "bel", "tor", "esh", "lun", "dra", "vok", "sil", "ten", "ram",
-             "oth", "qua", "zel", "bri", "nak", "fen", "gol", "hur", "ix", "jor", "pla", "syr", "wen", "yul"]
+
+
+def _syllables(n: int = 220) -> list[str]:
+    """``n`` distinct consonant-vowel(-consonant) syllables, always the same ones.
+
+    Why so many: the localized design aims its dose at a target through name pieces *specific* to
+    it (held by at most 2% of subject names, ``real_world.RARE_PIECE``). The first fixture drew
+    names from 28 syllables, so every BPE piece sat in 25-60 of its 520 names and only 14 watched
+    facts could be targets (the localized verdict read 14 targets, inconclusive). With 220 the
+    tokenizer's pieces are held by a handful of names each."""
+    rng = random.Random("fixture-syllables")
+    cons, vowels = "bcdfghklmnprstvz", "aeiou"
+    out: set[str] = set()
+    while len(out) < n:
+        out.add(rng.choice(cons) + rng.choice(vowels) + rng.choice(cons + "  ").strip())
+    return sorted(out)
+
+
+SYLLABLES = _syllables()
 # value words: disjoint from each other across relations, several BPE pieces each
 RELATIONS = {
     "P19": ("Where was {} born?", ["Port Vellmora", "Drenholt", "Saltmere", "Ovinbridge", "Carrow Hythe",
@@ -143,12 +160,12 @@ def greedy_accuracy(model, tok, world: dict, split: str, rng: random.Random, n_s
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--n-train", type=int, default=90, help="trained subjects per relation")
+    ap.add_argument("--n-train", type=int, default=120, help="trained subjects per relation")
     ap.add_argument("--n-test", type=int, default=40, help="never-seen subjects per relation")
-    ap.add_argument("--vocab", type=int, default=600)
+    ap.add_argument("--vocab", type=int, default=1200)
     ap.add_argument("--d-model", type=int, default=96)
     ap.add_argument("--layers", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=1600, help="at most this many steps (stops once learned)")
+    ap.add_argument("--steps", type=int, default=2400, help="at most this many steps (stops once learned)")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--target", type=float, default=1.0, help="stop once this share of trained facts is answered")
     ap.add_argument("--seed", type=int, default=0)

@@ -40,6 +40,8 @@ def test_pooled_persistence_is_a_ratio_of_sums():
     assert pooled_persistence([0.2, 0.1], [0.4, 0.6], [0.1, 0.1]) == pytest.approx(0.125)
     assert pooled_persistence([0.4], [0.4], [0.0]) == pytest.approx(1.0)  # nothing rehearsed away
     assert math.isnan(pooled_persistence([0.1], [0.05], [0.05]))  # plain SFT caused no excess
+    # excesses that cancel to float residue are no excess (a real count sweep read P = -1.1e16 here)
+    assert math.isnan(pooled_persistence([0.1, 0.1], [0.1, 0.2], [0.3, 0.0]))  # excesses sum to 2.8e-17
     with pytest.raises(ValueError):
         pooled_persistence([0.1], [0.2, 0.3], [0.0])
 

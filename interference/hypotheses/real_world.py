@@ -33,8 +33,9 @@ relation that differs from target j's answer; ``uuid`` arms use uuid names with 
 ``disjoint`` arms look-alikes built only from subjects outside the watched facts. An EQ subject
 usually has one relation, so a target is one fact (synthetic targets have one per relation).
 
-Not available on a real model: ``capacity`` (it pre-trains bases of several widths on the same
-facts) and the consolidation axis (it pre-trains bases for longer); the runner refuses both.
+``capacity`` on a real model is its count sweep (``hypotheses.capacity_sweep``: one width, the
+count of uuid facts as the grid); the consolidation axis (it pre-trains bases for longer) is
+refused.
 Cell keys hold the model's and the data's content fingerprints, so no cell of the synthetic
 world or of another model is ever reused.
 """
@@ -462,7 +463,7 @@ def loc_cells(cfg, ctx: RealContext) -> list[Cell]:
 
 
 # ------------------------------------------------------------------ entry point
-def _summary_with_lr(summarize, forgetting_key):
+def _summary_with_lr(summarize, forgetting_key, arms: Sequence[str] | None = None):
     """The module's summary plus what a real run must record: the learning rate and how it was
     chosen, Known-only drift, arms left out, how watched facts were read; refused (one sentence)
     when an arm's watched forgetting says the model was destroyed."""
@@ -470,9 +471,9 @@ def _summary_with_lr(summarize, forgetting_key):
 
     def wrapped(cfg, results, ctx):
         v = summarize(cfg, results, ctx)
-        arms = getattr(cfg, "arms", bc.ARMS)
+        names = arms if arms is not None else getattr(cfg, "arms", bc.ARMS)
         stat = lambda k: (v["statistics"].get(k) or {}).get("value")  # noqa: E731
-        forget = {a: stat(forgetting_key(a)) for a in arms}
+        forget = {a: stat(forgetting_key(a)) for a in names}
         forget = {a: x for a, x in forget.items() if x is not None}
         # an abstention is what the idk arm teaches, not damage: only wrong answers say destroyed
         wrong = {a: x - (stat(f"abstention_{a}") or 0.0) for a, x in forget.items()}

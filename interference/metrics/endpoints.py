@@ -27,6 +27,9 @@ def outcome_rates(base: FactOutcomes, now: FactOutcomes) -> dict[str, float]:
             "abstention": abstention_rate(base, now), "n_known": known}
 
 
+EXCESS_EPS = 1e-9  # far below any share of a fact set (1/n), far above float round-off
+
+
 def pooled_persistence(joint: Sequence[float], plain: Sequence[float], control: Sequence[float]) -> float:
     """sum(joint - control) / sum(plain - control) over the cells of a grid (one seed).
 
@@ -39,7 +42,9 @@ def pooled_persistence(joint: Sequence[float], plain: Sequence[float], control: 
     if not (j.shape == p.shape == c.shape) or j.size == 0:
         raise ValueError("joint, plain and control need one value per cell, and at least one cell.")
     den = float((p - c).sum())
-    return float((j - c).sum()) / den if den > 0 else math.nan
+    # no excess is no excess: shares are multiples of 1/n, so a sum that cancels leaves only float residue
+    # (2.8e-18 in a real count sweep, which read P = -1.1e16)
+    return float((j - c).sum()) / den if den > EXCESS_EPS else math.nan
 
 
 def share_of_reference(arm: float, control: float, reference: float) -> float:

@@ -1,0 +1,71 @@
+"""The hypothesis runners' default-settings runs on the committed fixture that knows facts
+(``analyses/results/real_fixture/*.json``, written by ``analyses/real_fixture.py``) end in a
+verdict, not ``inconclusive``, and are runs of *this* fixture and *these* designs.
+
+The runs take 30-70 minutes each on 2 shared cores, too long for the suite, so the suite checks
+the saved results instead: that each names the fixture's current weights and data (the base
+hash), the design's current pre-registration (its hash), a verdict that is not inconclusive with
+its required checks passing where the rule requires them, and a Known-only drift well below the
+effect it reports. A remade fixture or a changed design fails here until the runs are redone.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAVED = REPO / "analyses" / "results" / "real_fixture"
+FIXTURE = REPO / "tests" / "fixtures" / "knowing"
+POSITIVE = ("main_driver", "contributes")
+
+
+def _saved(name: str) -> dict:
+    f = SAVED / f"{name}.json"
+    if not f.exists():
+        pytest.fail(f"{f} is missing; run the fixture's {name} at default settings and save it with "
+                    "analyses/real_fixture.py")
+    return json.loads(f.read_text())
+
+
+def _module(name: str):
+    from interference.hypotheses import behavior_cloning, capacity_sweep, localized
+    return {"localized": localized, "behavior_cloning": behavior_cloning, "capacity_sweep": capacity_sweep}[name]
+
+
+def _effect(name: str, r: dict) -> float:
+    """The size of what the run measured, in the unit Known-only drift is in (a share of watched facts)."""
+    rows = dict((k, v) for k, v in r["headline"])
+    if name == "localized":  # forgetting of the targets beyond the rest, share2 at equal learning
+        return rows["targets - rest, share2"]["value"]
+    if name == "behavior_cloning":  # the reference arm's rise in confident wrong answers
+        return r["watched_forgetting_by_arm"]["reference"]
+    return max(r["watched_forgetting_by_arm"].values())
+
+
+SAVED_RUNS = ["localized", "behavior_cloning"]
+# localized at default settings (100 targets, 5 seeds) read dose slope 0.021 [-0.009, 0.051]: inconclusive.
+# Strict: a saved run that does end in a verdict makes this XPASS, which fails until the marker goes.
+NOT_YET = {"localized": "default settings on the fixture: dose slope 0.021 [-0.009, 0.051] over 5 seeds, inconclusive"}
+
+
+@pytest.mark.parametrize("name", SAVED_RUNS)
+def test_the_saved_fixture_runs_are_of_this_fixture_and_these_designs(name):
+    from interference.hypotheses.real_world import RealBase
+    from interference.real_data import RealSpec
+    r = _saved(name)
+    assert r["preregistered_hash"] == _module(name).PREREGISTERED.hash(), "the design changed since the saved run"
+    base = RealBase(RealSpec(model=str(FIXTURE / "model"), data=str(FIXTURE / "data")), "fp32")
+    assert r["base_hash"] == base.hash(), "the fixture changed since the saved run"
+    assert r["seeds"] >= 5 and r["learning_rate"]["chosen_by"] == "rule"
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=NOT_YET[n], strict=True))
+                                  if n in NOT_YET else n for n in SAVED_RUNS])
+def test_the_fixture_runs_end_in_a_verdict(name):
+    r = _saved(name)
+    assert r["verdict"] != "inconclusive", (r["verdict"], r["endpoint"])
+    if name == "localized" or r["verdict"] in POSITIVE:  # where the rule makes its checks required
+        assert all(r["checks"].values()), r["checks"]
+    assert r["known_only_drift"] < 0.5 * _effect(name, r), (r["known_only_drift"], _effect(name, r))
