@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
 from pathlib import Path
 
@@ -41,7 +40,9 @@ def collect(runs: Path | None, label: str) -> None:
     src = runs / "decomposition" / "verdict.json"
     if src.exists():
         OUT.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, OUT / f"{label}.json")
+        v = json.loads(src.read_text())
+        v["plots"] = [Path(p).name for p in v.get("plots", [])]  # names, not this machine's paths
+        (OUT / f"{label}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
 
 
 def load(label: str) -> dict | None:
