@@ -249,9 +249,14 @@ def plot_decomposition(v: dict, out: Path) -> list[Path]:
             words = v["verdicts"]
             for xi, yi, w in zip(x, val, widths):
                 word = words[str(w)]["step_matched" if not suffix else "learning_matched"][h]
-                if np.isfinite(yi):
-                    ax[k].annotate(word.replace("_", " "), (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points",
-                                   color=VERDICT_COLORS.get(word, "k"))
+                if not np.isfinite(yi):
+                    continue
+                off = yi < -0.55 or yi > 1.35  # off the panel: a marker at its edge with the value written out
+                yd = min(max(yi, -0.55), 1.35)
+                if off:
+                    ax[k].plot([xi], [yd], marker="v" if yi < 0 else "^", color=SHARE_COLORS[h], ms=8)
+                ax[k].annotate(word.replace("_", " ") + (f" ({yi:.2f}, off scale)" if off else ""), (xi, yd), fontsize=6,
+                               xytext=(3, 3), textcoords="offset points", color=VERDICT_COLORS.get(word, "k"))
         ax[k].set_ylim(-0.6, 1.4)  # shares live in [0, 1]; a wider interval runs off the panel (its numbers are in the table)
         ax[k].axhspan(0.5, 1.4, color="#1b7837", alpha=0.07)
         ax[k].axhline(0, color="k", lw=0.8)
