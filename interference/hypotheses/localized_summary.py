@@ -225,6 +225,10 @@ def predictor_table(base: dict, runs: dict, seeds, arm: str) -> dict:
         p = r["predictors"]
         x = np.stack([-lp, p["overlap_mid"], p["shared_pieces"], p["gradient_conflict"]], 1).astype(float)[base_ok]
         y = ~_bool(r["reads"]["learned"]["correct"])[base_ok]
+        # overlap is undefined (nan) for a watched fact whose relation no new fact has (a real model's
+        # few-target quick grid); every predictor is then compared on the facts where all are defined
+        ok = np.isfinite(x).all(1)
+        x, y = x[ok], y[ok]
         feats[s], labels[s] = x, y
         for j, f in enumerate(FEATURES):
             single[f].append(auroc(x[:, j], y))
