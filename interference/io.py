@@ -444,3 +444,20 @@ def check_finite(obj: Any, error: type[Exception], what: str, where: str = "") -
             check_finite(v, error, what, f"{where}[{i}]")
     elif isinstance(obj, float) and not math.isfinite(obj):
         raise error(f"{what} {where or 'value'} is {obj}; use a finite number.")
+
+
+def save_figure(fig, out: str | Path, stem: str, dpi: int | None = None) -> list[Path]:
+    """PNG and PDF of a matplotlib ``fig`` as ``out/stem.{png,pdf}``, each written atomically, then
+    the figure closed: the one figure writer of the hypothesis plots and the paper figures (``dpi``
+    None keeps matplotlib's, as the figures do; the hypothesis plots ask for 130)."""
+    import matplotlib.pyplot as plt
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        p = out / f"{stem}.{ext}"
+        kw = {} if dpi is None else {"dpi": dpi}
+        atomic_save(p, lambda tmp, e=ext: fig.savefig(tmp, format=e, bbox_inches="tight", **kw))
+        paths.append(p)
+    plt.close(fig)
+    return paths

@@ -18,15 +18,8 @@ VERDICT_COLORS = {"main_driver": "#1b7837", "contributes": "#7fbf7b", "not_suppo
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
-    from interference.io import atomic_save
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "pdf"):
-        p = out / f"{stem}.{ext}"
-        atomic_save(p, lambda tmp, e=ext: fig.savefig(tmp, format=e, dpi=130, bbox_inches="tight"))
-        paths.append(p)
-    plt.close(fig)
-    return paths
+    from interference.io import save_figure
+    return save_figure(fig, out, stem, dpi=130)
 
 
 def _bar(ax, labels, ests, color="#4477aa", chance=None):

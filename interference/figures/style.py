@@ -139,13 +139,5 @@ def caption(fig, text: str) -> None:
 
 def save(fig, out: str | Path, stem: str) -> list[Path]:
     """PNG and PDF of ``fig`` into ``out``, each written atomically; closes the figure."""
-    from interference.io import atomic_save
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "pdf"):
-        p = out / f"{stem}.{ext}"
-        atomic_save(p, lambda tmp, e=ext: fig.savefig(tmp, format=e, bbox_inches="tight"))
-        paths.append(p)
-    plt.close(fig)
-    return paths
+    from interference.io import save_figure
+    return save_figure(fig, out, stem)
