@@ -331,13 +331,19 @@ def claim_run_dir(out: str | Path, config: dict, what: str = "run", wait: bool =
     Raises RunDirError, touching nothing, if it is a file, holds a different run or unrelated
     files, or another process is writing it (``wait``: wait for that process instead). Once
     claimed, the directory is locked for this process and its seal (``checksums.json``) is
-    removed: whatever it certified is about to change.
+    removed: whatever it certified is about to change; except when ``wait`` found the process it
+    waited for had finished the run (sealed and verifying): then the seal stays, and the caller's
+    ``finished_run`` check finds the run done (release the lock then).
     """
     out = Path(out)
     _check_claimable(out, config, what)  # read-only: a refusal leaves no trace
     out.mkdir(parents=True, exist_ok=True)
     lock_run_dir(out, wait=wait)
     _check_claimable(out, config, what)  # again under the lock: the holder may have written it
+    if wait and (out / CHECKSUMS).exists() and not verify_run_dir(out, ()):
+        # the process we waited for finished this very run: keep its seal, so the caller's
+        # finished-run check sees it (unsealing it here made every waiter train the run again)
+        return out
     (out / CHECKSUMS).unlink(missing_ok=True)
     atomic_write_json(out / "config.json", config)
     return out

@@ -166,6 +166,30 @@ def test_second_writer_is_refused_and_a_dead_writers_lock_is_recovered(tmp_path)
     release_run_dir(out)
 
 
+def test_a_waiter_finds_the_run_its_holder_finished_instead_of_training_it_again(tmp_path):
+    """Two processes needing one cache entry: the second waits, and must then see the first's
+    finished, sealed run (its seal kept), not unseal it and train the whole run again."""
+    from interference.io import finished_run, seal_run_dir, verify_run_dir
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, json, pathlib; from interference.io import claim_run_dir, "
+         "seal_run_dir, release_run_dir; o = pathlib.Path(sys.argv[1]); claim_run_dir(o, {'a': 1}); "
+         "print('held', flush=True); time.sleep(1); (o / 'metrics.json').write_text('{}'); "
+         "seal_run_dir(o, ['config.json', 'metrics.json']); release_run_dir(o)", str(out)],
+        env=_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        claim_run_dir(out, {"a": 1}, wait=True)  # blocks until the holder has sealed and released
+        assert verify_run_dir(out, ("metrics.json",)) == ""
+        assert finished_run(out, {"a": 1}, ("metrics.json",), "run")
+        release_run_dir(out)
+    finally:
+        holder.wait(timeout=60)
+    claim_run_dir(out, {"a": 1})  # without waiting, a claim still unseals: the caller means to rewrite it
+    assert not (out / "checksums.json").exists()
+    release_run_dir(out)
+
+
 # ------------------------------------------------------------------ world configs and flags
 def _world_file(tmp_path, **changes) -> Path:
     d = WorldConfig.quick().to_dict()
