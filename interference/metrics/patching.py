@@ -68,6 +68,23 @@ def patched_answers(model, tokenizer, facts: Sequence[Fact], hook: str | None,
     if hook is not None and (donor is None or donor.shape[0] != len(facts)):
         raise ValueError(f"patching {len(facts)} facts needs one donor state per fact "
                          f"(got {None if donor is None else tuple(donor.shape)}).")
+    def patch(rows, ids, pos):
+        if hook is None:
+            return None
+        d, pos = donor[rows].to(ids.device, dtype=torch.float32), pos[:, 0].to(ids.device)
+
+        def fn(act, hook=None, d=d, pos=pos):  # noqa: ARG001 (TransformerLens passes the hook point)
+            act = act.clone()
+            act[torch.arange(act.shape[0], device=act.device), pos] = d.to(act.dtype)
+            return act
+        return fn
+    return _answer_first_tokens(model, tokenizer, facts, position, hook, patch)
+
+
+def _answer_first_tokens(model, tokenizer, facts: Sequence[Fact], position: str, hook: str | None, patch) -> PatchOutcome:
+    """The one scoring loop of both patchers: facts batched by prompt length (``plan_capture`` at
+    ``position``), each batch answered with the forward hook ``patch(rows, ids, pos)`` returns at
+    ``hook`` (None: unpatched), judged on the gold first token; the model's mode is restored."""
     dev = model_device(model)
     gold = _gold_first_token(tokenizer, facts).to(dev)
     plan = plan_capture(tokenizer, facts, [position])
@@ -77,20 +94,12 @@ def patched_answers(model, tokenizer, facts: Sequence[Fact], hook: str | None,
     model.eval()
     try:
         for rows, ids, pos in plan.batches:
-            ids, pos, rows_d = ids.to(dev), pos[:, 0].to(dev), rows.to(dev)
-            if hook is None:
-                logits = model(ids)
-            else:
-                d = donor[rows].to(dev, dtype=torch.float32)
-
-                def fn(act, hook=None, d=d, pos=pos):  # noqa: ARG001 (TransformerLens passes the hook point)
-                    act = act.clone()
-                    act[torch.arange(act.shape[0], device=act.device), pos] = d.to(act.dtype)
-                    return act
-                logits = model.run_with_hooks(ids, fwd_hooks=[(hook, fn)])
+            ids = ids.to(dev)
+            fn = patch(rows, ids, pos)
+            logits = model(ids) if fn is None else model.run_with_hooks(ids, fwd_hooks=[(hook, fn)])
             logits = logits if isinstance(logits, torch.Tensor) else logits.logits
             last = logits[:, -1].float().log_softmax(-1)
-            g = gold[rows_d]
+            g = gold[rows.to(dev)]
             correct[rows.numpy()] = (last.argmax(-1) == g).cpu().numpy()
             lp[rows.numpy()] = last.gather(-1, g[:, None]).squeeze(-1).cpu().numpy()
     finally:
@@ -231,41 +240,24 @@ def patched_at(model, tokenizer, facts: Sequence[Fact], hook: str, donors: Seque
     if len(donors) != len(facts) or len(positions) != len(facts):
         raise ValueError(f"patching {len(facts)} facts needs one donor sequence and one position list per fact "
                          f"(got {len(donors)} and {len(positions)}).")
-    dev = model_device(model)
-    gold = _gold_first_token(tokenizer, facts).to(dev)
-    plan = plan_capture(tokenizer, facts, ["last"])
-    correct = np.zeros(len(facts), bool)
-    lp = np.full(len(facts), math.nan)
-    was = model.training
-    model.eval()
-    try:
-        for rows, ids, _ in plan.batches:
-            ids = ids.to(dev)
-            b, n = ids.shape
-            mask = torch.zeros(b, n, dtype=torch.bool)
-            rep = None
-            for j, i in enumerate(rows.tolist()):
-                if tuple(donors[i].shape[:1]) != (n,):
-                    raise ValueError(f"fact {facts[i].fact_id}: donor sequence of length {donors[i].shape[0]} for a "
-                                     f"prompt of {n} tokens; donors must come from prompts of the same length.")
-                if rep is None:
-                    rep = torch.zeros(b, n, donors[i].shape[-1])
-                idx = torch.as_tensor(list(positions[i]), dtype=torch.long)
-                mask[j, idx] = True
-                rep[j, idx] = donors[i][idx].float()
-            if rep is None or not mask.any():
-                logits = model(ids)
-            else:
-                mask_d, rep_d = mask.to(dev)[..., None], rep.to(dev)
+    def patch(rows, ids, _pos):
+        b, n = ids.shape
+        mask = torch.zeros(b, n, dtype=torch.bool)
+        rep = None
+        for j, i in enumerate(rows.tolist()):
+            if tuple(donors[i].shape[:1]) != (n,):
+                raise ValueError(f"fact {facts[i].fact_id}: donor sequence of length {donors[i].shape[0]} for a "
+                                 f"prompt of {n} tokens; donors must come from prompts of the same length.")
+            if rep is None:
+                rep = torch.zeros(b, n, donors[i].shape[-1])
+            idx = torch.as_tensor(list(positions[i]), dtype=torch.long)
+            mask[j, idx] = True
+            rep[j, idx] = donors[i][idx].float()
+        if rep is None or not mask.any():
+            return None
+        mask_d, rep_d = mask.to(ids.device)[..., None], rep.to(ids.device)
 
-                def fn(act, hook=None, m=mask_d, r=rep_d):  # noqa: ARG001 (TransformerLens passes the hook point)
-                    return torch.where(m, r.to(act.dtype), act)
-                logits = model.run_with_hooks(ids, fwd_hooks=[(hook, fn)])
-            logits = logits if isinstance(logits, torch.Tensor) else logits.logits
-            last = logits[:, -1].float().log_softmax(-1)
-            g = gold[rows.to(dev)]
-            correct[rows.numpy()] = (last.argmax(-1) == g).cpu().numpy()
-            lp[rows.numpy()] = last.gather(-1, g[:, None]).squeeze(-1).cpu().numpy()
-    finally:
-        model.train(was)
-    return PatchOutcome(correct, lp)
+        def fn(act, hook=None, m=mask_d, r=rep_d):  # noqa: ARG001 (TransformerLens passes the hook point)
+            return torch.where(m, r.to(act.dtype), act)
+        return fn
+    return _answer_first_tokens(model, tokenizer, facts, "last", hook, patch)
