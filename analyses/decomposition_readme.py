@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from interference.hypotheses import decomposition as dec  # noqa: E402
 from interference.io import number  # noqa: E402
 from interference.metrics.stats import format_estimate  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "decomposition"
-LABELS = ("default", "heldout", "demo")
-SHARES = (("localized", "L", "(F[sem] - F[uuid]) / E"), ("capacity", "C", "(F[replay] - F[drift]) / E"),
-          ("behavior_cloning", "B", "(F[sem_known] - F[idk_known]) / E"))
+SHARES = tuple((h, s, "({} - {}) / E".format(*(f"F[{t[2:]}]" for t in dec.TERMS[s]))) for h, s in dec.SHARES.items())
 REGISTERED_SEEDS = 8
 PAPER = {"localized": "main_driver", "capacity": "not_supported", "behavior_cloning": "not_supported"}
 

@@ -228,11 +228,12 @@ SHARE_COLORS = {"localized": "#4477aa", "capacity": "#ee6677", "behavior_cloning
 def plot_decomposition(v: dict, out: Path) -> list[Path]:
     """Each hypothesis' share of the same excess forgetting against the width (equal steps, then
     equal learning), with 95% CIs and the decision bands, and every arm's forgetting per width."""
+    from interference.hypotheses.decomposition import SHARES  # hypothesis -> its share's letter
     widths = [int(w) for w in v["series"]["widths"]]
     by = v["series"]["by_width"]
     fig, ax = plt.subplots(1, 3, figsize=(15, 4))
     for k, (suffix, title) in enumerate((("", "equal steps (endpoint)"), ("_learned", "equal learning"))):
-        for j, (h, s) in enumerate((("localized", "L"), ("capacity", "C"), ("behavior_cloning", "B"))):
+        for j, (h, s) in enumerate(SHARES.items()):
             es = [by[str(w)]["shares"][s + suffix] for w in widths]
             x = [np.log2(w) + (j - 1) * 0.06 for w in widths]
             val = [e["value"] if e["value"] is not None else np.nan for e in es]

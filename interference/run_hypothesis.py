@@ -313,13 +313,14 @@ def format_table(v: dict, d: Path) -> str:
 def _format_widths(v: dict, d: Path) -> str:
     """The decomposition's table: per width, the excess and each hypothesis' share with its word,
     at equal steps (the endpoint) and at equal learning."""
+    from interference.hypotheses.decomposition import SHARES  # hypothesis -> its share's letter
     from interference.metrics.stats import format_estimate
     by = v["series"]["by_width"]
     lines = [f"{v['hypothesis']}: {v['verdict']}  ({v.get('seeds')} seeds; shares of E, mean [95% CI])"]
     for w, words in v["verdicts"].items():
         sh = by[w]["shares"]
         lines.append(f"  d{w}  E = F[sem] - F[drift] {format_estimate(sh['E'])}")
-        for h, s in (("localized", "L"), ("capacity", "C"), ("behavior_cloning", "B")):
+        for h, s in SHARES.items():
             lines.append(f"    {h:<17} {s} {format_estimate(sh[s]):<24} {words['step_matched'][h]:<14}"
                          f"equal learning {format_estimate(sh[s + '_learned']):<24} {words['learning_matched'][h]}")
     for h, e in v["series"]["trend"].items():

@@ -77,15 +77,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 from dataclasses import dataclass
 
-import numpy as np
 
 from interference.hypotheses.arms import fixed_steps, rates_at, readout, run_arm, step_matched
 from interference.hypotheses.capacity import known_facts, watched
 from interference.hypotheses.grid import Cell
 from interference.hypotheses.prereg import Preregistration, decide_estimate
+from interference.metrics.endpoints import slope_per_doubling
 from interference.metrics.stats import estimate, ratio_estimate
 from interference.train import SFTSpec
 
@@ -115,6 +114,10 @@ PREREGISTERED = Preregistration(
 
 EXTENDABLE = ("widths", "sd_widths")  # they only add cells: an --out with fewer is extended, not refused
 SHARES = {"localized": "L", "capacity": "C", "behavior_cloning": "B"}
+# Each share's numerator, F[a] - F[b] (its denominator is always E = F[sem] - F[drift]): the one
+# definition the ratio of means, the per-seed ratios and the width trend all read.
+TERMS = {"L": ("F_sem", "F_uuid"), "C": ("F_replay", "F_drift"), "B": ("F_sem_known", "F_idk_known")}
+EXCESS = ("F_sem", "F_drift")
 BASE_ARMS = ("sem", "uuid", "replay", "drift", "sem_known", "idk_known")
 SD_ARMS = ("sd_sem", "sd_uuid")
 LEARNED_ARMS = ("sem", "uuid", "replay", "sem_known", "idk_known")
@@ -247,11 +250,8 @@ def _shares(rows: list[dict], sd: bool) -> dict:
     """The three shares (ratio of seed means), their excess, both reads, from per-seed rows."""
     col = lambda k: [p.get(k, math.nan) for p in rows]  # noqa: E731
     diff = lambda a, b: [x - y for x, y in zip(col(a), col(b))]  # noqa: E731
-    E = diff("F_sem", "F_drift")
-    out = {"E": estimate(E),
-           "L": ratio_estimate(diff("F_sem", "F_uuid"), E),
-           "C": ratio_estimate(diff("F_replay", "F_drift"), E),
-           "B": ratio_estimate(diff("F_sem_known", "F_idk_known"), E),
+    E = diff(*EXCESS)
+    out = {"E": estimate(E), **{s: ratio_estimate(diff(*t), E) for s, t in TERMS.items()},
            "C_short": ratio_estimate(diff("F_replay_short", "F_drift"), E)}
     El = col("Fx_learned_sem")
     out.update({"E_learned": estimate(El),
@@ -260,10 +260,8 @@ def _shares(rows: list[dict], sd: bool) -> dict:
                 "B_learned": ratio_estimate([a - b for a, b in zip(col("Fx_learned_sem_known"),
                                                                      col("Fx_learned_idk_known"))], El)})
     # the per-seed-ratio intervals beside the ratio of means (a seed with E <= 0 has no share)
-    for s, (num_a, num_b) in {"L": ("F_sem", "F_uuid"), "C": ("F_replay", "F_drift"),
-                              "B": ("F_sem_known", "F_idk_known")}.items():
-        out[f"{s}_per_seed_ratio"] = estimate([(x - y) / e if e > 0 else math.nan
-                                               for x, y, e in zip(col(num_a), col(num_b), E)])
+    for s, t in TERMS.items():
+        out[f"{s}_per_seed_ratio"] = estimate([n / e if e > 0 else math.nan for n, e in zip(diff(*t), E)])
     # Added after the first results, deciding nothing: the idk arm abstained on about half of the
     # known watched facts (the Known half of its set is QA of QA-trained entities, so it can learn
     # "abstain unless the entity's QA was trained"), so B in forgetting units counts abstentions as
@@ -317,7 +315,7 @@ def summarize(cfg: DecompositionConfig, results, ctx) -> dict:
     trend = {}
     for h, s in SHARES.items():
         seeds_vals = [[_seed_share(cfg, per_seed[i], w, s) for w in cfg.widths] for i in range(cfg.seeds)]
-        trend[h] = estimate([_slope(np.log2(cfg.widths), v) for v in seeds_vals])
+        trend[h] = estimate([slope_per_doubling(cfg.widths, v) for v in seeds_vals])
     checks = {f"d{w} {name}": v for w, c in checks_by_width.items() for name, v in c.items()}
     main_width = 128 if 128 in cfg.widths else cfg.widths[len(cfg.widths) // 2]
     headline = []
@@ -349,15 +347,5 @@ def _finite(x) -> bool:
 def _seed_share(cfg, row: dict, width: int, s: str) -> float:
     """One seed's share at one width (a per-seed ratio, for the width trend only)."""
     g = lambda k: row.get(f"{k}_d{width}", math.nan)  # noqa: E731
-    e = g("F_sem") - g("F_drift")
-    num = {"L": g("F_sem") - g("F_uuid"), "C": g("F_replay") - g("F_drift"),
-           "B": g("F_sem_known") - g("F_idk_known")}[s]
-    return num / e if e > 0 else math.nan
-
-
-def _slope(x, y) -> float:
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(y)
-    if ok.sum() < 2:
-        return math.nan
-    return float(np.polyfit(x[ok], y[ok], 1)[0])
+    e = g(EXCESS[0]) - g(EXCESS[1])
+    return (g(TERMS[s][0]) - g(TERMS[s][1])) / e if e > 0 else math.nan
