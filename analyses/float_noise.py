@@ -31,16 +31,19 @@ def _leaves(x, prefix=""):
         yield prefix, float(x)
 
 
+def _diffs(pa, pb) -> dict[str, float]:
+    """|a - b| at every numeric leaf both hold, by its path."""
+    la, lb = dict(_leaves(pa)), dict(_leaves(pb))
+    return {k: abs(la[k] - lb[k]) for k in la.keys() & lb.keys() if math.isfinite(la[k]) and math.isfinite(lb[k])}
+
+
 def compare(a: dict, b: dict) -> dict:
-    def maxdiff(pa, pb):
-        la, lb = dict(_leaves(pa)), dict(_leaves(pb))
-        diffs = [(abs(la[k] - lb[k]), k) for k in la.keys() & lb.keys()
-                 if math.isfinite(la[k]) and math.isfinite(lb[k])]
-        return max(diffs, default=(0.0, ""))
-    seed_d, seed_k = maxdiff(a["per_seed"], b["per_seed"])
-    share_d, share_k = maxdiff(a["series"]["by_width"], b["series"]["by_width"])
-    la, lb = dict(_leaves(a["per_seed"])), dict(_leaves(b["per_seed"]))
-    per_fact = [(k, abs(la[k] - lb[k])) for k in la.keys() & lb.keys() if k.split("/")[-1].startswith("F_")]
+    def largest(d: dict) -> tuple[float, str]:
+        return max(((v, k) for k, v in d.items()), default=(0.0, ""))
+    seeds = _diffs(a["per_seed"], b["per_seed"])
+    seed_d, seed_k = largest(seeds)
+    share_d, share_k = largest(_diffs(a["series"]["by_width"], b["series"]["by_width"]))
+    per_fact = [(k, d) for k, d in seeds.items() if k.split("/")[-1].startswith("F_")]
     return {"same_words": a["verdicts"] == b["verdicts"], "same_verdict": a["verdict"] == b["verdict"],
             "max_abs_diff_per_seed": seed_d, "at_per_seed": seed_k,
             "max_abs_diff_shares_and_bounds": share_d, "at_shares": share_k,
