@@ -222,6 +222,44 @@ def plot_culprits(v: dict, out: Path) -> list[Path]:
     return _save(fig, out, "culprits")
 
 
+def plot_aimed_replay(v: dict, out: Path) -> list[Path]:
+    """(a) share of SFT's excess forgetting recovered against the replay budget, forecast-aimed vs
+    random, with the fragility baseline and self-distillation at their own points, 95% CIs; (b) the
+    same counted only on facts no arm replayed (what rehearsal saves beyond the rehearsed facts)
+    (see interference.hypotheses.aimed_replay)."""
+    from interference.hypotheses.aimed_replay import PRIMARY_BUDGET, arm_name
+    st, ser = v["statistics"], v["series"]
+    budgets = [100 * b for b in ser["budgets"]]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for a, prefix, title in ((ax[0], "rec_", "all watched facts the base knew"),
+                             (ax[1], "rec_never_replayed_", "facts no arm replayed")):
+        for order, color, dx in (("targeted", "#4477aa", -0.12), ("random", "#999999", 0.12)):
+            ests = [st.get(f"{prefix}{arm_name(order, b)}") or {} for b in ser["budgets"]]
+            val = np.array([np.nan if e.get("value") is None else e["value"] for e in ests], dtype=float)
+            lo = np.array([np.nan if e.get("low") is None else e["low"] for e in ests], dtype=float)
+            hi = np.array([np.nan if e.get("high") is None else e["high"] for e in ests], dtype=float)
+            if np.isfinite(val).any():
+                a.errorbar([b + dx for b in budgets], val, yerr=[val - lo, hi - val], color=color, marker="o", capsize=3,
+                           label=f"{order} replay")
+        for arm, color, marker, label in ((arm_name("fragile", PRIMARY_BUDGET), "#ee6677", "s",
+                                           "fragile replay (base log-prob)"),
+                                          ("self_distill", "#228833", "D", "self-distillation (no replay)")):
+            e = st.get(f"{prefix}{arm}") or {}
+            if e.get("value") is not None:
+                x = 100 * PRIMARY_BUDGET if arm != "self_distill" else 0.0
+                a.errorbar([x], [e["value"]], yerr=[[e["value"] - (e.get("low") or e["value"])],
+                                                     [(e.get("high") or e["value"]) - e["value"]]],
+                           color=color, marker=marker, capsize=3, ls="none", label=label)
+        a.axhline(0, color="k", lw=0.8)
+        a.axhline(0.5, color="k", lw=0.6, ls=":")
+        a.set_xlabel("replay budget (% of the SFT set's size)")
+        a.set_title(title, fontsize=9)
+    ax[0].set_ylabel("share of SFT's excess forgetting\nrecovered (equal learning)")
+    ax[0].legend(fontsize=7, loc="best")
+    _title(fig, v)
+    return _save(fig, out, "aimed_replay")
+
+
 SHARE_COLORS = {"localized": "#4477aa", "capacity": "#ee6677", "behavior_cloning": "#228833"}
 
 
@@ -285,7 +323,8 @@ def plot_decomposition(v: dict, out: Path) -> list[Path]:
 def plot_hypothesis(v: dict, out: str | Path) -> list[Path]:
     """The figure of one hypothesis' verdict.json, next to it."""
     fn = {"localized": plot_localized, "capacity": plot_capacity, "decomposition": plot_decomposition,
-          "behavior_cloning": plot_behavior_cloning, "culprits": plot_culprits}.get(v["hypothesis"])
+          "behavior_cloning": plot_behavior_cloning, "culprits": plot_culprits,
+          "aimed_replay": plot_aimed_replay}.get(v["hypothesis"])
     if v.get("design") == "count_sweep":
         fn = plot_capacity_sweep
     return fn(v, Path(out)) if fn is not None else []  # a module without a figure of its own

@@ -5,6 +5,7 @@
     python -m interference.run_hypothesis capacity --seeds 5 --world world.json --out runs/h
     python -m interference.run_hypothesis localized --model ~/models/Qwen2.5-1.5B --data ~/data/eq --out runs/hq
     python -m interference.run_hypothesis culprits --quick --seeds 3   # culprit removal (issue 20); not in `all`
+    python -m interference.run_hypothesis aimed_replay --quick         # replay aimed by the forecast; not in `all`
 
 Writes ``OUT/<hypothesis>/verdict.json`` (verdict, share with its 95% CI over seeds, statistics
 with CIs, the deciding rule, per-seed metrics), ``per_seed.json`` and PNG + PDF plots; ``all``
@@ -33,7 +34,7 @@ from pathlib import Path
 # The hypothesis modules load torch; they are imported when first used (``HYPOTHESES``), so
 # ``--help`` answers at once. tests/test_cli.py checks NAMES against the modules' own NAMEs.
 NAMES = ("capacity", "behavior_cloning", "localized")
-EXPERIMENT_NAMES = NAMES + ("culprits", "decomposition")  # by name, not by `all` (its summary is the three hypotheses')
+EXPERIMENT_NAMES = NAMES + ("culprits", "decomposition", "aimed_replay")  # by name, not by `all` (its summary is the three hypotheses')
 DEFAULT_OUT = "runs/hypotheses"
 
 

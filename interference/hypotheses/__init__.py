@@ -3,10 +3,12 @@
 Each design is a module with ``NAME``, ``PREREGISTERED`` (``prereg.Preregistration``), a config,
 ``cells(cfg, ctx)`` and ``summarize(cfg, results, ctx)``; ``runner.run_module`` runs any of them.
 """
-from interference.hypotheses import behavior_cloning, capacity, culprits, decomposition, localized
+from interference.hypotheses import aimed_replay, behavior_cloning, capacity, culprits, decomposition, localized
 
 HYPOTHESES = {m.NAME: m for m in (capacity, behavior_cloning, localized)}
 # Designs run by name but not by ``all`` (whose summary is the three hypotheses' shares):
 # culprits, the per-fact removal test of localized interference, and decomposition, the three
-# hypotheses' shares of one excess forgetting at several widths (its own verdict per width).
-EXPERIMENTS = {**HYPOTHESES, culprits.NAME: culprits, decomposition.NAME: decomposition}
+# hypotheses' shares of one excess forgetting at several widths (its own verdict per width); and
+# aimed_replay, the fix the forecast aims (replaying the at-risk facts), against random and fragile.
+EXPERIMENTS = {**HYPOTHESES, culprits.NAME: culprits, decomposition.NAME: decomposition,
+               aimed_replay.NAME: aimed_replay}

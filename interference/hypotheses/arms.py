@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Sequence
 
 from interference.data import Fact
@@ -57,11 +58,13 @@ def run_arm(ctx, base_spec, train: Sequence[Fact], watch: Sequence[Fact], sft, e
     model, tok = ctx.base(base_spec)
     curve = OutcomeCurve(tok, watch, train, extra, score=getattr(ctx, "score", score_facts))
     teacher = ctx.teacher(sft.teacher_recipe(), base_spec) if sft.method == "self_distill" else None
+    t0 = time.perf_counter()
     res = finetune_on(model, tok, list(train), sft, teacher=teacher, world=ctx.world, callbacks=[curve],
                       dist=ctx.dist)
+    seconds = time.perf_counter() - t0  # evaluations included; a shared CPU's wall time, not a benchmark
     if not curve.rows or curve.rows[0]["step"] != 0:
         raise RuntimeError("the loop did not evaluate the base at step 0; the arm has no baseline.")
-    return {"steps": int(res.steps), "n_train": len(train), "watch_hash": facts_hash(watch),
+    return {"steps": int(res.steps), "n_train": len(train), "seconds": round(seconds, 3), "watch_hash": facts_hash(watch),
             "extra_hash": {k: facts_hash(v) for k, v in (extra or {}).items()}, "curve": curve.rows}
 
 

@@ -66,6 +66,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -145,6 +146,8 @@ class Plan:
     removed: dict  # arm -> SFT fact ids removed
     replayed: dict  # arm -> watched fact ids added
     n_budget: int
+    neg_gold_logprob: np.ndarray | None = None  # per watched fact, at the base (the fragility baseline)
+    seconds: float = math.nan  # wall time of this plan: the one-off cost of aiming (forecast + culprits)
 
 
 _PLANS: dict = {}
@@ -161,6 +164,7 @@ def plan(cfg: CulpritsConfig, ctx, seed: int) -> Plan:
     key = (ctx.spec.hash(), config_hash({k: v for k, v in cfg.to_dict().items() if k != "seeds"}), seed)
     if key in _PLANS:
         return _PLANS[key]
+    t0 = time.perf_counter()
     model, tok = ctx.base()
     slick = load_slick(ctx.base_dir())
     data = build_sft_data(ctx.world, slick, dataclasses.replace(cfg.data, seed=cfg.data_seed_offset + seed))
@@ -182,7 +186,9 @@ def plan(cfg: CulpritsConfig, ctx, seed: int) -> Plan:
                "fragility": choose_removals(c, [ids[i] for i in fragile], n)}
     replayed = {"replay_targeted": [ids[i] for i in at_risk[:n]],
                 "replay_random": [ids[i] for i in rng.sample(range(len(watch)), min(n, len(watch)))]}
-    p = Plan(list(train), new_ids, list(watch), risk, targets, kept, removed, replayed, n)
+    p = Plan(list(train), new_ids, list(watch), risk, targets, kept, removed, replayed, n,
+             neg_gold_logprob=np.asarray(table.columns["neg_gold_logprob"], dtype=float),
+             seconds=time.perf_counter() - t0)
     _PLANS[key] = p
     return p
 
