@@ -115,3 +115,28 @@ def test_a_directory_that_holds_anything_is_never_replaced_by_the_pinned_base(pi
     empty = tmp_path / "empty"
     empty.mkdir()
     assert install_pinned(quick_spec, empty) and (empty / "model.safetensors").exists()
+
+
+def test_every_committed_base_carries_its_sealed_format_teacher():
+    """Self-distillation's teacher is pinned with its base: the check script finds each one sealed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "scripts" / "pin_teachers.py"
+    r = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("committed and sealed") == len(list(bases.pinned_root().glob("base-*")))
+
+
+def test_an_installed_pinned_base_serves_its_teacher_without_training(cache_dir, monkeypatch):
+    from interference import teacher as teacher_mod
+    from interference.hypotheses.context import Context
+    from interference.train import SFTSpec
+
+    def refuse(*a, **k):
+        raise AssertionError("the format teacher was trained, not loaded from the pinned copy")
+    monkeypatch.setattr(teacher_mod, "sft_copy", refuse)
+    spec = BaseSpec.default()
+    ctx = Context(spec, out=cache_dir / "out", progress=False)
+    t = ctx.teacher(SFTSpec().teacher_recipe(), spec)
+    assert not any(p.requires_grad for p in t.parameters())
