@@ -1,11 +1,14 @@
-"""Write the README's culprit-removal results from the saved verdict, never by hand.
+"""Write the README's culprit-removal and aimed-replay results from the saved verdicts, never by hand.
 
     python -m interference.run_hypothesis culprits --seeds 5 --out runs/culprits
-    python analyses/culprits_readme.py [--runs runs/culprits]
+    python -m interference.run_hypothesis culprits --world analyses/worlds/heldout.json --out runs/culprits_heldout
+    python -m interference.run_hypothesis aimed_replay --out runs/aimed_replay
+    python analyses/culprits_readme.py [--runs runs/culprits] [--heldout runs/culprits_heldout] [--aimed runs/aimed_replay]
 
-Copies ``<runs>/culprits/verdict.json`` into ``analyses/results/culprits/default.json`` (plots by
-file name) and renders ``analyses/results/culprits.md``, which ``analyses/update_readme.py`` puts
-into the README's CULPRITS section.
+Copies each ``<runs>/<experiment>/verdict.json`` into ``analyses/results/culprits/{default,heldout}.json``
+and ``analyses/results/aimed_replay/default.json`` (plots by file name) and renders
+``analyses/results/culprits.md`` and ``analyses/results/aimed-replay.md``, which
+``analyses/update_readme.py`` puts into the README's CULPRITS and AIMED-REPLAY sections.
 """
 from __future__ import annotations
 
@@ -20,25 +23,36 @@ from interference.metrics.stats import format_estimate  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "culprits"
+AIMED = RESULTS / "aimed_replay"
+WORLDS = {"default": "Default world", "heldout": "Held-out world (`analyses/worlds/heldout.json`, its own pinned base)"}
 
 
-def collect(runs: Path) -> None:
-    src = runs / "culprits" / "verdict.json"
+def collect(runs: Path, name: str = "default", experiment: str = "culprits", out: Path = OUT) -> None:
+    src = runs / experiment / "verdict.json"
     if src.exists():
-        OUT.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         v = json.loads(src.read_text())
         v["plots"] = [Path(p).name for p in v.get("plots", [])]
-        (OUT / "default.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
+        (out / f"{name}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
 
 
 def section() -> str | None:
-    f = OUT / "default.json"
+    blocks = [world_block(OUT / f"{w}.json", title) for w, title in WORLDS.items()]
+    blocks = [b for b in blocks if b]
+    if not blocks:
+        return None
+    missing = [title.split(" (")[0].lower() for w, title in WORLDS.items() if not (OUT / f"{w}.json").exists()]
+    tail = f"\n\nNot run yet: the {', '.join(missing)}." if missing else ""
+    return "\n\n".join(blocks) + tail
+
+
+def world_block(f: Path, title: str) -> str | None:
     if not f.exists():
         return None
     v = json.loads(f.read_text())
     head = {k: e for k, e in [tuple(r) for r in v["headline"]]}
     g = lambda k: format_estimate(head[k]) if k in head else "n/a"  # noqa: E731
-    lines = [f"**Default world, {v['seeds']} seeds** (pre-registered, hash `{v['preregistered']['hash']}`; pinned base "
+    lines = [f"**{title}, {v['seeds']} seeds** (pre-registered, hash `{v['preregistered']['hash']}`; pinned base "
              f"`{', '.join(sorted(set(v['base_fingerprints'].values())))}`): **`{v['verdict']}`**, "
              f"E = rescue[culprits](T) - rescue[random](T) = {format_estimate(v['endpoint'])}. "
              f"The issue's goal (culprit removal rescues at least half of the forgotten at-risk facts and at least twice "
@@ -56,22 +70,67 @@ def section() -> str | None:
                  "capacity and behavior cloning do not" if v["verdict"] in ("contributes", "main_driver") else "")
               + ". Replaying the at-risk facts "
               f"(the same budget) rescues {g('rescue of at-risk facts: targeted replay')} of them against "
-              f"{g('rescue of at-risk facts: random replay')} for random replay. Not run yet: the held-out world, "
-              "the replay budget sweep, the self-distillation comparison and cost per step."]
+              f"{g('rescue of at-risk facts: random replay')} for random replay (the budget sweep, fragile replay "
+              "and self-distillation are the aimed-replay experiment below)."]
+    return "\n".join(lines)
+
+
+def aimed_section() -> str | None:
+    f = AIMED / "default.json"
+    if not f.exists():
+        return None
+    v = json.loads(f.read_text())
+    st, ps = v["statistics"], v["per_seed"]
+    head = {k: e for k, e in [tuple(r) for r in v["headline"]]}
+    fe = lambda k: format_estimate(st[k]) if k in st else "n/a"  # noqa: E731
+    lines = [f"**Default world, {v['seeds']} seeds** (pre-registered, hash `{v['preregistered']['hash']}`; pinned base "
+             f"`{', '.join(sorted(set(v['base_fingerprints'].values())))}`; the same SFT sets, watched facts and "
+             f"forecast as the culprit removal above): **`{v['verdict']}`**, D = Rec(targeted) - Rec(fragile) at a 5% "
+             f"budget = {format_estimate(v['endpoint'])}. The issue's goal (targeted replay of 5% of the set's size "
+             "recovers at least half of SFT's excess forgetting and at least twice what random replay of that budget "
+             f"does, new facts still learned) is {'met' if v.get('goal_met') else 'not met'}.", "",
+             "Rec = share of SFT's excess forgetting (plain SFT minus Known-only drift, all watched facts the base "
+             "knew) that the arm removes, read where each arm learned its new facts (ratio of seed means, 95% CI):",
+             "", "| budget | targeted by the forecast | random | fragile (lowest base log-prob) |", "|---|---|---|---|"]
+    for b in v["series"]["budgets"]:
+        cell = lambda o: fe(f"rec_replay_{o}_{b:g}")  # noqa: E731
+        lines.append(f"| {100 * b:g}% | {cell('targeted')} | {cell('random')} | "
+                     f"{cell('fragile') if f'rec_replay_fragile_{b:g}' in st else ''} |")
+    sec = [s.get("seconds_per_step_full") for s in ps]
+    sd_sec = [s.get("seconds_per_step_self_distill") for s in ps]
+    ratio = [a / b for a, b in zip(sd_sec, sec) if a and b]
+    lines += ["", "| read-out | mean [95% CI] |", "|---|---|"]
+    lines += [f"| {k} | {format_estimate(e)} |" for k, e in head.items()]
+    lines += ["", f"Self-distillation (no replay) recovers {fe('rec_self_distill')} of the same excess. Cost: aiming "
+              f"(forecast + culprits from the base) took {fe('plan_seconds')} s per SFT set on this machine (base loading included), once; "
+              "a replay arm trains the same steps at the same batch size as plain SFT, so its cost per step is "
+              "SFT's" + (f", while self-distillation's wall time per step (evaluations included, shared CPU) is "
+                         f"{sum(ratio) / len(ratio):.2f}x plain SFT's" if ratio else "")
+              + " (`benchmarks/results/fix_cost.json` times the training step alone). The curation route (drop "
+              f"the culprits) costs {fe('curation_new_dropped')} new facts of the set per seed "
+              f"({fe('curation_new_dropped_share')} of them), which that arm then never learns."]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=Path, default=Path("runs/culprits"))
+    ap.add_argument("--heldout", type=Path, default=Path("runs/culprits_heldout"))
+    ap.add_argument("--aimed", type=Path, default=Path("runs/aimed_replay"))
     args = ap.parse_args(argv)
     collect(args.runs)
-    body = section()
-    if body is None:
-        print("no saved culprits verdict; run the command in this script's docstring first.", file=sys.stderr)
+    collect(args.heldout, "heldout")
+    collect(args.aimed, "default", "aimed_replay", AIMED)
+    wrote = 0
+    for name, body in (("culprits", section()), ("aimed-replay", aimed_section())):
+        if body is not None:
+            (RESULTS / f"{name}.md").write_text(body + "\n")
+            print(f"wrote {RESULTS / (name + '.md')}")
+            wrote += 1
+    if not wrote:
+        print("no saved culprits or aimed-replay verdict; run the commands in this script's docstring first.",
+              file=sys.stderr)
         return 2
-    (RESULTS / "culprits.md").write_text(body + "\n")
-    print(f"wrote {RESULTS / 'culprits.md'}")
     return 0
 
 
