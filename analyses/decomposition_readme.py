@@ -5,6 +5,8 @@
         --world analyses/worlds/heldout.json --out runs/decomposition_heldout
     python -m interference.run_hypothesis decomposition --widths 64 --seeds 3 --jobs 2 --out runs/demo   # the demo
     python analyses/decomposition_readme.py [--runs runs/decomposition] [--heldout-runs ...] [--demo-runs runs/demo]
+    python -m interference.run_hypothesis decomposition --widths 256 --seeds 3 --out runs/decomposition_d256
+    python analyses/decomposition_readme.py --join-default runs/decomposition_d256   # add its width to the saved one
 
 Each verdict found is first copied into ``analyses/results/decomposition/{default,heldout,demo}.json``
 (so the numbers stay in the repository), then ``analyses/results/decomposition.md`` is rendered from
@@ -12,6 +14,10 @@ those copies and from the registered verdicts in ``analyses/results/verdicts/def
 the excess E and each hypothesis' share with its word at equal steps (the endpoint) and at equal
 learning; the trend with width; the registered designs' words beside them; and where ours differs
 from the paper. ``analyses/update_readme.py`` then puts the section into the README.
+
+``--join-default RUNS`` (``--join-heldout RUNS``) adds the widths of another run of the same
+pre-registration to the saved verdict (``decomposition.join_verdicts``: recomputed from both runs'
+per-seed rows), so a width run later, on another machine, joins the widths whose cells are gone.
 """
 from __future__ import annotations
 
@@ -41,6 +47,23 @@ def collect(runs: Path | None, label: str) -> None:
         v = json.loads(src.read_text())
         v["plots"] = [Path(p).name for p in v.get("plots", [])]  # names, not this machine's paths
         (OUT / f"{label}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
+
+
+def join(runs: Path | None, label: str) -> None:
+    if runs is None:
+        return
+    src = runs / "decomposition" / "verdict.json"
+    base = load(label)
+    if base is None or not src.exists():
+        raise SystemExit(f"nothing to join: {'the saved ' + label + ' verdict' if base is None else src} is missing.")
+    other = json.loads(src.read_text())
+    if set(other["series"]["widths"]) <= set(base["series"]["widths"]):
+        print(f"{label}: widths {other['series']['widths']} are already in the saved verdict; nothing joined.")
+        return
+    v = dec.join_verdicts(base, other)
+    v["plots"] = base.get("plots", [])
+    (OUT / f"{label}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
+    print(f"{label}: joined widths {other['series']['widths']} ({other['seeds']} seeds) into {OUT / (label + '.json')}")
 
 
 def load(label: str) -> dict | None:
@@ -83,6 +106,11 @@ def trend_line(v: dict) -> str:
 
 def seeds_note(v: dict) -> str:
     n = v.get("seeds", 0)
+    by = v.get("seeds_by_width")
+    if by and len(set(by.values())) > 1:
+        return (" (seeds of the registered " + str(REGISTERED_SEEDS) + ": " + ", ".join(f"d{w} {k}" for w, k in by.items())
+                + "; the CPU time each session had, the widths run in separate runs and joined from their per-seed "
+                "rows)")
     return "" if n >= REGISTERED_SEEDS else (f" ({n} of the registered {REGISTERED_SEEDS} seeds: the CPU time this "
                                              "session had; the same command with `--seeds 8` extends it)")
 
@@ -196,10 +224,14 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=Path, default=Path("runs/decomposition"))
     ap.add_argument("--heldout-runs", type=Path, default=Path("runs/decomposition_heldout"))
     ap.add_argument("--demo-runs", type=Path, default=Path("runs/demo"))
+    ap.add_argument("--join-default", type=Path, help="a run of other widths to join into the saved default verdict")
+    ap.add_argument("--join-heldout", type=Path, help="the same for the held-out world's verdict")
     ap.add_argument("--out", type=Path, default=RESULTS / "decomposition.md")
     args = ap.parse_args(argv)
     for runs, label in ((args.runs, "default"), (args.heldout_runs, "heldout"), (args.demo_runs, "demo")):
         collect(runs, label)
+    join(args.join_default, "default")
+    join(args.join_heldout, "heldout")
     args.out.write_text(section() + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -151,3 +151,51 @@ def test_more_widths_extend_an_output_directory_instead_of_being_refused():
     b = hypothesis_config(dec, dec.DecompositionConfig(widths=(64, 128), seeds=5), ctx)
     c = hypothesis_config(dec, dec.DecompositionConfig(widths=(64,), count=50), ctx)
     assert a == b and a != c  # widths and seeds add cells; the count changes every cell
+
+
+def _saved_halves():
+    import copy
+    import json
+    from pathlib import Path
+    v = json.loads((Path(__file__).resolve().parents[1] / "analyses/results/decomposition/default.json").read_text())
+
+    def only(w, seeds=None):
+        u = copy.deepcopy(v)
+        u["series"]["widths"] = [w]
+        u["config"]["sd_widths"] = [x for x in v["config"]["sd_widths"] if x == w]
+        u["per_seed"] = [{k: x for k, x in r.items() if k == "seed" or k.endswith(f"_d{w}")}
+                         for r in v["per_seed"][:seeds]]
+        u["seeds"] = len(u["per_seed"])
+        return u
+    return v, only
+
+
+def test_joining_two_widths_recomputes_the_saved_verdict_exactly():
+    """The saved 5-seed d64/d128 verdict, split by width and joined again, is the same verdict."""
+    import json
+    v, only = _saved_halves()
+    j = dec.join_verdicts(only(64), only(128))
+    norm = lambda x: json.loads(json.dumps(x, sort_keys=True))  # noqa: E731
+    for k in ("verdicts", "shares", "checks", "statistics", "headline"):
+        assert norm(j[k]) == norm(v[k]), k
+    assert norm(j["series"]["trend"]) == norm(v["series"]["trend"])
+
+
+def test_a_width_with_fewer_seeds_counts_only_its_own_and_the_trend_only_complete_seeds():
+    v, only = _saved_halves()
+    j = dec.join_verdicts(only(64), only(128, seeds=3))
+    assert j["seeds_by_width"] == {"64": 5, "128": 3}
+    assert j["series"]["by_width"]["128"]["shares"]["E"]["n"] == 3
+    assert j["series"]["by_width"]["64"]["shares"]["E"]["n"] == 5
+    assert all(t["n"] == 3 for t in j["series"]["trend"].values())
+
+
+def test_join_refuses_a_shared_width_and_another_preregistration():
+    import copy
+    _, only = _saved_halves()
+    with pytest.raises(ValueError, match="both verdicts hold width"):
+        dec.join_verdicts(only(64), only(64))
+    other = copy.deepcopy(only(128))
+    other["preregistered"]["hash"] = "000000000000"
+    with pytest.raises(ValueError, match="different pre-registrations"):
+        dec.join_verdicts(only(64), other)

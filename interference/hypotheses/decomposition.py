@@ -291,12 +291,21 @@ def words(shares: dict, checks: dict) -> dict:
 
 
 def summarize(cfg: DecompositionConfig, results, ctx) -> dict:
-    per_seed, by_width = [], {}
+    per_seed = []
     for seed in range(cfg.seeds):
         m = {"seed": seed}
         for width in cfg.widths:
             m.update({f"{k}_d{width}": v for k, v in per_seed_reads(cfg, results, width, seed).items()})
         per_seed.append(m)
+    return summarize_rows(cfg, per_seed)
+
+
+def summarize_rows(cfg: DecompositionConfig, per_seed: list[dict]) -> dict:
+    """Everything the verdict says, from the per-seed rows alone (``<read>_d<width>`` keys; a seed
+    that lacks a width's cells has nan there and drops out of that width's statistics). Why apart
+    from the cells: rows saved in a verdict can be joined with the rows of a run at another width
+    (``analyses/decomposition_readme.py --join``) without recomputing cells another machine held."""
+    by_width = {}
     keys = sorted({k for p in per_seed for k in p if k != "seed"})
     stats = {k: estimate([p.get(k, math.nan) for p in per_seed]) for k in keys}
     verdicts, checks_by_width = {}, {}
@@ -314,7 +323,9 @@ def summarize(cfg: DecompositionConfig, results, ctx) -> dict:
                            "learning_matched": words({SHARES[h]: sh[f"{SHARES[h]}_learned"] for h in SHARES}, checks)}
     trend = {}
     for h, s in SHARES.items():
-        seeds_vals = [[_seed_share(cfg, per_seed[i], w, s) for w in cfg.widths] for i in range(cfg.seeds)]
+        seeds_vals = [[_seed_share(cfg, row, w, s) for w in cfg.widths] for row in per_seed
+                      if all(_finite(row.get(f"F_sem_d{w}")) for w in cfg.widths)]  # a joined seed without
+        # every width's cells has no trend (its slope would come from other widths than the rest)
         trend[h] = estimate([slope_per_doubling(cfg.widths, v) for v in seeds_vals])
     checks = {f"d{w} {name}": v for w, c in checks_by_width.items() for name, v in c.items()}
     main_width = 128 if 128 in cfg.widths else cfg.widths[len(cfg.widths) // 2]
@@ -349,3 +360,42 @@ def _seed_share(cfg, row: dict, width: int, s: str) -> float:
     g = lambda k: row.get(f"{k}_d{width}", math.nan)  # noqa: E731
     e = g(EXCESS[0]) - g(EXCESS[1])
     return (g(TERMS[s][0]) - g(TERMS[s][1])) / e if e > 0 else math.nan
+
+
+def join_verdicts(a: dict, b: dict) -> dict:
+    """One verdict from two runs of this design at different widths (e.g. d64/d128 on one machine,
+    d256 later on another), recomputed by ``summarize_rows`` from their saved per-seed rows.
+
+    Refused in one sentence unless both were run under the same pre-registration and share no
+    width (a width in both would have two sets of cells for one question); that both come from one
+    world is the caller's to say (a verdict does not name its world; its bases' hashes do). Seeds are
+    joined by index; a width run with fewer seeds has nan rows for the rest, which its statistics
+    leave out, and ``seeds_by_width`` says how many each width has."""
+    if a.get("hypothesis") != NAME or b.get("hypothesis") != NAME:
+        raise ValueError("both verdicts must be decomposition verdicts.")
+    if a["preregistered"]["hash"] != b["preregistered"]["hash"]:
+        raise ValueError(f"the verdicts were run under different pre-registrations ({a['preregistered']['hash']} vs "
+                         f"{b['preregistered']['hash']}); run the missing widths under the one that is committed.")
+    wa, wb = a["series"]["widths"], b["series"]["widths"]
+    if set(wa) & set(wb):
+        raise ValueError(f"both verdicts hold width(s) {sorted(set(wa) & set(wb))}; join runs of different widths only.")
+    widths = tuple(sorted(wa + wb))
+    n = max(a["seeds"], b["seeds"])
+    rows = [{"seed": s} for s in range(n)]
+    for v in (a, b):
+        for r in v["per_seed"]:
+            rows[r["seed"]].update({k: x for k, x in r.items() if k != "seed"})
+    for r in rows:  # a width a seed never ran: nan, so every statistic leaves that seed out there
+        for w in widths:
+            for k in [k for k in (a["per_seed"][0] | b["per_seed"][0]) if k.endswith(f"_d{w}")]:
+                r.setdefault(k, math.nan)
+    sd = tuple(sorted(set(a["config"].get("sd_widths", ())) | set(b["config"].get("sd_widths", ()))))
+    cfg = dataclasses.replace(DecompositionConfig(), widths=widths, seeds=n, sd_widths=sd)
+    out = summarize_rows(cfg, rows)
+    out.update({"preregistered": a["preregistered"], "seeds": n, "config": {**a["config"], "widths": list(widths),
+                                                                            "seeds": n, "sd_widths": list(sd)},
+                "base_fingerprints": {**a.get("base_fingerprints", {}), **b.get("base_fingerprints", {})},
+                "seeds_by_width": {str(w): (a if w in wa else b)["seeds"] for w in widths},
+                "joined_from": [{"widths": v["series"]["widths"], "seeds": v["seeds"],
+                                 "cells": v.get("cells")} for v in (a, b)]})
+    return out
