@@ -6,6 +6,7 @@
     python -m interference.run_hypothesis localized --model ~/models/Qwen2.5-1.5B --data ~/data/eq --out runs/hq
     python -m interference.run_hypothesis culprits --quick --seeds 3   # culprit removal (issue 20); not in `all`
     python -m interference.run_hypothesis aimed_replay --quick         # replay aimed by the forecast; not in `all`
+    python -m interference.run_hypothesis bc_contrast --quick          # behavior cloning's share, idk arm mended
 
 Writes ``OUT/<hypothesis>/verdict.json`` (verdict, share with its 95% CI over seeds, statistics
 with CIs, the deciding rule, per-seed metrics), ``per_seed.json`` and PNG + PDF plots; ``all``
@@ -34,7 +35,7 @@ from pathlib import Path
 # The hypothesis modules load torch; they are imported when first used (``HYPOTHESES``), so
 # ``--help`` answers at once. tests/test_cli.py checks NAMES against the modules' own NAMEs.
 NAMES = ("capacity", "behavior_cloning", "localized")
-EXPERIMENT_NAMES = NAMES + ("culprits", "decomposition", "aimed_replay")  # by name, not by `all` (its summary is the three hypotheses')
+EXPERIMENT_NAMES = NAMES + ("culprits", "decomposition", "aimed_replay", "bc_contrast")  # by name, not by `all` (its summary is the three hypotheses')
 DEFAULT_OUT = "runs/hypotheses"
 
 
@@ -55,7 +56,7 @@ def _config(module, quick: bool, seeds: int | None, consolidations: tuple[float,
     cfg = dataclasses.replace(cfg, seeds=seeds) if seeds is not None else cfg
     if widths is not None:
         if not hasattr(cfg, "widths"):
-            raise UsageError(f"--widths applies to decomposition, not {module.NAME}; leave it out.")
+            raise UsageError(f"--widths applies to decomposition and bc_contrast, not {module.NAME}; leave it out.")
         cfg = dataclasses.replace(cfg, widths=widths)
     if consolidations is not None and hasattr(cfg, "consolidations"):
         cfg = dataclasses.replace(cfg, consolidations=consolidations)

@@ -1,0 +1,54 @@
+"""bc_contrast: the held-back split, the arms' sets and B on constructed rows with a known answer."""
+import math
+
+import pytest
+
+from interference.hypotheses import bc_contrast as B
+from interference.world import World, WorldConfig
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(WorldConfig.quick())
+
+
+def test_the_split_is_fixed_disjoint_and_half_each(world):
+    held, watched = B.split_statement_only(world)
+    again = B.split_statement_only(world)
+    assert [e.eid for e in held] == [e.eid for e in again[0]]
+    assert {e.eid for e in held}.isdisjoint({e.eid for e in watched})
+    assert len(held) == len(world.split("statement_only")) // 2
+
+
+def test_the_known_half_comes_from_held_back_entities_and_never_from_watched_ones(world):
+    cfg = B.BCContrastConfig.quick()
+    watched = {f.fact_id for f in B.watched_half(world)}
+    sem = B.arm_facts(world, cfg, "sem", 0)
+    for arm in ("drift", "sem_known", "idk_known"):
+        facts = B.arm_facts(world, cfg, arm, 0)
+        assert not watched & {f.fact_id for f in facts}
+    idk = B.arm_facts(world, cfg, "idk_known", 0)
+    known = B.arm_facts(world, cfg, "sem_known", 0)
+    assert [f.fact_id for f in idk] == [f.fact_id for f in known]  # the same questions, only the new answers differ
+    new_ids = {f.fact_id for f in sem}
+    assert all(a.answer == b.answer for a, b in zip(idk, known) if a.fact_id not in new_ids)
+    assert all(a.answer != b.answer for a, b in zip(idk, known) if a.fact_id in new_ids)
+
+
+def test_b_is_a_ratio_of_seed_means_of_one_excess():
+    rows = [{"F_sem": 0.10, "F_drift": 0.02, "F_sem_known": 0.08, "F_idk_known": 0.04, "H_sem": 0.1, "H_drift": 0.0,
+             "H_sem_known": 0.05, "H_idk_known": 0.0, "abstain_idk_known": 0.05, "Fx_learned_sem": 0.06,
+             "Fx_learned_sem_known": 0.05, "Fx_learned_idk_known": 0.02, "plasticity_sem": 1.0,
+             "plasticity_sem_known": 1.0, "plasticity_idk_known": 0.99},
+            {"F_sem": 0.06, "F_drift": 0.02, "F_sem_known": 0.05, "F_idk_known": 0.03, "H_sem": 0.05, "H_drift": 0.0,
+             "H_sem_known": 0.03, "H_idk_known": 0.01, "abstain_idk_known": 0.07, "Fx_learned_sem": 0.04,
+             "Fx_learned_sem_known": 0.03, "Fx_learned_idk_known": 0.02, "plasticity_sem": 1.0,
+             "plasticity_sem_known": 0.97, "plasticity_idk_known": 0.96}]
+    sh = B.shares(rows)
+    assert sh["B"]["value"] == pytest.approx((0.04 + 0.02) / (0.08 + 0.04))
+    assert sh["B_learned"]["value"] == pytest.approx((0.03 + 0.01) / 0.10)
+    ck = B.checks_of(sh, rows)
+    assert ck["learned"] and ck["idk arm abstains on <= 10% of the known watched facts"]
+    rows[1]["abstain_idk_known"] = 0.5  # the arm that learned "always abstain" fails its own check
+    assert not B.checks_of(B.shares(rows), rows)["idk arm abstains on <= 10% of the known watched facts"]
+    assert math.isfinite(sh["E"]["low"])
