@@ -75,6 +75,25 @@ def world_block(f: Path, title: str) -> str | None:
     return "\n".join(lines)
 
 
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "fix_cost.json"
+
+
+def cost_sentence() -> str:
+    """What each fix costs, from the benchmark's JSON (CPU seconds: the wall time of a shared machine
+    measures its load)."""
+    if not BENCH.exists():
+        return "Cost per step: not measured yet (`python benchmarks/fix_cost.py`)."
+    b = json.loads(BENCH.read_text())
+    c = lambda k: b[k]["cpu_seconds_per_step"]  # noqa: E731
+    return (f"Cost per training step (`benchmarks/results/fix_cost.json`, CPU seconds on {b['threads']} thread, d128, "
+            f"batch {b['batch_size']}): plain SFT {c('sft'):.3f}, SFT + 5% replay {c('replay_targeted_5pct'):.3f} "
+            f"({b['replay_over_sft_cpu']:.2f}x: the same batch), self-distillation {c('self_distill'):.3f} "
+            f"({b['self_distill_over_sft_cpu']:.2f}x: the teacher's forward pass); aiming the replay costs once "
+            f"{b['aiming_once']['cpu_seconds']:.0f} CPU s (forecast + culprits of {b['aiming_once']['n_watched']} "
+            f"watched facts in {b['aiming_once']['n_sft']} SFT facts), "
+            f"about {b['aiming_once']['cpu_seconds'] / c('sft'):.0f} SFT steps' worth.")
+
+
 def aimed_section() -> str | None:
     f = AIMED / "default.json"
     if not f.exists():
@@ -96,19 +115,12 @@ def aimed_section() -> str | None:
         cell = lambda o: fe(f"rec_replay_{o}_{b:g}")  # noqa: E731
         lines.append(f"| {100 * b:g}% | {cell('targeted')} | {cell('random')} | "
                      f"{cell('fragile') if f'rec_replay_fragile_{b:g}' in st else ''} |")
-    sec = [s.get("seconds_per_step_full") for s in ps]
-    sd_sec = [s.get("seconds_per_step_self_distill") for s in ps]
-    ratio = [a / b for a, b in zip(sd_sec, sec) if a and b]
     lines += ["", "| read-out | mean [95% CI] |", "|---|---|"]
-    lines += [f"| {k} | {format_estimate(e)} |" for k, e in head.items()]
-    lines += ["", f"Self-distillation (no replay) recovers {fe('rec_self_distill')} of the same excess. Cost: aiming "
-              f"(forecast + culprits from the base) took {fe('plan_seconds')} s per SFT set on this machine (base loading included), once; "
-              "a replay arm trains the same steps at the same batch size as plain SFT, so its cost per step is "
-              "SFT's" + (f", while self-distillation's wall time per step (evaluations included, shared CPU) is "
-                         f"{sum(ratio) / len(ratio):.2f}x plain SFT's" if ratio else "")
-              + " (`benchmarks/results/fix_cost.json` times the training step alone). The curation route (drop "
-              f"the culprits) costs {fe('curation_new_dropped')} new facts of the set per seed "
-              f"({fe('curation_new_dropped_share')} of them), which that arm then never learns."]
+    lines += [f"| {k} | {format_estimate(e)} |" for k, e in head.items() if not k.startswith("Rec: ")]  # in the table
+    lines += ["", f"Self-distillation (no replay) recovers {fe('rec_self_distill')} of the same excess. "
+              + cost_sentence() + " The curation route (drop the culprits, the removal experiment above) costs "
+              f"{fe('curation_new_dropped')} new facts of the set per seed ({fe('curation_new_dropped_share')} of "
+              "them), which that arm then never learns."]
     return "\n".join(lines)
 
 
