@@ -109,6 +109,7 @@ def watched_half(world) -> list:
 
 
 def arm_facts(world, cfg: BCContrastConfig, arm: str, seed: int) -> list:
+    from interference.hypotheses.decomposition import mixed_with_known
     from interference.sft_data import relabel_idk
     sem = world.facts(world.new_entities(cfg.count, "semantic", seed=40_000 + seed))  # decomposition's sem
     if arm == "sem":
@@ -117,9 +118,7 @@ def arm_facts(world, cfg: BCContrastConfig, arm: str, seed: int) -> list:
     known = random.Random(f"bc-known-{seed}").sample(pool, min(len(sem), len(pool)))
     if arm == "drift":
         return known
-    new = relabel_idk(sem) if arm == "idk_known" else sem
-    mixed = [f for pair in zip(new, known) for f in pair]
-    return mixed + new[len(known):]
+    return mixed_with_known(relabel_idk(sem) if arm == "idk_known" else sem, known)
 
 
 def cells(cfg: BCContrastConfig, ctx) -> list[Cell]:

@@ -171,10 +171,14 @@ def arm_facts(world, cfg: DecompositionConfig, arm: str, seed: int) -> list:
     if arm == "drift":
         return known
     if arm in ("sem_known", "idk_known"):
-        new = relabel_idk(sem) if arm == "idk_known" else sem
-        mixed = [f for pair in zip(new, known) for f in pair]
-        return mixed + new[len(known):]
+        return mixed_with_known(relabel_idk(sem) if arm == "idk_known" else sem, known)
     raise ValueError(f"unknown arm {arm!r}")
+
+
+def mixed_with_known(new: list, known: list) -> list:
+    """The new facts interleaved 1:1 with Known facts (a fixed order; the rest of the new facts
+    after them): the mixed arms' training set, whose new answers alone differ between arms."""
+    return [f for pair in zip(new, known) for f in pair] + new[len(known):]
 
 
 def _arms_at(cfg: DecompositionConfig, width: int) -> tuple[str, ...]:
