@@ -72,7 +72,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from interference.hypotheses import culprits as C
-from interference.hypotheses.arms import facts_hash, fixed_steps, run_arm
+from interference.hypotheses.arms import fixed_steps
 from interference.hypotheses.grid import Cell
 from interference.hypotheses.prereg import Preregistration
 from interference.metrics.stats import estimate, ratio_estimate
@@ -188,12 +188,7 @@ def cells(cfg: AimedReplayConfig, ctx) -> list[Cell]:
             train = arm_train(cfg, p, seed, arm)
             sft = fixed_steps(cfg.sft, cfg.sft.max_steps, seed,
                               **({"method": "self_distill"} if arm == "self_distill" else {}))
-            key = {"base": ctx.spec.hash(), "seed": seed, "arm": arm, "train": facts_hash(train),
-                   "watch": facts_hash(p.watch), "sft": sft.to_dict()}
-            out.append(Cell(f"aimed-{arm}", key,
-                            (lambda t=train, w=p.watch, s=sft, nw=new: run_arm(ctx, ctx.spec, t, w, s,
-                                                                               extra={"new": nw})),
-                            f"{arm} seed {seed}", base=ctx.spec))
+            out.append(C.plan_cell("aimed", ctx, p, seed, arm, train, sft, new))
     return out
 
 

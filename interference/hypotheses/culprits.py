@@ -207,14 +207,19 @@ def cells(cfg: CulpritsConfig, ctx) -> list[Cell]:
         for arm in ARMS:
             train = arm_train(p, arm)
             new = [f for f in train if f.fact_id in p.new_ids]
-            sft = fixed_steps(cfg.sft, cfg.sft.max_steps, seed)
-            key = {"base": ctx.spec.hash(), "seed": seed, "arm": arm, "train": facts_hash(train),
-                   "watch": facts_hash(p.watch), "sft": sft.to_dict()}
-            out.append(Cell(f"culprits-{arm}", key,
-                            (lambda t=train, w=p.watch, s=sft, nw=new: run_arm(ctx, ctx.spec, t, w, s,
-                                                                               extra={"new": nw})),
-                            f"{arm} seed {seed}", base=ctx.spec))
+            out.append(plan_cell("culprits", ctx, p, seed, arm, train, fixed_steps(cfg.sft, cfg.sft.max_steps, seed), new))
     return out
+
+
+def plan_cell(kind: str, ctx, p: Plan, seed: int, arm: str, train: list, sft, new: list) -> Cell:
+    """One arm of a design built on a seed's plan (culprits, aimed_replay): ``train`` fine-tuned
+    with ``sft`` on the context's base, the plan's watched facts and ``new`` scored at every
+    evaluation; keyed by what it trains on, what it watches and how."""
+    key = {"base": ctx.spec.hash(), "seed": seed, "arm": arm, "train": facts_hash(train),
+           "watch": facts_hash(p.watch), "sft": sft.to_dict()}
+    return Cell(f"{kind}-{arm}", key,
+                (lambda t=train, w=p.watch, s=sft, nw=new: run_arm(ctx, ctx.spec, t, w, s, extra={"new": nw})),
+                f"{arm} seed {seed}", base=ctx.spec)
 
 
 # ------------------------------------------------------------------ read-outs (pure)
