@@ -154,6 +154,41 @@ def paper_sentence(v: dict) -> str:
             "shares are reported as measured.")
 
 
+BCC = RESULTS / "bc_contrast"
+
+
+def collect_bc(runs: Path | None) -> None:
+    if runs is None:
+        return
+    src = runs / "bc_contrast" / "verdict.json"
+    if src.exists():
+        BCC.mkdir(parents=True, exist_ok=True)
+        v = json.loads(src.read_text())
+        v["plots"] = [Path(p).name for p in v.get("plots", [])]
+        (BCC / "default.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
+
+
+def bc_contrast_lines() -> list[str]:
+    """The mended behavior-cloning arm (``hypotheses/bc_contrast.py``), if it has run."""
+    f = BCC / "default.json"
+    if not f.exists():
+        return ["**Behavior cloning with a mended idk arm** (`python -m interference.run_hypothesis bc_contrast`, "
+                "pre-registered): not run yet.", ""]
+    v = json.loads(f.read_text())
+    rows = ["| width | E = F[sem] - F[drift] | B, equal steps (endpoint) | word | B, equal learning | word | "
+            "idk arm's abstention on known watched facts |", "|---|---|---|---|---|---|---|"]
+    for w in v["series"]["widths"]:
+        sh, wd = v["series"]["by_width"][str(w)], v["words"][str(w)]
+        rows.append(f"| d{w} | {format_estimate(sh['E'])} | {format_estimate(sh['B'])} | `{wd['step_matched']}` | "
+                    f"{format_estimate(sh['B_learned'])} | `{wd['learning_matched']}` | "
+                    f"{format_estimate(sh['abstain_idk_known'])} |")
+    return [f"**Behavior cloning with a mended idk arm** (`hypotheses/bc_contrast.py`, pre-registered, hash "
+            f"`{v['preregistered']['hash']}`, {v['seeds']} seeds): the Known half of both mixed arms, and the drift "
+            "set, is QA of held-back statement-only entities, the same kind as the watched half, so that the idk arm "
+            "cannot get away with \"abstain unless this entity's QA was trained\"; a required check says whether it "
+            f"abstained anyway; {checks_line(v)}:", ""] + rows + [""]
+
+
 def section() -> str:
     v, held, demo = load("default"), load("heldout"), load("demo")
     lines = ["## Which hypothesis drives the forgetting? One decomposition in common units", ""]
@@ -210,6 +245,7 @@ def section() -> str:
                   f"prints `{demo['verdict']}`: " + "; ".join(
                       f"{h} {format_estimate(sh[s])} `{demo['verdicts'][str(demo['series']['widths'][0])]['step_matched'][h]}`"
                       for h, s, _ in SHARES) + ".", ""]
+    lines += bc_contrast_lines()
     reg = registered_words()
     if reg:
         lines += ["**The registered designs' words, kept as results** (computed on the earlier, unpinned base, whose "
@@ -224,12 +260,14 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=Path, default=Path("runs/decomposition"))
     ap.add_argument("--heldout-runs", type=Path, default=Path("runs/decomposition_heldout"))
     ap.add_argument("--demo-runs", type=Path, default=Path("runs/demo"))
+    ap.add_argument("--bc-runs", type=Path, default=Path("runs/bc_contrast"))
     ap.add_argument("--join-default", type=Path, help="a run of other widths to join into the saved default verdict")
     ap.add_argument("--join-heldout", type=Path, help="the same for the held-out world's verdict")
     ap.add_argument("--out", type=Path, default=RESULTS / "decomposition.md")
     args = ap.parse_args(argv)
     for runs, label in ((args.runs, "default"), (args.heldout_runs, "heldout"), (args.demo_runs, "demo")):
         collect(runs, label)
+    collect_bc(args.bc_runs)
     join(args.join_default, "default")
     join(args.join_heldout, "heldout")
     args.out.write_text(section() + "\n")
