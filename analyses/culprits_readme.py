@@ -72,6 +72,23 @@ def world_block(f: Path, title: str) -> str | None:
               f"(the same budget) rescues {g('rescue of at-risk facts: targeted replay')} of them against "
               f"{g('rescue of at-risk facts: random replay')} for random replay (the budget sweep, fragile replay "
               "and self-distillation are the aimed-replay experiment below)."]
+    st = v["statistics"]
+    few = number(st.get("n_forgotten_targets", {}).get("value"))
+    if few < 3:
+        lines += ["", f"**Too few forgotten targets to decide.** At equal learning (step "
+                  f"{format_estimate(st['learned_step_full'])}) plain SFT had forgotten only "
+                  f"{format_estimate(st['n_forgotten_targets'])} of the at-risk targets per seed on this base, so each "
+                  "seed's rescue rate is a share of one or two facts and the endpoint's interval spans both words; the "
+                  "step-matched read below, where SFT has forgotten more, is secondary and decides nothing."]
+    sm = lambda k: format_estimate(st[k]) if k in st else "n/a"  # noqa: E731
+    lines += ["", f"At equal steps (all {v['series']['steps']} updates; secondary): plain SFT forgot "
+              f"{sm('n_forgotten_targets_step_matched')} targets per seed (at equal learning "
+              f"{sm('n_forgotten_targets')}, learned at step {sm('learned_step_full')}); culprit removal rescues "
+              f"{sm('rescue_culprits_targets_step_matched')} of them, random removal "
+              f"{sm('rescue_random_targets_step_matched')}, fragility-aimed removal "
+              f"{sm('rescue_fragility_targets_step_matched')}; targeted replay rescues "
+              f"{sm('rescue_replay_targeted_at_risk_step_matched')} of the at-risk facts, random replay "
+              f"{sm('rescue_replay_random_at_risk_step_matched')}."]
     return "\n".join(lines)
 
 
