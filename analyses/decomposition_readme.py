@@ -63,6 +63,9 @@ def join(runs: Path | None, label: str) -> None:
     v = dec.join_verdicts(base, other)
     v["plots"] = base.get("plots", [])
     (OUT / f"{label}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
+    if label == "default":  # the README's figure: the figure command's own plot function, on the joined verdict
+        from interference.plots import plot_decomposition
+        plot_decomposition(v, RESULTS.parents[1] / "figures")
     print(f"{label}: joined widths {other['series']['widths']} ({other['seeds']} seeds) into {OUT / (label + '.json')}")
 
 
@@ -236,6 +239,9 @@ def section() -> str:
                   "pre-training when the CPU time ran out). `--widths 64,128,256` in the same `--out` adds its cells.", ""]
     if held is not None:
         lines += [f"**Held-out world**{seeds_note(held)}; {checks_line(held)}:", ""] + width_table(held) + [""]
+        if len(held["series"]["widths"]) > 1:
+            lines += ["Forgetting per arm on the held-out world:", ""] + arm_table(held) + [
+                "", f"Share per doubling of width on the held-out world: {trend_line(held)}.", ""]
     else:
         lines += ["**Held-out world:** not run this session (CPU time): "
                   "`--world analyses/worlds/heldout.json` runs it.", ""]
