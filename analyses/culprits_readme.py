@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -34,6 +35,20 @@ def collect(runs: Path, name: str = "default", experiment: str = "culprits", out
         v = json.loads(src.read_text())
         v["plots"] = [Path(p).name for p in v.get("plots", [])]
         (out / f"{name}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
+
+
+def draw(saved: Path, name: str) -> None:
+    """The experiment's figure drawn again from its saved verdict (the run's own plot function), as
+    ``<name>_<figure>.png`` beside it: any machine redraws it from the numbers in the repository."""
+    import tempfile
+
+    from interference.plots import plot_hypothesis
+    if not saved.exists():
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in plot_hypothesis(json.loads(saved.read_text()), tmp):
+            if f.suffix == ".png":
+                shutil.copyfile(f, saved.parent / f"{name}_{f.name}")
 
 
 def section() -> str | None:
@@ -150,6 +165,8 @@ def main(argv=None) -> int:
     collect(args.runs)
     collect(args.heldout, "heldout")
     collect(args.aimed, "default", "aimed_replay", AIMED)
+    for saved in (OUT / "default.json", OUT / "heldout.json", AIMED / "default.json"):
+        draw(saved, saved.stem)
     wrote = 0
     for name, body in (("culprits", section()), ("aimed-replay", aimed_section())):
         if body is not None:

@@ -202,22 +202,34 @@ def plot_behavior_cloning(v: dict, out: Path) -> list[Path]:
 
 def plot_culprits(v: dict, out: Path) -> list[Path]:
     """(a) rescue rate of the forgotten at-risk targets per removal strategy (and of the kept half,
-    whose culprits stayed), with CIs; (b) rescue of the at-risk facts by targeted vs random replay
-    (see interference.hypotheses.culprits)."""
+    whose culprits stayed), (b) rescue of the at-risk facts by targeted vs random replay; each at
+    equal learning (the endpoint's read) and at equal steps, with 95% CIs clipped to [0, 1] (a
+    rescue rate is a share) (see interference.hypotheses.culprits)."""
     st = v["statistics"]
-    get = lambda k: st.get(k) or {"value": float("nan"), "low": None, "high": None}  # noqa: E731
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
-    _bar(ax[0], ["culprits\nremoved", "random\nremoved", "fragility-\naimed", "kept half\n(culprits arm)"],
-         [get("rescue_culprits_targets"), get("rescue_random_targets"), get("rescue_fragility_targets"),
-          get("rescue_culprits_kept")])
-    ax[0].set_ylabel("rescue rate (share of SFT's\nforgotten at-risk facts kept)")
-    ax[0].set_title("removing 5% of the SFT set", fontsize=9)
-    _bar(ax[1], ["targeted\nreplay", "random\nreplay"],
-         [get("rescue_replay_targeted_at_risk"), get("rescue_replay_random_at_risk")], color="#117733")
-    ax[1].set_ylabel("rescue rate of at-risk facts")
-    ax[1].set_title("replaying 5% of the SFT set's size", fontsize=9)
-    for a in ax:
-        a.axhline(0, color="k", lw=0.8)
+    nan = {"value": float("nan"), "low": None, "high": None}
+    fig, ax = plt.subplots(1, 2, figsize=(10.5, 3.6), gridspec_kw={"width_ratios": [2, 1]})
+    panels = [(ax[0], ["culprits\nremoved", "random\nremoved", "fragility-\naimed", "kept half\n(culprits arm)"],
+               ["rescue_culprits_targets", "rescue_random_targets", "rescue_fragility_targets", "rescue_culprits_kept"],
+               "removing 5% of the SFT set", "rescue rate (share of SFT's\nforgotten at-risk facts kept)"),
+              (ax[1], ["targeted\nreplay", "random\nreplay"],
+               ["rescue_replay_targeted_at_risk", "rescue_replay_random_at_risk"],
+               "replaying 5% of the SFT set's size", "rescue rate of at-risk facts")]
+    for a, labels, keys, title, ylabel in panels:
+        x = np.arange(len(keys))
+        for dx, sfx, color, name in ((-0.19, "", "#4477aa", "equal learning (endpoint)"),
+                                     (0.19, "_step_matched", "#bbbbbb", "equal steps")):
+            ests = [st.get(k + sfx) or nan for k in keys]
+            val = np.array([np.nan if e.get("value") is None else e["value"] for e in ests], dtype=float)
+            lo = np.clip([val[i] if e.get("low") is None else e["low"] for i, e in enumerate(ests)], 0, 1)
+            hi = np.clip([val[i] if e.get("high") is None else e["high"] for i, e in enumerate(ests)], 0, 1)
+            a.bar(x + dx, val, width=0.36, color=color, label=name,
+                  yerr=[np.maximum(val - lo, 0), np.maximum(hi - val, 0)], capsize=3)
+        a.set_xticks(x)
+        a.set_xticklabels(labels, fontsize=7)
+        a.set_ylim(0, 1.05)
+        a.set_title(title, fontsize=9)
+        a.set_ylabel(ylabel)
+    ax[0].legend(fontsize=7, loc="upper left")
     _title(fig, v)
     return _save(fig, out, "culprits")
 
