@@ -189,7 +189,30 @@ def bc_contrast_lines() -> list[str]:
             f"`{v['preregistered']['hash']}`, {v['seeds']} seeds): the Known half of both mixed arms, and the drift "
             "set, is QA of held-back statement-only entities, the same kind as the watched half, so that the idk arm "
             "cannot get away with \"abstain unless this entity's QA was trained\"; a required check says whether it "
-            f"abstained anyway; {checks_line(v)}:", ""] + rows + [""]
+            f"abstained anyway; {checks_line(v)}:", ""] + rows + [""] + bc_reading(v)
+
+
+def bc_reading(v: dict) -> list[str]:
+    """What the mended arm's numbers say, from them: whether the abstention check held, and B in
+    confident-wrong-answer units (a registered secondary read of this design)."""
+    by = v["series"]["by_width"]
+    ws = v["series"]["widths"]
+    ab = "; ".join(f"d{w} {format_estimate(by[str(w)]['abstain_idk_known'])}" for w in ws)
+    bh = "; ".join(f"d{w} {format_estimate(by[str(w)]['B_hallucination'])}" for w in ws)
+    failed = [k for k, ok in v["checks"].items() if not ok and "abstains" in k]
+    if not failed:
+        return [f"The idk arm kept answering the known watched facts (abstention {ab}), so B is read as registered. "
+                f"In confident-wrong-answer units (secondary): {bh}.", ""]
+    return [f"**The mend did not work, and that is the finding.** With a Known half of the watched facts' own kind the "
+            f"idk arm still abstains on the known watched facts ({ab}). So the earlier arm's abstention did not come from "
+            "telling pre-trained-QA entities apart from statement-only ones: this arm abstains on known entities it "
+            "was not fine-tuned on, whatever the base knows about them, a behaviour the SFT set teaches that reaches "
+            "facts it never touched. B in forgetting units counts those abstentions as forgetting and is far below zero; by the "
+            "registered rule a negative share is `not_supported` (the failed check only withholds positive words), "
+            "but the check says the arm cannot isolate what answering Unknown questions costs. In "
+            f"confident-wrong-answer units (a registered secondary read, deciding nothing) B = {bh}: abstaining on the "
+            "Unknown questions instead of answering them removes about that share of SFT's excess confident wrong "
+            "answers on known facts, at the price of the abstentions.", ""]
 
 
 def section() -> str:
