@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from interference.hypotheses import culprits as C
+import interference.hypotheses.culprits as C
 from interference.hypotheses.arms import fixed_steps
 from interference.hypotheses.grid import Cell
 from interference.hypotheses.prereg import Preregistration
