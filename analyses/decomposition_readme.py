@@ -57,9 +57,10 @@ def join(runs: Path | None, label: str) -> None:
     if base is None or not src.exists():
         raise SystemExit(f"nothing to join: {'the saved ' + label + ' verdict' if base is None else src} is missing.")
     other = json.loads(src.read_text())
-    if set(other["series"]["widths"]) <= set(base["series"]["widths"]):
-        print(f"{label}: widths {other['series']['widths']} are already in the saved verdict; nothing joined.")
-        return
+    again = set(other["series"]["widths"]) & set(base["series"]["widths"])
+    if again:  # a re-run of a joined width (e.g. more seeds): its new rows replace the saved ones
+        base = without_widths(base, again)
+        print(f"{label}: replacing the saved rows of width(s) {sorted(again)} with this run's")
     v = dec.join_verdicts(base, other)
     v["plots"] = base.get("plots", [])
     (OUT / f"{label}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
@@ -67,6 +68,40 @@ def join(runs: Path | None, label: str) -> None:
         from interference.plots import plot_decomposition
         plot_decomposition(v, RESULTS.parents[1] / "figures")
     print(f"{label}: joined widths {other['series']['widths']} ({other['seeds']} seeds) into {OUT / (label + '.json')}")
+
+
+def without_widths(v: dict, drop: set) -> dict:
+    """The saved verdict's per-seed rows and widths without ``drop`` (what ``join_verdicts`` reads)."""
+    keep = [w for w in v["series"]["widths"] if w not in drop]
+    by = v.get("seeds_by_width") or {str(w): v["seeds"] for w in v["series"]["widths"]}
+    n = max(by[str(w)] for w in keep)
+    rows = [{k: x for k, x in r.items() if not any(k.endswith(f"_d{w}") for w in drop)} for r in v["per_seed"][:n]]
+    return {**v, "seeds": n, "per_seed": rows, "series": {**v["series"], "widths": keep},
+            "config": {**v["config"], "sd_widths": [w for w in v["config"].get("sd_widths", []) if w not in drop]}}
+
+
+def base_confound(v: dict) -> list[str]:
+    """How much each width's base knows (its pinned metrics) beside its Known-only drift: a width
+    comparison is only as clean as its bases are alike."""
+    from interference.bases import pinned_root
+    rows = []
+    for spec_hash in v.get("base_fingerprints", {}):
+        m = pinned_root() / f"base-{spec_hash}" / "metrics.json"
+        c = pinned_root() / f"base-{spec_hash}" / "config.json"
+        if m.exists() and c.exists():
+            w = json.loads(c.read_text())["model"]["d_model"]
+            rows.append((w, json.loads(m.read_text())["known_qa_accuracy"]))
+    if len(rows) < 2:
+        return []
+    st = v["statistics"]
+    qa = {w: q for w, q in rows}
+    worst = min(qa, key=qa.get)
+    drift = "; ".join(f"d{w} {format_estimate(st[f'F_drift_d{w}'])}" for w in sorted(qa) if f"F_drift_d{w}" in st)
+    return [f"**The bases are not alike across widths.** Known QA of the pinned bases: "
+            + ", ".join(f"d{w} {qa[w]:.3f}" for w in sorted(qa))
+            + f"; Known-only drift: {drift}. At the same pre-training steps the d{worst} base knows its facts less "
+            "firmly, so its forgetting (and E) does not fall with width as room alone would make it; the width "
+            "trend compares these bases, not width alone.", ""] if qa[worst] < 0.95 else []
 
 
 def load(label: str) -> dict | None:
@@ -111,7 +146,8 @@ def seeds_note(v: dict) -> str:
     n = v.get("seeds", 0)
     by = v.get("seeds_by_width")
     if by and len(set(by.values())) > 1:
-        return (" (seeds of the registered " + str(REGISTERED_SEEDS) + ": " + ", ".join(f"d{w} {k}" for w, k in by.items())
+        return (" (seeds of the registered " + str(REGISTERED_SEEDS) + ": "
+                + ", ".join(f"d{w} {by[w]}" for w in sorted(by, key=int))
                 + "; the CPU time each session had, the widths run in separate runs and joined from their per-seed "
                 "rows)")
     return "" if n >= REGISTERED_SEEDS else (f" ({n} of the registered {REGISTERED_SEEDS} seeds: the CPU time this "
@@ -247,7 +283,8 @@ def section() -> str:
                   for w in v["series"]["widths"] if "B_hallucination_posthoc" in v["series"]["by_width"][str(w)]["shares"])
               + ". The word stays the registered one; the arm needs a Known half the model cannot tell apart from "
               "the watched facts (e.g. QA of held-back statement-only entities) before B can decide anything.", "",
-              f"Share per doubling of width (slope over seeds): {trend_line(v)}.", "",
+              f"Share per doubling of width (slope over seeds that ran every width): {trend_line(v)}.", "",
+              *base_confound(v),
               f"**Against the paper.** {paper_sentence(v)}", ""]
     sd = v["series"]["by_width"].get("128", {}).get("shares", {})
     if "sd_shrinks_overlap_part" in sd:

@@ -327,7 +327,9 @@ def plot_decomposition(v: dict, out: Path) -> list[Path]:
     ax[2].set_ylabel("forgetting of base-known watched facts")
     ax[2].set_title("every arm, equal steps (replay: its long run)", fontsize=9)
     ax[2].legend(fontsize=7)
-    fig.suptitle(f"decomposition: {v['verdict']} ({v.get('seeds')} seeds)", fontsize=10)
+    by = v.get("seeds_by_width")  # a verdict joined from runs of different widths
+    seeds = (", ".join(f"d{w}: {by[w]}" for w in sorted(by, key=int)) + " seeds") if by else f"{v.get('seeds')} seeds"
+    fig.suptitle(f"decomposition: {v['verdict']} ({seeds})", fontsize=10)
     fig.tight_layout()
     return _save(fig, out, "decomposition")
 
