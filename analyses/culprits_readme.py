@@ -150,19 +150,20 @@ def aimed_section() -> str | None:
     lines.append(f"| plain SFT (full) | 0 | 0 | {fe('learned_step_full')} |")
     lines += ["", "| read-out | mean [95% CI] |", "|---|---|"]
     lines += [f"| {k} | {format_estimate(e)} |" for k, e in head.items() if not k.startswith("Rec: ")]  # in the table
-    t5 = "replay_targeted_0.05"
+    from interference.hypotheses.aimed_replay import PRIMARY_BUDGET, arm_name
+    t5, r5, f5 = (arm_name(o, PRIMARY_BUDGET) for o in ("targeted", "random", "fragile"))
     lines += ["", "**What it says.** Aimed by the forecast, a 5% replay removes "
               f"{fe('rec_' + t5)} of SFT's excess forgetting at equal learning ({fe('rec_' + t5 + '_step_matched')} at "
               f"equal steps), {'more' if number(st['D_vs_random']['low']) > 0 else 'not clearly more'} than random replay "
-              f"of that budget ({fe('rec_replay_random_0.05')}), and "
+              f"of that budget ({fe('rec_' + r5)}), and "
               f"{'more' if number(v['endpoint']['low']) > 0 else 'not clearly more'} than replaying the most fragile "
-              f"facts ({fe('rec_replay_fragile_0.05')})"
+              f"facts ({fe('rec_' + f5)})"
               + (": the endpoint cannot tell the forecast from the trivial baseline here" if number(v['endpoint']['low']) <= 0 else "")
               + ". Two things hold it down. Replay dilutes the "
               f"new facts, so the replay arms learn them later (step {fe('learned_step_' + t5)} against "
               f"{fe('learned_step_full')}) and are read after more updates. And rehearsal saves the facts it rehearses, "
               "not their neighbours: on the watched facts no arm replayed, recovery is "
-              f"{fe('rec_never_replayed_' + t5)} (targeted) and {fe('rec_never_replayed_replay_random_0.05')} "
+              f"{fe('rec_never_replayed_' + t5)} (targeted) and {fe('rec_never_replayed_' + r5)} "
               "(random). Self-distillation, which rehearses no fact, removes "
               f"{fe('rec_self_distill')} at equal learning and {fe('rec_never_replayed_self_distill')} on the "
               f"never-replayed facts, learning the new facts by step {fe('learned_step_self_distill')}.", ""]
