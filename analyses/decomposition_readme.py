@@ -59,7 +59,7 @@ def join(runs: Path | None, label: str) -> None:
     other = json.loads(src.read_text())
     again = set(other["series"]["widths"]) & set(base["series"]["widths"])
     if again:  # a re-run of a joined width (e.g. more seeds): its new rows replace the saved ones
-        base = without_widths(base, again)
+        base = dec.at_widths(base, set(base["series"]["widths"]) - again)
         print(f"{label}: replacing the saved rows of width(s) {sorted(again)} with this run's")
     v = dec.join_verdicts(base, other)
     v["plots"] = base.get("plots", [])
@@ -68,16 +68,6 @@ def join(runs: Path | None, label: str) -> None:
         from interference.plots import plot_decomposition
         plot_decomposition(v, RESULTS.parents[1] / "figures")
     print(f"{label}: joined widths {other['series']['widths']} ({other['seeds']} seeds) into {OUT / (label + '.json')}")
-
-
-def without_widths(v: dict, drop: set) -> dict:
-    """The saved verdict's per-seed rows and widths without ``drop`` (what ``join_verdicts`` reads)."""
-    keep = [w for w in v["series"]["widths"] if w not in drop]
-    by = v.get("seeds_by_width") or {str(w): v["seeds"] for w in v["series"]["widths"]}
-    n = max(by[str(w)] for w in keep)
-    rows = [{k: x for k, x in r.items() if not any(k.endswith(f"_d{w}") for w in drop)} for r in v["per_seed"][:n]]
-    return {**v, "seeds": n, "per_seed": rows, "series": {**v["series"], "widths": keep},
-            "config": {**v["config"], "sd_widths": [w for w in v["config"].get("sd_widths", []) if w not in drop]}}
 
 
 def base_confound(v: dict) -> list[str]:

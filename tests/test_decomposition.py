@@ -154,22 +154,10 @@ def test_more_widths_extend_an_output_directory_instead_of_being_refused():
 
 
 def _saved_halves():
-    import copy
     import json
     from pathlib import Path
     v = json.loads((Path(__file__).resolve().parents[1] / "analyses/results/decomposition/default.json").read_text())
-
-    def only(w, seeds=None):
-        u = copy.deepcopy(v)
-        u["series"]["widths"] = [w]
-        u["config"]["sd_widths"] = [x for x in v["config"]["sd_widths"] if x == w]
-        n = seeds or (v.get("seeds_by_width") or {}).get(str(w), v["seeds"])
-        u.pop("seeds_by_width", None)
-        u["per_seed"] = [{k: x for k, x in r.items() if k == "seed" or k.endswith(f"_d{w}")}
-                         for r in v["per_seed"][:n]]
-        u["seeds"] = len(u["per_seed"])
-        return u
-    return v, only
+    return v, (lambda w, seeds=None: dec.at_widths(v, {w}, seeds))
 
 
 def test_joining_two_widths_recomputes_the_saved_verdict_exactly():

@@ -366,6 +366,21 @@ def _seed_share(cfg, row: dict, width: int, s: str) -> float:
     return (g(TERMS[s][0]) - g(TERMS[s][1])) / e if e > 0 else math.nan
 
 
+def at_widths(v: dict, widths, seeds: int | None = None) -> dict:
+    """A saved verdict cut down to ``widths`` (and its first ``seeds`` seeds; default: as many as
+    the widths kept ran): the per-seed rows, widths and config ``join_verdicts`` reads. How a
+    re-run width replaces its saved rows, and how a joined verdict is split again."""
+    keep = [w for w in v["series"]["widths"] if w in set(widths)]
+    by = v.get("seeds_by_width") or {str(w): v["seeds"] for w in v["series"]["widths"]}
+    n = seeds or max(by[str(w)] for w in keep)
+    rows = [{k: x for k, x in r.items() if k == "seed" or any(k.endswith(f"_d{w}") for w in keep)}
+            for r in v["per_seed"][:n]]
+    out = {**v, "seeds": len(rows), "per_seed": rows, "series": {**v["series"], "widths": keep},
+           "config": {**v["config"], "sd_widths": [w for w in v["config"].get("sd_widths", []) if w in keep]}}
+    out.pop("seeds_by_width", None)
+    return out
+
+
 def join_verdicts(a: dict, b: dict) -> dict:
     """One verdict from two runs of this design at different widths (e.g. d64/d128 on one machine,
     d256 later on another), recomputed by ``summarize_rows`` from their saved per-seed rows.
