@@ -57,8 +57,11 @@ def join(runs: Path | None, label: str) -> None:
     if base is None or not src.exists():
         raise SystemExit(f"nothing to join: {'the saved ' + label + ' verdict' if base is None else src} is missing.")
     other = json.loads(src.read_text())
-    again = set(other["series"]["widths"]) & set(base["series"]["widths"])
-    if again:  # a re-run of a joined width (e.g. more seeds): its new rows replace the saved ones
+    # a width run again on seeds the saved verdict holds: its new rows replace the saved ones; on
+    # other seeds (--first-seed) they join them
+    again = {w for w in set(other["series"]["widths"]) & set(base["series"]["widths"])
+             if dec.seeds_at(other, w) & dec.seeds_at(base, w)}
+    if again:
         base = dec.at_widths(base, set(base["series"]["widths"]) - again)
         print(f"{label}: replacing the saved rows of width(s) {sorted(again)} with this run's")
     v = dec.join_verdicts(base, other)
@@ -67,7 +70,9 @@ def join(runs: Path | None, label: str) -> None:
     if label == "default":  # the README's figure: the figure command's own plot function, on the joined verdict
         from interference.plots import plot_decomposition
         plot_decomposition(v, RESULTS.parents[1] / "figures")
-    print(f"{label}: joined widths {other['series']['widths']} ({other['seeds']} seeds) into {OUT / (label + '.json')}")
+    seeds = sorted(r["seed"] for r in other["per_seed"])
+    print(f"{label}: joined widths {other['series']['widths']} (seeds {seeds[0]}-{seeds[-1]}) into {OUT / (label + '.json')}; "
+          f"seeds per width now {v['seeds_by_width']}")
 
 
 def base_confound(v: dict) -> list[str]:

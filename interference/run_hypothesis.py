@@ -51,9 +51,11 @@ class UsageError(ValueError):
 
 
 def _config(module, quick: bool, seeds: int | None, consolidations: tuple[float, ...] | None = None,
-            widths: tuple[int, ...] | None = None):
+            widths: tuple[int, ...] | None = None, first_seed: int | None = None):
     cfg = module.config(quick)
     cfg = dataclasses.replace(cfg, seeds=seeds) if seeds is not None else cfg
+    if first_seed is not None:
+        cfg = with_first_seed(cfg, first_seed, module.NAME)
     if widths is not None:
         if not hasattr(cfg, "widths"):
             raise UsageError(f"--widths applies to decomposition and bc_contrast, not {module.NAME}; leave it out.")
@@ -61,6 +63,15 @@ def _config(module, quick: bool, seeds: int | None, consolidations: tuple[float,
     if consolidations is not None and hasattr(cfg, "consolidations"):
         cfg = dataclasses.replace(cfg, consolidations=consolidations)
     return cfg
+
+
+def with_first_seed(cfg, first_seed: int, name: str):
+    """``--first-seed K``: the run's seeds are K .. K + seeds - 1 (``grid.seed_range``)."""
+    if not hasattr(cfg, "first_seed"):
+        raise UsageError(f"--first-seed applies to decomposition and localized, not {name}; leave it out.")
+    if first_seed < 0:
+        raise UsageError(f"--first-seed {first_seed} must be 0 or more.")
+    return dataclasses.replace(cfg, first_seed=first_seed)
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -140,6 +151,10 @@ def build_parser():
     ap = Parser(prog="python -m interference.run_hypothesis", description=__doc__.split("\n\n")[0])
     ap.add_argument("hypothesis", help=f"one of {', '.join(list(EXPERIMENT_NAMES) + ['all'])}")
     add_seeds(ap, "per grid cell (default: per hypothesis, see its config)")
+    ap.add_argument("--first-seed", type=int, default=None, metavar="K",
+                    help="decomposition and localized: run seeds K .. K+N-1 instead of 0 .. N-1 (fresh seeds for a "
+                         "pre-registered confirmation, or the rest of a registered seed count beside saved ones; "
+                         "decomposition_readme.py joins them). Use its own --out")
     ap.add_argument("--quick", action="store_true", help="tiny world, model and grid (< 2 min)")
     ap.add_argument("--world", help="world config JSON (as written by WorldConfig.save)")
     ap.add_argument("--out", default=DEFAULT_OUT, type=out_dir, help="output directory")
@@ -218,7 +233,7 @@ def _main(args) -> int:
     ctx = Context(spec, out, device=device, progress=not args.no_progress, jobs=args.jobs)
     levels = _levels(args.consolidations) if args.consolidations is not None else None
     widths = _widths(args.widths) if args.widths is not None else None
-    cfgs = {n: _config(EXPERIMENTS[n], args.quick, args.seeds, levels, widths) for n in names}
+    cfgs = {n: _config(EXPERIMENTS[n], args.quick, args.seeds, levels, widths, args.first_seed) for n in names}
     for d in (out, out / "cells", *(out / n for n in names)):
         if d.exists() and not d.is_dir():
             raise UsageError(f"{d} is a file where a directory belongs; choose another --out or move that file.")
@@ -282,6 +297,8 @@ def _main_real(args) -> int:
     if args.hypothesis == "capacity":
         if args.leave_out:
             raise UsageError("--leave-out names localized arms; capacity's count sweep has none to leave out.")
+        if args.first_seed is not None:
+            raise UsageError("--first-seed applies to decomposition and localized, not capacity; leave it out.")
         from interference.hypotheses import capacity_sweep
         module, cfg, ctx = capacity_sweep.prepare(spec, out, args.quick, args.seeds, device=device,
                                                   progress=not args.no_progress, min_known_share=share,
@@ -290,7 +307,8 @@ def _main_real(args) -> int:
         module, cfg, ctx = prepare(args.hypothesis, spec, out, args.quick, args.seeds, device=device,
                                    progress=not args.no_progress, min_known_share=share,
                                    precision=args.precision or "auto", lr=args.lr,
-                                   leave_out=tuple(a.strip() for a in args.leave_out.split(",") if a.strip()))
+                                   leave_out=tuple(a.strip() for a in args.leave_out.split(",") if a.strip()),
+                                   first_seed=args.first_seed)
     _check_compatible(out / module.NAME, hypothesis_config(module, cfg, ctx), module.NAME)
     v = run_and_draw(module, cfg, ctx)
     print(format_table(v, out / module.NAME))

@@ -153,6 +153,24 @@ def test_more_widths_extend_an_output_directory_instead_of_being_refused():
     assert a == b and a != c  # widths and seeds add cells; the count changes every cell
 
 
+def _same(x, y, path="") -> None:
+    """Equal field for field: words and counts exactly, floats to 1e-9 relative (a slope over widths
+    goes through a least-squares fit whose last bits follow the CPU's BLAS, not our code)."""
+    import math
+    if isinstance(x, dict) and isinstance(y, dict):
+        assert set(x) == set(y), (path, set(x) ^ set(y))
+        for k in x:
+            _same(x[k], y[k], f"{path}.{k}")
+    elif isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+        assert len(x) == len(y), path
+        for i, (a, b) in enumerate(zip(x, y)):
+            _same(a, b, f"{path}[{i}]")
+    elif isinstance(x, float) and isinstance(y, (int, float)) and not isinstance(y, bool):
+        assert (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12), (path, x, y)
+    else:
+        assert x == y, (path, x, y)
+
+
 def _saved_halves():
     import json
     from pathlib import Path
@@ -169,8 +187,8 @@ def test_joining_two_widths_recomputes_the_saved_verdict_exactly():
     j = reduce(dec.join_verdicts, [only(w) for w in v["series"]["widths"]])
     norm = lambda x: json.loads(json.dumps(x, sort_keys=True))  # noqa: E731
     for k in ("verdicts", "shares", "checks", "statistics", "headline"):
-        assert norm(j[k]) == norm(v[k]), k
-    assert norm(j["series"]["trend"]) == norm(v["series"]["trend"])
+        _same(norm(j[k]), norm(v[k]), k)
+    _same(norm(j["series"]["trend"]), norm(v["series"]["trend"]), "trend")
 
 
 def test_a_width_with_fewer_seeds_counts_only_its_own_and_the_trend_only_complete_seeds():
@@ -180,6 +198,35 @@ def test_a_width_with_fewer_seeds_counts_only_its_own_and_the_trend_only_complet
     assert j["series"]["by_width"]["128"]["shares"]["E"]["n"] == 3
     assert j["series"]["by_width"]["64"]["shares"]["E"]["n"] == 5
     assert all(t["n"] == 3 for t in j["series"]["trend"].values())
+
+
+def test_joining_other_seeds_of_the_same_widths_recomputes_the_saved_verdict_exactly():
+    """--first-seed runs: the saved verdict's first three seeds and its last two, run apart, joined
+    by seed number, are the same verdict (so seeds 5-7 of the registered 8 can join seeds 0-4)."""
+    import json
+    v, only = _saved_halves()
+    full = dec.at_widths(v, v["series"]["widths"])
+    n = min(v["seeds_by_width"].values())
+    full = {**full, "per_seed": full["per_seed"][:n], "seeds": n}
+    first = {**full, "per_seed": full["per_seed"][:3], "seeds": 3}
+    rest = {**full, "per_seed": full["per_seed"][3:], "seeds": n - 3}
+    j = dec.join_verdicts(first, rest)
+    whole = dec.join_verdicts(full, {**full, "per_seed": [], "seeds": 0, "series": {**full["series"], "widths": []}})
+    norm = lambda x: json.loads(json.dumps(x, sort_keys=True))  # noqa: E731
+    for k in ("verdicts", "shares", "checks", "statistics", "headline"):
+        _same(norm(j[k]), norm(whole[k]), k)
+    assert j["seeds_by_width"] == {str(w): n for w in v["series"]["widths"]}
+    assert [r["seed"] for r in j["per_seed"]] == list(range(n))
+    with pytest.raises(ValueError, match=r"at seed\(s\) \[2\]"):
+        dec.join_verdicts(first, {**rest, "per_seed": full["per_seed"][2:]})
+
+
+def test_seed_range_starts_at_first_seed_and_cells_follow_it():
+    from interference.hypotheses.grid import seed_range
+    assert list(seed_range(dec.DecompositionConfig(seeds=3, first_seed=5))) == [5, 6, 7]
+    assert list(seed_range(dec.DecompositionConfig(seeds=2))) == [0, 1]
+    with pytest.raises(ValueError, match="first_seed"):
+        dec.DecompositionConfig(first_seed=-1)
 
 
 def test_join_refuses_a_shared_width_and_another_preregistration():

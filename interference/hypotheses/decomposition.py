@@ -82,7 +82,7 @@ from dataclasses import dataclass
 
 from interference.hypotheses.arms import fixed_steps, rates_at, readout, run_arm, step_matched
 from interference.hypotheses.capacity import known_facts, watched
-from interference.hypotheses.grid import Cell
+from interference.hypotheses.grid import Cell, seed_range
 from interference.hypotheses.prereg import Preregistration, decide_estimate
 from interference.metrics.endpoints import slope_per_doubling
 from interference.metrics.stats import estimate, ratio_estimate
@@ -128,6 +128,7 @@ STILL_RECOVERING = 0.005  # forgetting drop over the long replay's last quarter 
 @dataclass(frozen=True)
 class DecompositionConfig:
     seeds: int = 8
+    first_seed: int = 0  # seeds first_seed .. first_seed + seeds - 1 (grid.seed_range)
     widths: tuple[int, ...] = (64, 128, 256)
     count: int = 100  # new entities x 4 relations = 400 facts, the natural set
     # 300 updates at lr 3e-4, batch 32: 400 new facts are learned in 100-300 of them (capacity's runs)
@@ -142,6 +143,11 @@ class DecompositionConfig:
                              f"seeds={self.seeds}, count={self.count}).")
         if self.replay_factor < 1:
             raise ValueError(f"replay_factor={self.replay_factor} must be >= 1 (the long run is at least as long).")
+        if self.sft.max_steps % (2 * self.sft.eval_every):
+            raise ValueError(f"max_steps={self.sft.max_steps} must be a multiple of 2 x eval_every={self.sft.eval_every}: "
+                             "the long replay is evaluated every 2 x eval_every and is read at max_steps too.")
+        if self.first_seed < 0:
+            raise ValueError(f"first_seed={self.first_seed} must be >= 0.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -149,7 +155,7 @@ class DecompositionConfig:
     @classmethod
     def quick(cls) -> "DecompositionConfig":
         return cls(seeds=2, widths=(32, 64), count=8, replay_factor=2, sd_widths=(64,),
-                   sft=SFTSpec(max_steps=60, batch_size=16, eval_every=20, lr=1e-3))
+                   sft=SFTSpec(max_steps=60, batch_size=16, eval_every=15, lr=1e-3))
 
 
 def config(quick: bool = False) -> DecompositionConfig:
@@ -200,7 +206,7 @@ def cells(cfg: DecompositionConfig, ctx) -> list[Cell]:
     world = ctx.world
     watch = watched(world)
     out = []
-    for seed in range(cfg.seeds):
+    for seed in seed_range(cfg):
         for width in cfg.widths:
             spec = ctx.spec.with_width(width)
             for arm in _arms_at(cfg, width):
@@ -296,7 +302,7 @@ def words(shares: dict, checks: dict) -> dict:
 
 def summarize(cfg: DecompositionConfig, results, ctx) -> dict:
     per_seed = []
-    for seed in range(cfg.seeds):
+    for seed in seed_range(cfg):
         m = {"seed": seed}
         for width in cfg.widths:
             m.update({f"{k}_d{width}": v for k, v in per_seed_reads(cfg, results, width, seed).items()})
@@ -381,40 +387,55 @@ def at_widths(v: dict, widths, seeds: int | None = None) -> dict:
     return out
 
 
-def join_verdicts(a: dict, b: dict) -> dict:
-    """One verdict from two runs of this design at different widths (e.g. d64/d128 on one machine,
-    d256 later on another), recomputed by ``summarize_rows`` from their saved per-seed rows.
+def seeds_at(v: dict, width: int) -> set[int]:
+    """The seeds a saved verdict ran at one width (a joined seed that lacks the width has nan there)."""
+    return {r["seed"] for r in v["per_seed"] if _finite(r.get(f"F_sem_d{width}"))}
 
-    Refused in one sentence unless both were run under the same pre-registration and share no
-    width (a width in both would have two sets of cells for one question); that both come from one
-    world is the caller's to say (a verdict does not name its world; its bases' hashes do). Seeds are
-    joined by index; a width run with fewer seeds has nan rows for the rest, which its statistics
-    leave out, and ``seeds_by_width`` says how many each width has."""
+
+def join_verdicts(a: dict, b: dict) -> dict:
+    """One verdict from two runs of this design, recomputed by ``summarize_rows`` from their saved
+    per-seed rows: runs at different widths (d64/d128 on one machine, d256 later on another), or
+    the same widths on other seeds (``--first-seed``: the rest of the registered seed count).
+
+    Refused in one sentence unless both were run under the same pre-registration and no (width,
+    seed) is in both (it would have two sets of cells for one question); that both come from one
+    world is the caller's to say (a verdict does not name its world; its bases' hashes do). Seeds
+    are joined by their number; a width a seed never ran has nan there, which its statistics
+    leave out, and ``seeds_by_width`` says how many seeds each width has."""
     if a.get("hypothesis") != NAME or b.get("hypothesis") != NAME:
         raise ValueError("both verdicts must be decomposition verdicts.")
     if a["preregistered"]["hash"] != b["preregistered"]["hash"]:
         raise ValueError(f"the verdicts were run under different pre-registrations ({a['preregistered']['hash']} vs "
                          f"{b['preregistered']['hash']}); run the missing widths under the one that is committed.")
     wa, wb = a["series"]["widths"], b["series"]["widths"]
-    if set(wa) & set(wb):
-        raise ValueError(f"both verdicts hold width(s) {sorted(set(wa) & set(wb))}; join runs of different widths only.")
-    widths = tuple(sorted(wa + wb))
-    n = max(a["seeds"], b["seeds"])
-    rows = [{"seed": s} for s in range(n)]
+    for w in sorted(set(wa) & set(wb)):
+        both = seeds_at(a, w) & seeds_at(b, w)
+        if both:
+            raise ValueError(f"both verdicts hold width {w} at seed(s) {sorted(both)}; join runs of different widths "
+                             "or of different seeds (--first-seed) only.")
+    widths = tuple(sorted(set(wa) | set(wb)))
+    by_seed: dict[int, dict] = {}
     for v in (a, b):
         for r in v["per_seed"]:
-            rows[r["seed"]].update({k: x for k, x in r.items() if k != "seed"})
+            by_seed.setdefault(r["seed"], {"seed": r["seed"]}).update(
+                {k: x for k, x in r.items() if k != "seed" and not (isinstance(x, float) and math.isnan(x)
+                                                                     and k in by_seed.get(r["seed"], {}))})
+    rows = [by_seed[s] for s in sorted(by_seed)]
+    names = {k for v in (a, b) for r in v["per_seed"] for k in r if k != "seed"}
     for r in rows:  # a width a seed never ran: nan, so every statistic leaves that seed out there
-        for w in widths:
-            for k in [k for k in (a["per_seed"][0] | b["per_seed"][0]) if k.endswith(f"_d{w}")]:
-                r.setdefault(k, math.nan)
+        for k in names:
+            r.setdefault(k, math.nan)
     sd = tuple(sorted(set(a["config"].get("sd_widths", ())) | set(b["config"].get("sd_widths", ()))))
+    n = len(rows)
     cfg = dataclasses.replace(DecompositionConfig(), widths=widths, seeds=n, sd_widths=sd)
     out = summarize_rows(cfg, rows)
+    by_width = {str(w): sum(1 for r in rows if _finite(r.get(f"F_sem_d{w}"))) for w in widths}
     out.update({"preregistered": a["preregistered"], "seeds": n, "config": {**a["config"], "widths": list(widths),
-                                                                            "seeds": n, "sd_widths": list(sd)},
+                                                                            "seeds": n, "first_seed": rows[0]["seed"],
+                                                                            "sd_widths": list(sd)},
                 "base_fingerprints": {**a.get("base_fingerprints", {}), **b.get("base_fingerprints", {})},
-                "seeds_by_width": {str(w): (a if w in wa else b)["seeds"] for w in widths},
+                "seeds_by_width": by_width,
                 "joined_from": [{"widths": v["series"]["widths"], "seeds": v["seeds"],
+                                 "seed_numbers": sorted(r["seed"] for r in v["per_seed"]),
                                  "cells": v.get("cells")} for v in (a, b)]})
     return out

@@ -27,6 +27,14 @@ from interference.io import config_hash, json_ready, read_checked_json, write_ch
 from interference.workers import WorkerError, run_in_workers  # noqa: F401  (the package's one pool, named here for grid callers)
 
 
+def seed_range(cfg) -> range:
+    """The seeds a config runs: ``first_seed`` .. ``first_seed + seeds - 1``. Why a first seed: a
+    pre-registered confirmation (or the rest of a registered seed count) runs fresh seeds beside
+    saved ones without recomputing them; configs without the field start at 0."""
+    first = getattr(cfg, "first_seed", 0)
+    return range(first, first + cfg.seeds)
+
+
 @dataclass
 class Cell:
     """One unit of work: ``fn()`` -> JSON-able dict, cached under the hash of ``key``. ``base`` is

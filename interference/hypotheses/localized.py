@@ -62,7 +62,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from interference.fictitious import lookalike_pieces
-from interference.hypotheses.grid import Cell
+from interference.hypotheses.grid import Cell, seed_range
 from interference.hypotheses.prereg import Preregistration
 from interference.train import SFTSpec
 from interference.probes import subject_states
@@ -122,6 +122,7 @@ PATCH_ARMS = ("share2", "uuid")  # arms whose forgotten facts are patched
 @dataclass(frozen=True)
 class LocalizedConfig:
     seeds: int = 5
+    first_seed: int = 0  # seeds first_seed .. first_seed + seeds - 1 (grid.seed_range)
     n_targets: int = 100  # three-piece statement-only entities; 100 x 4 relations = 400 new facts
     steps: int = 250  # every arm trains this many steps (~3x the 75 that 400 look-alike facts needed at lr 3e-4)
     sft: SFTSpec = SFTSpec(lr=3e-4, batch_size=32, eval_every=10, learned_at=0.95)
@@ -194,7 +195,7 @@ def new_entities_for(world, arm: LocalizedArm, targets, values, seed: int, arm_i
 # ------------------------------------------------------------------ cells
 def _key(cfg: LocalizedConfig, ctx, **kw) -> dict:
     return {"base": ctx.spec.hash(), "hypothesis": NAME,
-            "cfg": {k: v for k, v in cfg.to_dict().items() if k not in ("seeds", "arms")}, **kw}
+            "cfg": {k: v for k, v in cfg.to_dict().items() if k not in ("seeds", "first_seed", "arms")}, **kw}
 
 
 def cells(cfg: LocalizedConfig, ctx) -> list[Cell]:
@@ -206,8 +207,8 @@ def cells(cfg: LocalizedConfig, ctx) -> list[Cell]:
     # the arms the primary endpoint, the signature, patching and predictors need come first for
     # every seed, so a run cut short by the clock still has them on as many seeds as possible
     core = [a for a in CORE if a in cfg.arms]
-    order = [(s, a) for s in range(cfg.seeds) for a in core]
-    order += [(s, a) for s in range(cfg.seeds) for a in cfg.arms if a not in CORE]
+    order = [(s, a) for s in seed_range(cfg) for a in core]
+    order += [(s, a) for s in seed_range(cfg) for a in cfg.arms if a not in CORE]
     for seed, arm in order:
         out.append(Cell(f"localized-{arm}", _key(cfg, ctx, arm=arm, spec=dataclasses.asdict(ARMS[arm]), seed=seed),
                         (lambda a=arm, s=seed: _run_arm(cfg, ctx, a, s)), f"{arm} seed {seed}", base=ctx.spec))

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from interference.hypotheses.grid import seed_range
 from interference.hypotheses.prereg import decide_estimate
 from interference.metrics.stats import estimate
 from interference.metrics.dose import dose_response_slope, is_monotone, signature_vs_null, targets_minus_rest
@@ -247,7 +248,7 @@ def predictor_table(base: dict, runs: dict, seeds, arm: str) -> dict:
 
 def summarize(cfg, results: list[dict], ctx) -> dict:
     base, runs = index_results(results)
-    seeds = list(range(cfg.seeds))
+    seeds = list(seed_range(cfg))
     ps = [per_seed(s, base, runs, cfg.arms, ctx.n_layers) for s in seeds]
     keys = sorted({k for p in ps for k in p if k != "seed"})
     stats = {k: estimate([p.get(k, math.nan) for p in ps]) for k in keys}

@@ -54,7 +54,7 @@ from interference.data import Fact, load_qa_records
 from interference.hypotheses import behavior_cloning as bc
 from interference.hypotheses import localized as loc
 from interference.hypotheses.arms import fixed_steps, run_arm
-from interference.hypotheses.grid import Cell
+from interference.hypotheses.grid import Cell, seed_range
 from interference.train import SFTSpec
 from interference.probes import subject_states
 from interference.io import config_hash
@@ -451,11 +451,11 @@ def loc_cells(cfg, ctx: RealContext) -> list[Cell]:
 
     def key(**kw):
         return {"base": ctx.spec.hash(), "hypothesis": loc.NAME,
-                "cfg": {k: v for k, v in cfg.to_dict().items() if k not in ("seeds", "arms")}, **kw}
+                "cfg": {k: v for k, v in cfg.to_dict().items() if k not in ("seeds", "first_seed", "arms")}, **kw}
     out = [Cell("localized-real-base", key(arm="base"), lambda: _base_eval(ctx), "base", base=ctx.spec)]
     core = [a for a in loc.CORE if a in cfg.arms]
-    order = [(s, a) for s in range(cfg.seeds) for a in core]
-    order += [(s, a) for s in range(cfg.seeds) for a in cfg.arms if a not in loc.CORE]
+    order = [(s, a) for s in seed_range(cfg) for a in core]
+    order += [(s, a) for s in seed_range(cfg) for a in cfg.arms if a not in loc.CORE]
     for seed, arm in order:
         out.append(Cell(f"localized-real-{arm}", key(arm=arm, spec=dataclasses.asdict(loc.ARMS[arm]), seed=seed),
                         (lambda a=arm, s=seed: _run_loc_arm(cfg, ctx, a, s)), f"{arm} seed {seed}", base=ctx.spec))
@@ -492,7 +492,7 @@ def _summary_with_lr(summarize, forgetting_key, arms: Sequence[str] | None = Non
 
 def prepare(name: str, spec: RealSpec, out, quick: bool, seeds: int | None, device=None, progress: bool = True,
             min_known_share: float = 0.3, precision: str = "auto", lr: float | None = None,
-            leave_out: Sequence[str] = ()):
+            leave_out: Sequence[str] = (), first_seed: int | None = None):
     """(module stand-in, config, context) of hypothesis ``name`` on the real model and data.
 
     The learning rate is ``lr`` when given, else the pre-grid rule's (``real_lr.choose_lr``);
@@ -524,6 +524,10 @@ def prepare(name: str, spec: RealSpec, out, quick: bool, seeds: int | None, devi
         steps, n_new, learned_at, sft = cfg.steps, cfg.n_targets, cfg.sft.learned_at, cfg.sft
     if seeds is not None:
         cfg = dataclasses.replace(cfg, seeds=seeds)
+    if first_seed is not None:
+        if not hasattr(cfg, "first_seed"):
+            raise RealHypothesisError(f"--first-seed applies to localized, not {name}; leave it out.")
+        cfg = dataclasses.replace(cfg, first_seed=first_seed)
     # every designed set is built once here (no training), so data that cannot give them is
     # refused before the output directory is claimed
     if name == "behavior_cloning":
@@ -532,7 +536,7 @@ def prepare(name: str, spec: RealSpec, out, quick: bool, seeds: int | None, devi
         keep = []
         for arm in cfg.arms:
             try:
-                for seed in range(cfg.seeds):
+                for seed in seed_range(cfg):
                     loc_new_names(ctx, loc.ARMS[arm], targets_of(ctx, cfg.n_targets, seed), seed)
                 keep.append(arm)
             except FictitiousError as e:
