@@ -63,10 +63,11 @@ import dataclasses
 import math
 import random
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 from interference.data import Fact
 from interference.hypotheses.arms import fixed_steps, rates_at, readout, run_arm, step_matched
-from interference.hypotheses.grid import Cell
+from interference.hypotheses.grid import Cell, seed_range
 from interference.hypotheses.prereg import Preregistration
 from interference.metrics.endpoints import pooled_persistence, slope_per_doubling
 from interference.metrics.stats import estimate
@@ -128,6 +129,21 @@ def _sft(cfg: SweepConfig, n_facts: int, seed: int, **changes) -> SFTSpec:
     return fixed_steps(dataclasses.replace(cfg.sft, eval_every=every), steps, seed, **changes)
 
 
+@dataclass(frozen=True)
+class SweepSource:
+    """What the sweep's cells need of one model: the base the cells depend on, the watched facts,
+    the relations, the parameter count, what the joint arm replays, and the two training sets.
+    Why apart from the context: the same grid and summary run on a real model (``real_source``)
+    and on one pinned synthetic width (``hypotheses.count_sweep``), one implementation for both."""
+    base: object  # the spec whose weights the cells depend on
+    watch: Sequence[Fact]
+    relations: tuple[str, ...]
+    n_params: Callable[[], float]
+    corpus: str  # the replay method's corpus for the joint arm
+    new_facts: Callable[[int, int], list[Fact]]  # (count, seed) -> count uuid entities x every relation
+    drift_facts: Callable[[int, int], list[Fact]]  # (n, seed) -> up to n unwatched Known facts
+
+
 def new_facts(ctx, count: int, seed: int) -> list[Fact]:
     """``count`` uuid-named entities x every kept relation, answers drawn from the relation's."""
     from interference.fictitious import uuid_names
@@ -145,30 +161,46 @@ def drift_facts(ctx, n: int, seed: int) -> list[Fact]:
     return random.Random(f"capacity-real-drift-{seed}").sample(pool, min(n, len(pool)))
 
 
+def real_source(ctx) -> SweepSource:
+    """A real model's sweep: its watched few-shot facts, its Known facts replayed (``statements``)."""
+    return SweepSource(base=ctx.spec, watch=ctx.watch, relations=tuple(ctx.world.relations),
+                       n_params=lambda: float(sum(p.numel() for p in ctx.base()[0].parameters())),
+                       corpus="statements", new_facts=lambda c, s: new_facts(ctx, c, s),
+                       drift_facts=lambda n, s: drift_facts(ctx, n, s))
+
+
 def cells(cfg: SweepConfig, ctx) -> list[Cell]:
+    return sweep_cells(cfg, ctx, real_source(ctx))
+
+
+def sweep_cells(cfg, ctx, src: SweepSource, kind: str = "capacity-real") -> list[Cell]:
     out = []
-    for seed in range(cfg.seeds):
+    for seed in seed_range(cfg):
         for count in cfg.counts:
-            train = new_facts(ctx, count, seed)
+            train = src.new_facts(count, seed)
             runs = {"sft": (train, _sft(cfg, len(train), seed)),
                     "joint": (train, _sft(cfg, len(train), seed, method="replay",
                                           method_options={"ratio": cfg.replay_ratio, "seed": seed,
-                                                          "corpus": "statements"})),
-                    "drift": (drift_facts(ctx, len(train), seed), _sft(cfg, len(train), seed))}
+                                                          "corpus": src.corpus})),
+                    "drift": (src.drift_facts(len(train), seed), _sft(cfg, len(train), seed))}
             for arm, (facts, sft) in runs.items():
-                key = {"base": ctx.spec.hash(), "design": "count_sweep", "seed": seed, "arm": arm, "count": count,
+                key = {"base": src.base.hash(), "design": "count_sweep", "seed": seed, "arm": arm, "count": count,
                        "n_train": len(facts), "sft": sft.to_dict()}
-                out.append(Cell(f"capacity-real-{arm}", key,
-                                (lambda t=facts, f=sft: run_arm(ctx, ctx.spec, t, ctx.watch, f)),
-                                f"{arm} x{count} seed {seed}", base=ctx.spec))
+                out.append(Cell(f"{kind}-{arm}", key,
+                                (lambda t=facts, f=sft: run_arm(ctx, src.base, t, src.watch, f)),
+                                f"{arm} x{count} seed {seed}", base=src.base))
     return out
 
 
 def summarize(cfg: SweepConfig, results, ctx) -> dict:
-    n_params = float(sum(p.numel() for p in ctx.base()[0].parameters()))
-    n_rel = len(ctx.world.relations)
+    return sweep_summary(cfg, results, real_source(ctx))
+
+
+def sweep_summary(cfg, results, src: SweepSource) -> dict:
+    n_params = src.n_params()
+    n_rel = len(src.relations)
     per_seed = []
-    for seed in range(cfg.seeds):
+    for seed in seed_range(cfg):
         m: dict = {"seed": seed}
         f = {arm: [] for arm in ARMS}
         f_learned = {arm: [] for arm in ("sft", "joint")}
