@@ -40,11 +40,16 @@ def main(argv=None) -> int:
     ap.add_argument("run", help="the hypothesis directory holding verdict.json")
     ap.add_argument("--seconds", type=float, help="wall time of the command, measured outside it")
     ap.add_argument("--command", required=True, help="the command that made the run, as a reader would type it")
+    ap.add_argument("--name", help="save as NAME.json (default: the hypothesis; localized_confirm for the "
+                                   "fresh-seed confirmation of docs/localized_fixture_confirmation.md)")
+    ap.add_argument("--note", help="what a reader must know about the run, saved with it")
     args = ap.parse_args(argv)
     v = json.loads((Path(args.run) / "verdict.json").read_text())
     rec = record(v, args.seconds, args.command, [round(x, 2) for x in os.getloadavg()])
     OUT.mkdir(parents=True, exist_ok=True)
-    name = v["hypothesis"] + ("_sweep" if v.get("design") == "count_sweep" else "")
+    if args.note:
+        rec["note"] = args.note
+    name = args.name or v["hypothesis"] + ("_sweep" if v.get("design") == "count_sweep" else "")
     (OUT / f"{name}.json").write_text(json.dumps(rec, indent=1) + "\n")
     print(f"wrote {OUT / (name + '.json')}: {rec['verdict']}")
     return 0

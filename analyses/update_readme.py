@@ -174,7 +174,8 @@ def real_fixture_section() -> str | None:
     """The hypothesis runners on the committed fixture that knows facts, at default settings, from
     ``analyses/results/real_fixture/*.json`` (``analyses/real_fixture.py`` writes them)."""
     d = RESULTS / "real_fixture"
-    names = [n for n in ("localized", "behavior_cloning", "capacity_sweep") if (d / f"{n}.json").exists()]
+    names = [n for n in ("localized", "localized_confirm", "behavior_cloning", "capacity_sweep")
+             if (d / f"{n}.json").exists()]
     if not names:
         return None
     recs = {n: json.loads((d / f"{n}.json").read_text()) for n in names}
@@ -194,8 +195,11 @@ def real_fixture_section() -> str | None:
         s = r.get("wall_seconds")
         return f"{s / 60:.0f} min" + (f" (load {r['load_average_1min_end'][0]} at the end)"
                                        if r.get("load_average_1min_end") else "") if s else "n/a"
+    def seeds(r):
+        first = (r.get("config") or {}).get("first_seed") or 0
+        return f"{r['seeds']}" + (f" (seeds {first}-{first + r['seeds'] - 1}, fresh)" if first else "")
     rows = [("verdict", lambda r: f"`{r['verdict']}`"), ("endpoint (mean [95% CI])", lambda r: _est(r["endpoint"])),
-            ("seeds", lambda r: str(r["seeds"])), ("required checks", checks),
+            ("seeds", seeds), ("required checks", checks),
             ("rate", rate), ("Known-only drift at that rate", lambda r: f"{r['known_only_drift']:.3f}"),
             ("counts (adapted)", counts), ("wall time, 2 shared cores", wall)]
     out = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]

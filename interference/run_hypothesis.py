@@ -60,8 +60,17 @@ def _config(module, quick: bool, seeds: int | None, consolidations: tuple[float,
         if not hasattr(cfg, "widths"):
             raise UsageError(f"--widths applies to decomposition and bc_contrast, not {module.NAME}; leave it out.")
         cfg = dataclasses.replace(cfg, widths=widths)
-    if consolidations is not None and hasattr(cfg, "consolidations"):
-        cfg = dataclasses.replace(cfg, consolidations=consolidations)
+    if consolidations is not None:
+        if hasattr(cfg, "consolidations"):
+            cfg = dataclasses.replace(cfg, consolidations=consolidations)
+        elif hasattr(cfg, "consolidation"):  # a design run on one level's bases (decomposition)
+            if len(consolidations) != 1:
+                raise UsageError(f"{module.NAME} runs on the bases of one consolidation level; give one "
+                                 f"(--consolidations 0.5), and each level its own --out.")
+            cfg = dataclasses.replace(cfg, consolidation=consolidations[0])
+        else:
+            raise UsageError(f"--consolidations applies to capacity, behavior_cloning and decomposition, not "
+                             f"{module.NAME}; leave it out.")
     return cfg
 
 
@@ -164,7 +173,8 @@ def build_parser():
     ap.add_argument("--consolidations",
                     help="extra base consolidation levels, e.g. 0.5,2 (capacity and behavior_cloning repeat their "
                          "experiment on a base trained that many memorisation-steps past memorising; the "
-                         "consolidation axis of issue 9). Changes the run's settings: use its own --out")
+                         "consolidation axis of issue 9); decomposition takes one level and runs on its bases "
+                         "alone. Changes the run's settings: use its own --out")
     ap.add_argument("--widths", help="decomposition: base widths (d_model), e.g. 64,128,256 (default); a run "
                                      "with more widths or seeds extends one with fewer in the same --out")
     ap.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
@@ -233,7 +243,10 @@ def _main(args) -> int:
     ctx = Context(spec, out, device=device, progress=not args.no_progress, jobs=args.jobs)
     levels = _levels(args.consolidations) if args.consolidations is not None else None
     widths = _widths(args.widths) if args.widths is not None else None
-    cfgs = {n: _config(EXPERIMENTS[n], args.quick, args.seeds, levels, widths, args.first_seed) for n in names}
+    # all: the levels go to the designs that have a consolidation axis (localized has none)
+    takes = lambda n: args.hypothesis != "all" or hasattr(EXPERIMENTS[n].config(args.quick), "consolidations")  # noqa: E731
+    cfgs = {n: _config(EXPERIMENTS[n], args.quick, args.seeds, levels if takes(n) else None, widths, args.first_seed)
+            for n in names}
     for d in (out, out / "cells", *(out / n for n in names)):
         if d.exists() and not d.is_dir():
             raise UsageError(f"{d} is a file where a directory belongs; choose another --out or move that file.")

@@ -238,3 +238,38 @@ def test_join_refuses_a_shared_width_and_another_preregistration():
     other["preregistered"]["hash"] = "000000000000"
     with pytest.raises(ValueError, match="different pre-registrations"):
         dec.join_verdicts(only(64), other)
+
+
+def test_a_consolidation_level_moves_every_width_onto_that_levels_bases():
+    from types import SimpleNamespace
+    from interference.bases import BaseSpec
+    ctx = SimpleNamespace(spec=BaseSpec.default())
+    cfg = dec.DecompositionConfig(consolidation=0.5)
+    specs = {w: dec.base_at(ctx, cfg, w) for w in (64, 128)}
+    assert all(s.pretrain.consolidation == 0.5 for s in specs.values())
+    assert specs[64].model.d_model == 64 and specs[128].model.d_model == 128
+    default = dec.base_at(ctx, dec.DecompositionConfig(), 64)
+    assert default.pretrain.consolidation == ctx.spec.pretrain.consolidation and default.hash() != specs[64].hash()
+
+
+def test_join_refuses_verdicts_of_two_consolidation_levels():
+    import copy
+    _, only = _saved_halves()
+    other = copy.deepcopy(only(128))
+    other["config"]["consolidation"] = 2.0
+    with pytest.raises(ValueError, match="different consolidation levels"):
+        dec.join_verdicts(only(64), other)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["decomposition", "--consolidations", "0.5,2"], "one consolidation level"),
+    (["localized", "--consolidations", "0.5"], "--consolidations applies to"),
+    (["culprits", "--first-seed", "3"], "--first-seed applies to decomposition and localized"),
+    (["decomposition", "--first-seed", "-1"], "must be 0 or more"),
+])
+def test_level_and_first_seed_flags_that_do_not_apply_are_refused_in_one_sentence(tmp_path, capsys, argv, says):
+    from interference.run_hypothesis import main
+    assert main([*argv, "--quick", "--out", str(tmp_path / "o")]) != 0
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") <= 2
+    assert not (tmp_path / "o").exists()  # refused before any work: nothing written

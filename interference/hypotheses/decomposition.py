@@ -136,6 +136,9 @@ class DecompositionConfig:
     replay_factor: int = 4  # the long replay arm trains this many times the steps
     replay_ratio: float = 1.0
     sd_widths: tuple[int, ...] = (128,)
+    # the bases' consolidation level (steps after memorising, in memorisation phases); None: the
+    # default bases' own (1.0). The consolidation axis runs one level per --out.
+    consolidation: float | None = None
 
     def __post_init__(self) -> None:
         if not self.widths or any(w < 1 for w in self.widths) or self.seeds < 1 or self.count < 1:
@@ -208,7 +211,7 @@ def cells(cfg: DecompositionConfig, ctx) -> list[Cell]:
     out = []
     for seed in seed_range(cfg):
         for width in cfg.widths:
-            spec = ctx.spec.with_width(width)
+            spec = base_at(ctx, cfg, width)
             for arm in _arms_at(cfg, width):
                 train = arm_facts(world, cfg, arm, seed)
                 sft = _sft(cfg, arm, seed)
@@ -218,6 +221,12 @@ def cells(cfg: DecompositionConfig, ctx) -> list[Cell]:
                                 (lambda s=spec, t=train, f=sft: run_arm(ctx, s, t, watch, f)),
                                 f"d{width} {arm} seed {seed}", base=spec))
     return out
+
+
+def base_at(ctx, cfg: DecompositionConfig, width: int):
+    """The base spec of one width (at the config's consolidation level, when it sets one)."""
+    spec = ctx.spec.with_width(width)
+    return spec if cfg.consolidation is None else spec.with_consolidation(cfg.consolidation)
 
 
 def _f_at(result: dict, step: int) -> float:
@@ -407,6 +416,10 @@ def join_verdicts(a: dict, b: dict) -> dict:
     if a["preregistered"]["hash"] != b["preregistered"]["hash"]:
         raise ValueError(f"the verdicts were run under different pre-registrations ({a['preregistered']['hash']} vs "
                          f"{b['preregistered']['hash']}); run the missing widths under the one that is committed.")
+    ca, cb = a["config"].get("consolidation"), b["config"].get("consolidation")
+    if ca != cb:
+        raise ValueError(f"the verdicts were run on bases of different consolidation levels ({ca} vs {cb}); a "
+                         "level is its own verdict, not more widths or seeds.")
     wa, wb = a["series"]["widths"], b["series"]["widths"]
     for w in sorted(set(wa) & set(wb)):
         both = seeds_at(a, w) & seeds_at(b, w)
