@@ -33,6 +33,7 @@ from interference.metrics.stats import format_estimate  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "decomposition"
+SWEEP = RESULTS / "capacity_sweep"
 SHARES = tuple((h, s, "({} - {}) / E".format(*(f"F[{t[2:]}]" for t in dec.TERMS[s]))) for h, s in dec.SHARES.items())
 REGISTERED_SEEDS = 8
 PAPER = {"localized": "main_driver", "capacity": "not_supported", "behavior_cloning": "not_supported"}
@@ -143,8 +144,8 @@ def seeds_note(v: dict) -> str:
     if by and len(set(by.values())) > 1:
         return (" (seeds of the registered " + str(REGISTERED_SEEDS) + ": "
                 + ", ".join(f"d{w} {by[w]}" for w in sorted(by, key=int))
-                + "; the CPU time each session had, the widths run in separate runs and joined from their per-seed "
-                "rows)")
+                + "; a width with fewer had its count fixed before any of its results, for CPU time; widths and "
+                "seed ranges ran in separate runs, joined from their per-seed rows)")
     return "" if n >= REGISTERED_SEEDS else (f" ({n} of the registered {REGISTERED_SEEDS} seeds: the CPU time this "
                                              "session had; the same command with `--seeds 8` extends it)")
 
@@ -189,6 +190,102 @@ def paper_sentence(v: dict) -> str:
 
 
 BCC = RESULTS / "bc_contrast"
+
+
+def collect_consolidation(runs: list[Path]) -> None:
+    """Copy each consolidation level's verdict (``--consolidations X`` runs) into
+    ``consolidation_c<X>.json``."""
+    for r in runs:
+        src = r / "decomposition" / "verdict.json"
+        if not src.exists():
+            raise SystemExit(f"{src} is missing; run that level first (docs/decomposition_consolidation.md).")
+        v = json.loads(src.read_text())
+        level = v["config"].get("consolidation")
+        if level is None:
+            raise SystemExit(f"{src} was run on the default bases, not a consolidation level; pass --consolidations.")
+        v["plots"] = [Path(p).name for p in v.get("plots", [])]
+        (OUT / f"consolidation_c{level:g}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
+
+
+def consolidation_lines() -> list[str]:
+    """The decomposition along the consolidation axis, from the saved levels and the saved 1x
+    rows (``decomposition.consolidation_trend``); writes its JSON and figure beside them."""
+    files = sorted(OUT.glob("consolidation_c*.json"))
+    base = load("default")
+    if not files or base is None:
+        return ["**Consolidation axis:** not run yet (`docs/decomposition_consolidation.md` has the commands).", ""]
+    levels = {json.loads(f.read_text())["config"]["consolidation"]: json.loads(f.read_text()) for f in files}
+    levels[1.0] = dec.at_widths(base, {64})
+    t = dec.consolidation_trend(levels, 64)
+    (OUT / "consolidation.json").write_text(json.dumps(t, indent=2, sort_keys=True) + "\n")
+    from interference.plots import plot_consolidation
+    plot_consolidation(t, OUT)
+    rows = ["| consolidation | E = F[sem] - F[drift] | " + " | ".join(f"{h} ({s}) | word" for h, s, _ in SHARES) + " |",
+            "|---|---|" + "---|---|" * len(SHARES)]
+    for c in t["levels"]:
+        b = t["by_level"][str(c)]
+        rows.append(f"| {c:g}x | {format_estimate(b['shares']['E'])} | " + " | ".join(
+            f"{format_estimate(b['shares'][s])} | `{b['words']['step_matched'][h]}`" for h, s, _ in SHARES) + " |")
+    failed = sorted({k for c in t["levels"] for k, ok in t["by_level"][str(c)]["checks"].items() if not ok})
+    slope = "; ".join(f"{h} {format_estimate(t['slope_per_doubling'][h])}" for h, _, _ in SHARES)
+    clear = [h for h, _, _ in SHARES if (e := t["slope_per_doubling"][h]).get("low") is not None
+             and (e["low"] > 0 or e["high"] < 0)]
+    return [f"**Consolidation axis** (`docs/decomposition_consolidation.md`, pre-registered as a trend that decides "
+            f"nothing): the same design at d64 on bases trained 0.5x and 2x as many steps past memorising as the "
+            f"default 1x, seeds {', '.join(map(str, t['seeds']))} at every level (the 1x rows are the saved ones, "
+            "from the pinned base, whose memorisation phase ran on another machine than the other two levels'); "
+            + ("every required check passed" if not failed else "checks that failed at some level: "
+               + ", ".join(f"`{k}`" for k in failed)) + ":", "", *rows, "",
+            f"Share per doubling of consolidation (per seed over the three levels, equal steps): {slope}. "
+            + (f"A clear trend: {', '.join(clear)}." if clear else
+               "No share moves clearly with consolidation on these seeds (every interval covers 0; three seeds are "
+               "few, so this is not evidence of no effect)."),
+            "", "![consolidation](analyses/results/decomposition/consolidation.png)", ""]
+
+
+def sweep_lines() -> list[str]:
+    """capacity's own test, the uuid-key count sweep on one pinned width (``capacity_sweep``)."""
+    f = SWEEP / "d64.json"
+    if not f.exists():
+        return ["**Capacity's count sweep** (`python -m interference.run_hypothesis capacity_sweep`, pre-registered): "
+                "not run yet.", ""]
+    v = json.loads(f.read_text())
+    sw = v["series"]["sweep"]
+    rows = ["| new entities | new facts | steps | F[sft] | F[joint] | F[drift] | excess F[sft] - F[drift] | "
+            "plasticity sft / joint |", "|---|---|---|---|---|---|---|---|"]
+    for c in sorted(sw, key=int):
+        r = sw[c]
+        rows.append(f"| {c} | {r['facts']} | {r['steps']} | {format_estimate(r['forgetting_sft'])} | "
+                    f"{format_estimate(r['forgetting_joint'])} | {format_estimate(r['forgetting_drift'])} | "
+                    f"{format_estimate(r['excess_sft'])} | {number(r['plasticity_sft']['value'])} / "
+                    f"{number(r['plasticity_joint']['value'])} |")
+    st = v["statistics"]
+    top = max(sw, key=int)
+    from interference.bases import BaseSpec
+    from interference.world import World
+    world = World(BaseSpec.default().world)
+    known = (len(world.split("pretrain_qa")) + len(world.split("statement_only"))) * len(world.config.relations)
+    return [f"**Capacity's own test: a uuid-key count sweep on one width** (`capacity_sweep`, pre-registered, hash "
+            f"`{v['preregistered']['hash']}`; the real-model sweep's grid and rule on the pinned d{v['width']} base, "
+            f"{v['seeds']} seeds; it goes up to {sw[top]['facts']:,} new facts, {sw[top]['facts'] / known:.1f}x the "
+            f"{known:,} entity facts the base was pre-trained on; the paper goes to 1M). Endpoint P = the share of SFT's excess forgetting that 1:1 "
+            f"replay of the pre-training corpus does not remove, pooled over counts: **`{v['verdict']}`**, P = "
+            f"{format_estimate(v['endpoint'])} (equal learning: {format_estimate(st['P_learning_matched'])}); excess "
+            f"forgetting per doubling of the count {format_estimate(st['slope_count'])}; "
+            + checks_line(v) + ":", "", *rows, "", "![count sweep](analyses/results/capacity_sweep/capacity.png)", ""]
+
+
+def collect_sweep(runs: Path | None) -> None:
+    if runs is None:
+        return
+    src = runs / "capacity_sweep" / "verdict.json"
+    if src.exists():
+        import shutil
+        SWEEP.mkdir(parents=True, exist_ok=True)
+        v = json.loads(src.read_text())
+        v["plots"] = [Path(p).name for p in v.get("plots", [])]
+        (SWEEP / f"d{v['width']}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
+        shutil.copyfile(src.parent / "capacity.png", SWEEP / "capacity.png")
 
 
 def collect_bc(runs: Path | None) -> None:
@@ -307,6 +404,8 @@ def section() -> str:
                       f"{h} {format_estimate(sh[s])} `{demo['verdicts'][str(demo['series']['widths'][0])]['step_matched'][h]}`"
                       for h, s, _ in SHARES) + ".", ""]
     lines += bc_contrast_lines()
+    lines += sweep_lines()
+    lines += consolidation_lines()
     reg = registered_words()
     if reg:
         lines += ["**The registered designs' words, kept as results** (computed on the earlier, unpinned base, whose "
@@ -324,11 +423,16 @@ def main(argv=None) -> int:
     ap.add_argument("--bc-runs", type=Path, default=Path("runs/bc_contrast"))
     ap.add_argument("--join-default", type=Path, help="a run of other widths to join into the saved default verdict")
     ap.add_argument("--join-heldout", type=Path, help="the same for the held-out world's verdict")
+    ap.add_argument("--sweep-runs", type=Path, default=Path("runs/capacity_sweep_d64"))
+    ap.add_argument("--consolidation-runs", type=Path, nargs="*", default=[],
+                    help="runs of --consolidations X (each level its own --out), copied into the saved results")
     ap.add_argument("--out", type=Path, default=RESULTS / "decomposition.md")
     args = ap.parse_args(argv)
     for runs, label in ((args.runs, "default"), (args.heldout_runs, "heldout"), (args.demo_runs, "demo")):
         collect(runs, label)
     collect_bc(args.bc_runs)
+    collect_sweep(args.sweep_runs)
+    collect_consolidation(args.consolidation_runs)
     join(args.join_default, "default")
     join(args.join_heldout, "heldout")
     args.out.write_text(section() + "\n")

@@ -334,6 +334,49 @@ def plot_decomposition(v: dict, out: Path) -> list[Path]:
     return _save(fig, out, "decomposition")
 
 
+def plot_consolidation(t: dict, out: Path) -> list[Path]:
+    """Each hypothesis' share of the same excess against the base's consolidation level (equal
+    steps, the endpoint's read), with 95% CIs and the common rule's bands; the slope per doubling
+    in the legend (``decomposition.consolidation_trend``)."""
+    from interference.hypotheses.decomposition import SHARES
+    levels = [float(c) for c in t["levels"]]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    for j, (h, s) in enumerate(SHARES.items()):
+        es = [t["by_level"][str(c)]["shares"][s] for c in levels]
+        x = [np.log2(c) + (j - 1) * 0.05 for c in levels]
+        sl = t["slope_per_doubling"][h]
+        label = f"{h} ({s}); per doubling {sl['value']:+.3f}" if sl.get("value") is not None else f"{h} ({s})"
+        vals = [e["value"] if e.get("value") is not None else np.nan for e in es]
+        err = [[max(0.0, v - e["low"]) if e.get("low") is not None and np.isfinite(v) else 0 for v, e in zip(vals, es)],
+               [max(0.0, e["high"] - v) if e.get("high") is not None and np.isfinite(v) else 0 for v, e in zip(vals, es)]]
+        off = [v for v in vals if np.isfinite(v) and not -0.6 <= v <= 1.4]
+        if off:  # a share off the panel (behavior cloning's runs far below 0): its values in the legend
+            label += " (off scale: " + ", ".join(f"{v:.2f}" for v in vals) + ")"
+        ax[0].errorbar(x, vals, yerr=err, marker="o", capsize=3, color=SHARE_COLORS[h], label=label)
+    ax[0].set_ylim(-0.6, 1.4)
+    ax[0].axhspan(0.5, 1.4, color="#1b7837", alpha=0.07)
+    ax[0].axhline(0, color="k", lw=0.8)
+    ax[0].axhline(0.1, color="#c51b7d", lw=0.8, ls=":")
+    ax[0].set_xticks([np.log2(c) for c in levels])
+    ax[0].set_xticklabels([f"{c:g}x" for c in levels])
+    ax[0].set_xlabel("consolidation (steps after memorising, x the memorisation phase)")
+    ax[0].set_ylabel("share of E = F[sem] - F[drift]")
+    ax[0].set_title(f"d{t['width']}, equal steps, seeds {t['seeds']}", fontsize=9)
+    ax[0].legend(fontsize=7)
+    _errbar(ax[1], [np.log2(c) for c in levels], [t["by_level"][str(c)]["shares"]["E"] for c in levels], "s-",
+            "E = F[sem] - F[drift]")
+    ax[1].set_xticks([np.log2(c) for c in levels])
+    ax[1].set_xticklabels([f"{c:g}x" for c in levels])
+    ax[1].axhline(0, color="k", lw=0.8)
+    ax[1].set_xlabel("consolidation")
+    ax[1].set_ylabel("excess forgetting (share of watched facts)")
+    ax[1].set_title("the quantity every share divides", fontsize=9)
+    ax[1].legend(fontsize=7)
+    fig.suptitle("Decomposition along the consolidation axis (a trend, deciding nothing)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, "consolidation")
+
+
 def plot_hypothesis(v: dict, out: str | Path) -> list[Path]:
     """The figure of one hypothesis' verdict.json, next to it."""
     fn = {"localized": plot_localized, "capacity": plot_capacity, "decomposition": plot_decomposition,

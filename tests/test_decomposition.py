@@ -273,3 +273,22 @@ def test_level_and_first_seed_flags_that_do_not_apply_are_refused_in_one_sentenc
     err = capsys.readouterr().err
     assert says in err and err.count("\n") <= 2
     assert not (tmp_path / "o").exists()  # refused before any work: nothing written
+
+
+def test_the_consolidation_trend_is_zero_for_equal_levels_and_the_constructed_slope_otherwise():
+    import copy
+    v, _ = _saved_halves()
+    d64 = dec.at_widths(v, {64})
+    same = dec.consolidation_trend({0.5: d64, 1.0: d64, 2.0: d64})
+    assert same["seeds"] == sorted(dec.seeds_at(d64, 64))
+    assert all(abs(e["value"]) < 1e-12 for e in same["slope_per_doubling"].values())
+    flat = copy.deepcopy(d64)  # at 2x, uuid keys forget as much as semantic names: L = 0 on every seed
+    for r in flat["per_seed"]:
+        r["F_uuid_d64"] = r["F_sem_d64"]
+    t = dec.consolidation_trend({0.5: d64, 1.0: d64, 2.0: flat})
+    L = [(r["F_sem_d64"] - r["F_uuid_d64"]) / (r["F_sem_d64"] - r["F_drift_d64"]) for r in d64["per_seed"]]
+    # log2 levels -1, 0, 1 and shares L, L, 0: the least-squares slope is -L/2
+    assert t["slope_per_doubling"]["localized"]["value"] == pytest.approx(-sum(L) / len(L) / 2, rel=1e-9)
+    assert abs(t["slope_per_doubling"]["capacity"]["value"]) < 1e-12
+    assert t["by_level"]["2.0"]["shares"]["L"]["value"] == pytest.approx(0.0, abs=1e-12)
+    assert t["by_level"]["1.0"]["words"] == same["by_level"]["1.0"]["words"]  # a level's words are its own

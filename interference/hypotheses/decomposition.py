@@ -452,3 +452,27 @@ def join_verdicts(a: dict, b: dict) -> dict:
                                  "seed_numbers": sorted(r["seed"] for r in v["per_seed"]),
                                  "cells": v.get("cells")} for v in (a, b)]})
     return out
+
+
+def consolidation_trend(levels: dict[float, dict], width: int = 64) -> dict:
+    """The shares along the consolidation axis (``docs/decomposition_consolidation.md``): per level,
+    its verdict's shares and words at ``width``; per hypothesis, the slope of the share per
+    doubling of consolidation at equal steps (the endpoint's read; ``_seed_share``, the width
+    trend's per-seed share), computed per seed over the levels and given a t-interval (only the
+    seeds that ran at every level count). A trend, deciding nothing. ``levels``: consolidation
+    level -> a verdict of this design holding ``width`` (the 1x one may be the saved joined one)."""
+    def row(v, seed):
+        return next((r for r in v["per_seed"] if r["seed"] == seed and _finite(r.get(f"F_sem_d{width}"))), None)
+    common = sorted(set.intersection(*(seeds_at(v, width) for v in levels.values())))
+    order = sorted(levels)
+    cfg = DecompositionConfig(widths=(width,), seeds=max(1, len(common)), sd_widths=())
+    out = {"width": width, "levels": order, "seeds": common, "by_level": {}, "slope_per_doubling": {}}
+    for c in order:  # each level's statistics on the common seeds, so levels are compared like with like
+        v = summarize_rows(cfg, [{"seed": s, **{k: x for k, x in row(levels[c], s).items() if k != "seed"}}
+                                 for s in common])
+        out["by_level"][str(c)] = {"shares": v["series"]["by_width"][str(width)]["shares"],
+                                   "words": v["verdicts"][str(width)], "checks": v["checks"]}
+    for h, s in SHARES.items():  # the endpoint's read (equal steps), per seed as the width trend reads it
+        out["slope_per_doubling"][h] = estimate([slope_per_doubling(order, [_seed_share(cfg, row(levels[c], seed), width, s)
+                                                                            for c in order]) for seed in common])
+    return out
