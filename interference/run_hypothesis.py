@@ -7,6 +7,9 @@
     python -m interference.run_hypothesis culprits --quick --seeds 3   # culprit removal (issue 20); not in `all`
     python -m interference.run_hypothesis aimed_replay --quick         # replay aimed by the forecast; not in `all`
     python -m interference.run_hypothesis bc_contrast --quick          # behavior cloning's share, idk arm mended
+    python -m interference.run_hypothesis capacity_sweep               # capacity's uuid count sweep on the pinned d64
+    python -m interference.run_hypothesis decomposition --widths 64,128 --first-seed 5 --seeds 3   # more seeds, joined later
+    python -m interference.run_hypothesis decomposition --widths 64 --consolidations 2   # on the 2x-consolidated bases
 
 Writes ``OUT/<hypothesis>/verdict.json`` (verdict, share with its 95% CI over seeds, statistics
 with CIs, the deciding rule, per-seed metrics), ``per_seed.json`` and PNG + PDF plots; ``all``
@@ -35,7 +38,7 @@ from pathlib import Path
 # The hypothesis modules load torch; they are imported when first used (``HYPOTHESES``), so
 # ``--help`` answers at once. tests/test_cli.py checks NAMES against the modules' own NAMEs.
 NAMES = ("capacity", "behavior_cloning", "localized")
-EXPERIMENT_NAMES = NAMES + ("culprits", "decomposition", "aimed_replay", "bc_contrast")  # by name, not by `all` (its summary is the three hypotheses')
+EXPERIMENT_NAMES = NAMES + ("culprits", "decomposition", "aimed_replay", "bc_contrast", "capacity_sweep")  # by name, not by `all` (its summary is the three hypotheses')
 DEFAULT_OUT = "runs/hypotheses"
 
 

@@ -53,12 +53,14 @@ def test_hand_kept_defaults_match_the_dataclasses():
     import interference.pretrain as pt
     from interference.finetune import RUN_DEFAULTS
     from interference.pretrain_cli import CONSOLIDATION_HELP
-    from interference.run_hypothesis import HYPOTHESES, NAMES
+    from interference.hypotheses import EXPERIMENTS
+    from interference.run_hypothesis import EXPERIMENT_NAMES, HYPOTHESES, NAMES
     from interference.train import FinetuneConfig
     cfg = FinetuneConfig()
     assert RUN_DEFAULTS == {k: getattr(cfg, k) for k in RUN_DEFAULTS}
     assert CONSOLIDATION_HELP == pt.consolidation_help()
     assert tuple(HYPOTHESES) == NAMES
+    assert set(EXPERIMENTS) == set(EXPERIMENT_NAMES)  # the help and --out's "ours" list every design
 
 
 @pytest.mark.parametrize("cli", CLIS)
