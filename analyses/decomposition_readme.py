@@ -280,12 +280,12 @@ def collect_sweep(runs: Path | None) -> None:
         return
     src = runs / "capacity_sweep" / "verdict.json"
     if src.exists():
-        import shutil
+        from interference.plots import plot_capacity_sweep
         SWEEP.mkdir(parents=True, exist_ok=True)
         v = json.loads(src.read_text())
         v["plots"] = [Path(p).name for p in v.get("plots", [])]
         (SWEEP / f"d{v['width']}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
-        shutil.copyfile(src.parent / "capacity.png", SWEEP / "capacity.png")
+        plot_capacity_sweep(v, SWEEP)  # redrawn from the saved verdict, as the README shows it
 
 
 def collect_bc(runs: Path | None) -> None:

@@ -167,13 +167,21 @@ def plot_capacity_sweep(v: dict, out: Path) -> list[Path]:
     sweep = v["series"]["sweep"]
     counts = sorted(sweep, key=int)
     xs = [sweep[c]["facts"] for c in counts]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, ax = plt.subplots(1, 2, figsize=(12, 3.8))
     for arm, fmt in (("sft", "o-"), ("joint", "s--"), ("drift", "x:")):
         _errbar(ax[0], xs, [sweep[c][f"forgetting_{arm}"] for c in counts], fmt, arm)
     ax[0].set_xscale("log")
     ax[0].set_xlabel("new uuid facts (each count: the same epochs)")
     ax[0].set_ylabel("forgetting of known facts")
-    ax[0].legend(fontsize=7)
+    ax[0].legend(fontsize=7, loc="upper left")
+    tw = ax[0].twinx()  # whether the new facts were learned: the rule's required check, beside what it costs
+    for arm, fmt in (("sft", "o-"), ("joint", "s--")):
+        tw.plot(xs, [sweep[c][f"plasticity_{arm}"]["value"] for c in counts], fmt, color="0.6", lw=1, ms=3,
+                label=f"new facts learned, {arm}")
+    tw.axhline(0.95, color="0.6", lw=0.6, ls=":")
+    tw.set_ylim(0, 1.05)
+    tw.set_ylabel("share of new facts learned (grey; check at 0.95)", color="0.45", fontsize=8)
+    tw.legend(fontsize=6, loc="center left")
     ax[0].set_title("one model, a count sweep", fontsize=9)
     _bar(ax[1], [f"{x} facts" for x in xs] + ["P pooled\n(endpoint)"],
          [sweep[c]["excess_sft"] for c in counts] + [v["endpoint"]], color="#999933")
@@ -181,6 +189,7 @@ def plot_capacity_sweep(v: dict, out: Path) -> list[Path]:
     ax[1].set_ylabel("excess SFT forgetting (f_sft - f_drift);\nlast bar: P")
     ax[1].set_title("what learning the new facts costs", fontsize=9)
     _title(fig, v)
+    fig.tight_layout()
     return _save(fig, out, "capacity")
 
 
