@@ -239,8 +239,28 @@ def consolidation_lines() -> list[str]:
             f"Share per doubling of consolidation (per seed over the three levels, equal steps): {slope}. "
             + (f"A clear trend: {', '.join(clear)}." if clear else
                "No share moves clearly with consolidation on these seeds (every interval covers 0; three seeds are "
-               "few, so this is not evidence of no effect)."),
+               "few, so this is not evidence of no effect).") + " " + consolidation_against_expectation(t),
             "", "![consolidation](analyses/results/decomposition/consolidation.png)", ""]
+
+
+def consolidation_against_expectation(t: dict) -> str:
+    """The trend against what docs/decomposition_consolidation.md expected, from the slopes."""
+    def way(h):
+        e = t["slope_per_doubling"][h]
+        if e.get("low") is None:
+            return "unknown"
+        return "rises" if e["low"] > 0 else "falls" if e["high"] < 0 else "does not move clearly"
+    loc, cap = way("localized"), way("capacity")
+    out = [f"Against the pre-registered expectations: capacity's share {cap} "
+           + ("(expected: not to fall; as expected)." if cap != "falls" else "(expected: not to fall; it does, a finding).")]
+    if loc == "rises":
+        out.append("Localized's share rises with consolidation, which neither expectation said (fall, if consolidation "
+                   "separates old facts from the new names; stay, if shared name pieces alone set the interference): "
+                   "a finding, small and on three seeds.")
+    else:
+        out.append(f"Localized's share {loc} (expected: to fall if consolidation separates old facts from the new names, "
+                   "to stay if shared name pieces alone set the interference).")
+    return " ".join(out)
 
 
 def sweep_lines() -> list[str]:
@@ -257,8 +277,8 @@ def sweep_lines() -> list[str]:
         r = sw[c]
         rows.append(f"| {c} | {r['facts']} | {r['steps']} | {format_estimate(r['forgetting_sft'])} | "
                     f"{format_estimate(r['forgetting_joint'])} | {format_estimate(r['forgetting_drift'])} | "
-                    f"{format_estimate(r['excess_sft'])} | {number(r['plasticity_sft']['value'])} / "
-                    f"{number(r['plasticity_joint']['value'])} |")
+                    f"{format_estimate(r['excess_sft'])} | {r['plasticity_sft']['value']:.2f} / "
+                    f"{r['plasticity_joint']['value']:.2f} |")
     st = v["statistics"]
     top = max(sw, key=int)
     from interference.bases import BaseSpec
@@ -272,7 +292,40 @@ def sweep_lines() -> list[str]:
             f"replay of the pre-training corpus does not remove, pooled over counts: **`{v['verdict']}`**, P = "
             f"{format_estimate(v['endpoint'])} (equal learning: {format_estimate(st['P_learning_matched'])}); excess "
             f"forgetting per doubling of the count {format_estimate(st['slope_count'])}; "
-            + checks_line(v) + ":", "", *rows, "", "![count sweep](analyses/results/capacity_sweep/capacity.png)", ""]
+            + checks_line(v) + ":", "", *rows, "", *sweep_reading(v, top),
+            "![count sweep](analyses/results/capacity_sweep/capacity.png)", ""]
+
+
+def budget_note(sw: dict) -> str:
+    """The decomposition's uuid arm beside the sweep's count of the same size: same facts, other budget."""
+    cfg = dec.DecompositionConfig()
+    n = cfg.count * 4  # the world's four relations
+    same = next((c for c in sw if sw[c]["facts"] == n), None)
+    v = load("default")
+    if same is None or v is None or not v["checks"].get("d64 learned"):
+        return ""
+    return (f"(The decomposition's uuid arm, whose {n} facts pass its learning check at d64, trains {cfg.sft.max_steps} steps; "
+            f"this design gives {n} facts {sw[same]['steps']}.) ")
+
+
+def sweep_reading(v: dict, top: str) -> list[str]:
+    """What the sweep's numbers say, from them: whether the new facts were learned, and how much of
+    SFT's excess forgetting rehearsal removes at the largest count."""
+    sw = v["series"]["sweep"]
+    low = [c for c in sorted(sw, key=int) if sw[c]["plasticity_sft"]["value"] < dec.LEARNED_AT]
+    r = sw[top]
+    kept = f"plain SFT forgets {format_estimate(r['forgetting_sft'])} of the known facts, 1:1 replay {format_estimate(r['forgetting_joint'])}"
+    if not low:
+        return [f"At {r['facts']:,} new facts {kept}.", ""]
+    first = low[0]
+    return [f"**What that means.** In {v['config']['epochs']} epochs the d{v['width']} base learns "
+            f"{sw[first]['plasticity_sft']['value']:.0%} of {sw[first]['facts']:,} new uuid facts and "
+            f"{r['plasticity_sft']['value']:.0%} of {r['facts']:,}, so the learning check fails and the rule withholds "
+            "any positive word: whether the base has room for facts it never learned is not tested. "
+            + budget_note(sw) + "What the "
+            f"sweep does show: at {r['facts']:,} new facts {kept}, so rehearsal removes nearly all of what SFT "
+            f"destroys (P {format_estimate(v['endpoint'])}), the opposite of what \"no room\" predicts, on facts "
+            "that were not learned to the criterion. A longer budget per count is the next run.", ""]
 
 
 def collect_sweep(runs: Path | None) -> None:

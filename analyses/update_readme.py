@@ -51,16 +51,21 @@ def pretrain_section() -> str | None:
         c = s[split]
         rows.append(f"| {split} | {_acc(m.get(key))} | {c['HighlyKnown']} | {c['MaybeKnown']} | {c['WeaklyKnown']} | {c['Unknown']} |")
     rows.append(f"\nChance is {m['chance']:.3f}.")
-    rows += ["", "Every base the repository pins (`interference/pinned`), the same pre-training steps per world:", "",
-             "| spec | world | width | weights | steps | statements memorised at the end of the memorisation phase | known QA |",
-             "|---|---|---|---|---|---|---|"]
+    rows += ["", "Every base the repository pins (`interference/pinned`), the same pre-training steps per world at each "
+             "consolidation level (steps after the memorisation phase, as a multiple of it):", "",
+             "| spec | world | width | consolidation | weights | steps | statements memorised at the end of the memorisation phase | known QA |",
+             "|---|---|---|---|---|---|---|---|"]
     from interference.bases import pinned_root
     from interference.world import WorldConfig
-    for d in sorted(pinned_root().glob("base-*"), key=lambda d: json.loads((d / "config.json").read_text())["model"]["d_model"]):
+    def order(d):
+        cfg = json.loads((d / "config.json").read_text())
+        return cfg["model"]["d_model"], cfg["pretrain"].get("consolidation") or 0
+    for d in sorted(pinned_root().glob("base-*"), key=order):
         cfg, pm = json.loads((d / "config.json").read_text()), json.loads((d / "metrics.json").read_text())
         c = pm.get("consolidation", {})
         world = "default" if WorldConfig.from_dict(cfg["world"]) == spec.world else f"seed {cfg['world'].get('seed')}, {cfg['world'].get('n_statement_only')} statement-only"
-        rows.append(f"| `{d.name[5:]}` | {world} | d{cfg['model']['d_model']} | `{base_fingerprint(d)}` | {pm.get('steps')} | "
+        rows.append(f"| `{d.name[5:]}` | {world} | d{cfg['model']['d_model']} | {cfg['pretrain'].get('consolidation'):g}x | "
+                    f"`{base_fingerprint(d)}` | {pm.get('steps')} | "
                     f"{'yes' if c.get('memorised') else 'no'} (step {c.get('memorised_step')}) | {_acc(pm.get('known_qa_accuracy'))} |")
     return "\n".join(rows)
 
