@@ -86,6 +86,17 @@ def with_first_seed(cfg, first_seed: int, name: str):
     return dataclasses.replace(cfg, first_seed=first_seed)
 
 
+def sweep_budget(cfg, counts: str | None, epochs: int | None):
+    """``--counts`` / ``--epochs`` of a count sweep: which counts, and how many passes over each."""
+    if counts is not None:
+        cfg = dataclasses.replace(cfg, counts=tuple(sorted(set(_counts(counts)))))
+    if epochs is not None:
+        if epochs < 1:
+            raise UsageError(f"--epochs {epochs} must be at least 1 (passes over each count's new facts).")
+        cfg = dataclasses.replace(cfg, epochs=epochs)
+    return cfg
+
+
 def _widths(text: str) -> tuple[int, ...]:
     """``--widths 64,128,256``: base widths (d_model), each a positive multiple of the 4 heads."""
     try:
@@ -189,8 +200,11 @@ def build_parser():
                     help="with --model: every arm's learning rate (default: chosen before the grid by the rule in "
                          "hypotheses/real_lr.py; recorded in verdict.json either way)")
     ap.add_argument("--counts",
-                    help="with --model, capacity: the count sweep's numbers of new uuid entities, e.g. 8,32,128 "
-                         "(default: its config's); each is asked every kept relation")
+                    help="capacity with --model, or capacity_sweep: the count sweep's numbers of new uuid entities, "
+                         "e.g. 8,32,128 (default: its config's); each is asked every kept relation")
+    ap.add_argument("--epochs", type=int,
+                    help="capacity_sweep: passes over each count's new facts (default: its config's 10); a count's "
+                         "steps are epochs x facts / batch")
     ap.add_argument("--leave-out", default="",
                     help="with --model: comma-separated localized arms the data cannot serve (e.g. disjoint); "
                          "recorded in verdict.json")
@@ -218,7 +232,8 @@ def _main(args) -> int:
 
     if args.model is not None or args.data is not None:
         return _main_real(args)
-    if args.lr is not None or args.leave_out or args.counts is not None:
+    sweep = args.hypothesis == "capacity_sweep"  # the synthetic count sweep takes its counts and budget
+    if args.lr is not None or args.leave_out or (args.counts is not None and not sweep):
         flag = '--lr' if args.lr is not None else '--leave-out' if args.leave_out else '--counts'
         raise UsageError(f"{flag} applies to a real model (--model); the synthetic grids' rates, arms and counts are "
                          "part of their pre-registered configs.")
@@ -250,6 +265,10 @@ def _main(args) -> int:
     takes = lambda n: args.hypothesis != "all" or hasattr(EXPERIMENTS[n].config(args.quick), "consolidations")  # noqa: E731
     cfgs = {n: _config(EXPERIMENTS[n], args.quick, args.seeds, levels if takes(n) else None, widths, args.first_seed)
             for n in names}
+    if args.epochs is not None and not sweep:
+        raise UsageError(f"--epochs sets capacity_sweep's passes per count; leave it out for {args.hypothesis}.")
+    if sweep and (args.counts is not None or args.epochs is not None):
+        cfgs[args.hypothesis] = sweep_budget(cfgs[args.hypothesis], args.counts, args.epochs)
     for d in (out, out / "cells", *(out / n for n in names)):
         if d.exists() and not d.is_dir():
             raise UsageError(f"{d} is a file where a directory belongs; choose another --out or move that file.")
@@ -285,6 +304,8 @@ def _main_real(args) -> int:
                          f"{', '.join(real_names)} one at a time with --model.")
     if args.hypothesis not in real_names:
         raise UsageError(f"unknown hypothesis {args.hypothesis!r}; with --model choose one of {', '.join(real_names)}.")
+    if args.epochs is not None:
+        raise UsageError("--epochs sets the synthetic capacity_sweep's budget; a real model's sweep keeps its config's.")
     counts = _counts(args.counts) if args.counts is not None else None
     if counts is not None and args.hypothesis != "capacity":
         raise UsageError("--counts sets capacity's count sweep; leave it out for behavior_cloning and localized.")
