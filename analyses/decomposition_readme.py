@@ -263,13 +263,27 @@ def consolidation_against_expectation(t: dict) -> str:
     return " ".join(out)
 
 
+def sweep_label(v: dict) -> str:
+    """``d64`` for the registered budget, ``d64_e40`` for a run at another number of epochs."""
+    from interference.hypotheses.count_sweep import CountSweepConfig
+    e = v["config"]["epochs"]
+    return f"d{v['width']}" + ("" if e == CountSweepConfig().epochs else f"_e{e}")
+
+
 def sweep_lines() -> list[str]:
-    """capacity's own test, the uuid-key count sweep on one pinned width (``capacity_sweep``)."""
-    f = SWEEP / "d64.json"
-    if not f.exists():
+    """capacity's own test, the uuid-key count sweep on one pinned width (``capacity_sweep``): the
+    registered run and any follow-up at another budget, each from its saved verdict."""
+    files = sorted(SWEEP.glob("d*.json"), key=lambda f: (len(f.stem), f.stem))
+    if not files:
         return ["**Capacity's count sweep** (`python -m interference.run_hypothesis capacity_sweep`, pre-registered): "
                 "not run yet.", ""]
-    v = json.loads(f.read_text())
+    out = []
+    for f in files:
+        out += sweep_run_lines(json.loads(f.read_text()), f.stem)
+    return out
+
+
+def sweep_run_lines(v: dict, label: str) -> list[str]:
     sw = v["series"]["sweep"]
     rows = ["| new entities | new facts | steps | F[sft] | F[joint] | F[drift] | excess F[sft] - F[drift] | "
             "plasticity sft / joint |", "|---|---|---|---|---|---|---|---|"]
@@ -285,15 +299,19 @@ def sweep_lines() -> list[str]:
     from interference.world import World
     world = World(BaseSpec.default().world)
     known = (len(world.split("pretrain_qa")) + len(world.split("statement_only"))) * len(world.config.relations)
-    return [f"**Capacity's own test: a uuid-key count sweep on one width** (`capacity_sweep`, pre-registered, hash "
-            f"`{v['preregistered']['hash']}`; the real-model sweep's grid and rule on the pinned d{v['width']} base, "
-            f"{v['seeds']} seeds; it goes up to {sw[top]['facts']:,} new facts, {sw[top]['facts'] / known:.1f}x the "
-            f"{known:,} entity facts the base was pre-trained on; the paper goes to 1M). Endpoint P = the share of SFT's excess forgetting that 1:1 "
+    follow = "_e" in label
+    head = (f"**Capacity's count sweep with {v['config']['epochs']} epochs per count** (the follow-up pre-registered in "
+            "`docs/count_sweep_long.md` after the registered run's learning check failed; decided on its own"
+            if follow else "**Capacity's own test: a uuid-key count sweep on one width** (`capacity_sweep`, pre-registered")
+    return [f"{head}, hash `{v['preregistered']['hash']}`; the real-model sweep's grid and rule on the pinned "
+            f"d{v['width']} base, {v['seeds']} seeds, {v['config']['epochs']} epochs per count; it goes up to "
+            f"{sw[top]['facts']:,} new facts, {sw[top]['facts'] / known:.1f}x the {known:,} entity facts the base was "
+            "pre-trained on; the paper goes to 1M). Endpoint P = the share of SFT's excess forgetting that 1:1 "
             f"replay of the pre-training corpus does not remove, pooled over counts: **`{v['verdict']}`**, P = "
             f"{format_estimate(v['endpoint'])} (equal learning: {format_estimate(st['P_learning_matched'])}); excess "
             f"forgetting per doubling of the count {format_estimate(st['slope_count'])}; "
             + checks_line(v) + ":", "", *rows, "", *sweep_reading(v, top),
-            "![count sweep](analyses/results/capacity_sweep/capacity.png)", ""]
+            f"![count sweep](analyses/results/capacity_sweep/{label}/capacity.png)", ""]
 
 
 def budget_note(sw: dict) -> str:
@@ -325,20 +343,24 @@ def sweep_reading(v: dict, top: str) -> list[str]:
             + budget_note(sw) + "What the "
             f"sweep does show: at {r['facts']:,} new facts {kept}, so rehearsal removes nearly all of what SFT "
             f"destroys (P {format_estimate(v['endpoint'])}), the opposite of what \"no room\" predicts, on facts "
-            "that were not learned to the criterion. A longer budget per count is the next run.", ""]
+            "that were not learned to the criterion. "
+            + ("The follow-up below trains each count longer." if any(SWEEP.glob("d*_e*.json")) and v["config"]["epochs"]
+               == min(json.loads(f.read_text())["config"]["epochs"] for f in SWEEP.glob("d*.json"))
+               else "A longer budget per count is the next run."), ""]
 
 
-def collect_sweep(runs: Path | None) -> None:
-    if runs is None:
-        return
-    src = runs / "capacity_sweep" / "verdict.json"
-    if src.exists():
+def collect_sweep(runs: list[Path]) -> None:
+    for r in runs:
+        src = r / "capacity_sweep" / "verdict.json"
+        if not src.exists():
+            continue
         from interference.plots import plot_capacity_sweep
         SWEEP.mkdir(parents=True, exist_ok=True)
         v = json.loads(src.read_text())
         v["plots"] = [Path(p).name for p in v.get("plots", [])]
-        (SWEEP / f"d{v['width']}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
-        plot_capacity_sweep(v, SWEEP)  # redrawn from the saved verdict, as the README shows it
+        label = sweep_label(v)
+        (SWEEP / f"{label}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
+        plot_capacity_sweep(v, SWEEP / label)  # redrawn from the saved verdict, as the README shows it
 
 
 def collect_bc(runs: Path | None) -> None:
@@ -476,7 +498,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bc-runs", type=Path, default=Path("runs/bc_contrast"))
     ap.add_argument("--join-default", type=Path, help="a run of other widths to join into the saved default verdict")
     ap.add_argument("--join-heldout", type=Path, help="the same for the held-out world's verdict")
-    ap.add_argument("--sweep-runs", type=Path, default=Path("runs/capacity_sweep_d64"))
+    ap.add_argument("--sweep-runs", type=Path, nargs="*",
+                    default=[Path("runs/capacity_sweep_d64"), Path("runs/capacity_sweep_d64_e40")])
     ap.add_argument("--consolidation-runs", type=Path, nargs="*", default=[],
                     help="runs of --consolidations X (each level its own --out), copied into the saved results")
     ap.add_argument("--out", type=Path, default=RESULTS / "decomposition.md")
