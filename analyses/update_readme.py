@@ -207,11 +207,20 @@ def real_fixture_section() -> str | None:
             ("seeds", seeds), ("required checks", checks),
             ("rate", rate), ("Known-only drift at that rate", lambda r: f"{r['known_only_drift']:.3f}"),
             ("counts (adapted)", counts), ("wall time, 2 shared cores", wall)]
-    out = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    label = {"localized": "localized (pilot)", "localized_confirm": "localized (confirmation: decides)"}
+    out = ["| | " + " | ".join(label.get(n, n) for n in names) + " |", "|---|" + "---|" * len(names)]
     out += [f"| {label} | " + " | ".join(fn(recs[n]) for n in names) + " |" for label, fn in rows]
     out.append("")
     out.append("Commands: " + "; ".join(f"`{recs[n]['command']}`" for n in names) + ".")
     out += [f"\n{n}: {recs[n]['note']}" for n in names if recs[n].get("note")]
+    for n in [n for n in names if n.startswith("localized")]:
+        r = recs[n]
+        eff = dict((k, v) for k, v in r["headline"])["targets - rest, share2"]["value"]
+        ok = r["known_only_drift"] < 0.5 * eff
+        out.append(f"\n{label.get(n, n)}: Known-only drift {r['known_only_drift']:.3f} against the share2 arm's targets - "
+                   f"rest {eff:.3f}: {'below' if ok else 'not below'} half of it (the acceptance check of "
+                   "`tests/test_real_fixture_results.py`)" + ("." if ok else "; against the share2 arm's whole "
+                   f"watched forgetting ({r['watched_forgetting_by_arm']['share2']:.3f}) it is small."))
     out.append("\nRequired checks, by each rule: localized's turn any verdict inconclusive; behavior_cloning's and "
                "capacity's only a positive one (with no rise, 'I don't know' has no rise to lower).")
     return "\n".join(out)
