@@ -193,10 +193,11 @@ def test_joining_two_widths_recomputes_the_saved_verdict_exactly():
 
 def test_a_width_with_fewer_seeds_counts_only_its_own_and_the_trend_only_complete_seeds():
     v, only = _saved_halves()
+    n64 = v["seeds_by_width"]["64"]  # the saved verdict's own count (it grows as seeds are added)
     j = dec.join_verdicts(only(64), only(128, seeds=3))
-    assert j["seeds_by_width"] == {"64": 5, "128": 3}
+    assert n64 > 3 and j["seeds_by_width"] == {"64": n64, "128": 3}
     assert j["series"]["by_width"]["128"]["shares"]["E"]["n"] == 3
-    assert j["series"]["by_width"]["64"]["shares"]["E"]["n"] == 5
+    assert j["series"]["by_width"]["64"]["shares"]["E"]["n"] == n64
     assert all(t["n"] == 3 for t in j["series"]["trend"].values())
 
 
