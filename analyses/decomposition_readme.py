@@ -334,7 +334,19 @@ def sweep_reading(v: dict, top: str) -> list[str]:
     r = sw[top]
     kept = f"plain SFT forgets {format_estimate(r['forgetting_sft'])} of the known facts, 1:1 replay {format_estimate(r['forgetting_joint'])}"
     if not low:
-        return [f"At {r['facts']:,} new facts {kept}.", ""]
+        e = v["endpoint"]
+        out = (f"At {r['facts']:,} new facts {kept}. Every count learned its new facts, so P reads as registered: 1:1 "
+               f"replay removes {1 - e['value']:.0%} of SFT's excess forgetting and {e['value']:.0%} persists.")
+        d = load("default")
+        w = str(v["width"])
+        if d is not None and w in d["shares"]:
+            out += (f" The decomposition's capacity share at d{w}, the other design's measure of the same residue, is "
+                    f"C = {format_estimate(d['shares'][w]['capacity'])}.")
+        word = v["verdict"]
+        if word in ("contributes", "main_driver"):
+            out += (f" The paper finds capacity does not drive the forgetting; here it `{word}`"
+                    + (", and is not the main driver." if word == "contributes" else "."))
+        return [out, ""]
     first = low[0]
     return [f"**What that means.** In {v['config']['epochs']} epochs the d{v['width']} base learns "
             f"{sw[first]['plasticity_sft']['value']:.0%} of {sw[first]['facts']:,} new uuid facts and "
