@@ -150,5 +150,6 @@ def test_consolidations_flag_sets_the_axis_where_a_hypothesis_has_one_and_reject
             rh._levels(bad)
     assert rh._config(capacity, True, 2, (0.5,)).consolidations == (0.5,)
     assert rh._config(behavior_cloning, True, None, (0.5, 2.0)).consolidations == (0.5, 2.0)
-    assert not hasattr(rh._config(localized, True, None, (0.5,)), "consolidations")  # no axis: unchanged
+    with pytest.raises(UsageError, match="--consolidations applies to"):  # no axis: refused, not ignored
+        rh._config(localized, True, None, (0.5,))
     assert rh._config(capacity, True, None).consolidations == ()

@@ -257,7 +257,7 @@ def prepare(spec, out, quick: bool, seeds: int | None, device=None, progress: bo
             counts: tuple[int, ...] | None = None):
     """(module stand-in, config, context) of the count sweep on the real model and data; the
     learning rate as the real runners choose it, for the largest count's budget and facts."""
-    from interference.hypotheses import real_world as rw
+    import interference.hypotheses.real_world as rw
     from interference.hypotheses.real_lr import LearningRateError, choose_lr
     import sys
     ctx = rw.RealContext(spec, out, device=device, progress=progress, min_known_share=min_known_share,

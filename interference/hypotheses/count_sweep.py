@@ -43,7 +43,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from interference.hypotheses import capacity_sweep as cs
+from interference.hypotheses.capacity_sweep import PREREGISTERED as REAL_SWEEP
+from interference.hypotheses.capacity_sweep import SweepConfig, SweepSource, sweep_cells, sweep_summary
 from interference.hypotheses.capacity import known_facts, watched
 from interference.hypotheses.prereg import Preregistration
 from interference.train import SFTSpec
@@ -54,14 +55,14 @@ ENDPOINT = ("P = sum over counts of (f_joint - f_drift) / sum of (f_sft - f_drif
             "f_sft: plain SFT on c uuid-keyed entities x every relation, f_joint: the same with the base's "
             "pre-training corpus replayed 1:1, f_drift: Known-only SFT on as many pre-training-entity QA facts; "
             "counts each trained the same number of epochs; mean and 95% t-interval over seeds")
-PREREGISTERED = Preregistration(endpoint=ENDPOINT, predictions=cs.PREREGISTERED.predictions,
-                                rule=cs.PREREGISTERED.rule, main_at=cs.PREREGISTERED.main_at,
-                                negligible_below=cs.PREREGISTERED.negligible_below)
+PREREGISTERED = Preregistration(endpoint=ENDPOINT, predictions=REAL_SWEEP.predictions,
+                                rule=REAL_SWEEP.rule, main_at=REAL_SWEEP.main_at,
+                                negligible_below=REAL_SWEEP.negligible_below)
 EXTENDABLE = ("counts",)  # cells are keyed per count: a run with more counts extends one with fewer
 
 
 @dataclass(frozen=True)
-class CountSweepConfig(cs.SweepConfig):
+class CountSweepConfig(SweepConfig):
     seeds: int = 3
     counts: tuple[int, ...] = (25, 100, 400, 1600)
     width: int | None = 64  # d_model of the pinned base; None: the context's own base (the quick world)
@@ -77,11 +78,11 @@ def config(quick: bool = False) -> CountSweepConfig:
     return CountSweepConfig.quick() if quick else CountSweepConfig()
 
 
-def source(cfg: CountSweepConfig, ctx) -> cs.SweepSource:
+def source(cfg: CountSweepConfig, ctx) -> SweepSource:
     """The synthetic base of ``cfg.width`` as the sweep's one model."""
     spec = ctx.spec if cfg.width is None else ctx.spec.with_width(cfg.width)
     world = ctx.world
-    return cs.SweepSource(
+    return SweepSource(
         base=spec, watch=watched(world), relations=tuple(world.config.relations),
         n_params=lambda: float(sum(p.numel() for p in ctx.base(spec)[0].parameters())), corpus="pretraining",
         new_facts=lambda c, s: world.facts(world.new_entities(c, "uuid", seed=50_000 + s)),
@@ -91,10 +92,10 @@ def source(cfg: CountSweepConfig, ctx) -> cs.SweepSource:
 def cells(cfg: CountSweepConfig, ctx):
     if len(cfg.counts) < 2 or min(cfg.counts) < 1:
         raise ValueError(f"counts {list(cfg.counts)}: the sweep needs at least two different positive counts.")
-    return cs.sweep_cells(cfg, ctx, source(cfg, ctx), kind="count-sweep")
+    return sweep_cells(cfg, ctx, source(cfg, ctx), kind="count-sweep")
 
 
 def summarize(cfg: CountSweepConfig, results, ctx) -> dict:
-    v = cs.sweep_summary(cfg, results, source(cfg, ctx))
+    v = sweep_summary(cfg, results, source(cfg, ctx))
     return {**v, "hypothesis": NAME, "width": cfg.width,
             "series": {**v["series"], "width": cfg.width}}

@@ -51,8 +51,8 @@ from typing import Sequence
 import numpy as np
 
 from interference.data import Fact, load_qa_records
-from interference.hypotheses import behavior_cloning as bc
-from interference.hypotheses import localized as loc
+import interference.hypotheses.behavior_cloning as bc
+import interference.hypotheses.localized as loc
 from interference.hypotheses.arms import fixed_steps, run_arm
 from interference.hypotheses.grid import Cell, seed_range
 from interference.train import SFTSpec
