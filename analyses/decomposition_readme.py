@@ -214,7 +214,7 @@ def consolidation_lines() -> list[str]:
     base = load("default")
     if not files or base is None:
         return ["**Consolidation axis:** not run yet (`docs/decomposition_consolidation.md` has the commands).", ""]
-    levels = {json.loads(f.read_text())["config"]["consolidation"]: json.loads(f.read_text()) for f in files}
+    levels = {v["config"]["consolidation"]: v for v in (json.loads(f.read_text()) for f in files)}
     levels[1.0] = dec.at_widths(base, {64})
     t = dec.consolidation_trend(levels, 64)
     (OUT / "consolidation.json").write_text(json.dumps(t, indent=2, sort_keys=True) + "\n")
@@ -277,13 +277,20 @@ def sweep_lines() -> list[str]:
     if not files:
         return ["**Capacity's count sweep** (`python -m interference.run_hypothesis capacity_sweep`, pre-registered): "
                 "not run yet.", ""]
+    from interference.bases import BaseSpec
+    from interference.world import World
+    world = World(BaseSpec.default().world)
+    known = (len(world.split("pretrain_qa")) + len(world.split("statement_only"))) * len(world.config.relations)
+    followed = any("_e" in f.stem for f in files)  # a follow-up at another budget is saved beside the registered run
     out = []
     for f in files:
-        out += sweep_run_lines(json.loads(f.read_text()), f.stem)
+        out += sweep_run_lines(json.loads(f.read_text()), f.stem, known, followed and "_e" not in f.stem)
     return out
 
 
-def sweep_run_lines(v: dict, label: str) -> list[str]:
+def sweep_run_lines(v: dict, label: str, known: int, followed: bool) -> list[str]:
+    """One count-sweep run's paragraph; ``known``: the base's entity facts; ``followed``: a run at
+    another budget follows this one."""
     sw = v["series"]["sweep"]
     rows = ["| new entities | new facts | steps | F[sft] | F[joint] | F[drift] | excess F[sft] - F[drift] | "
             "plasticity sft / joint |", "|---|---|---|---|---|---|---|---|"]
@@ -295,10 +302,6 @@ def sweep_run_lines(v: dict, label: str) -> list[str]:
                     f"{r['plasticity_joint']['value']:.2f} |")
     st = v["statistics"]
     top = max(sw, key=int)
-    from interference.bases import BaseSpec
-    from interference.world import World
-    world = World(BaseSpec.default().world)
-    known = (len(world.split("pretrain_qa")) + len(world.split("statement_only"))) * len(world.config.relations)
     follow = "_e" in label
     head = (f"**Capacity's count sweep with {v['config']['epochs']} epochs per count** (the follow-up pre-registered in "
             "`docs/count_sweep_long.md` after the registered run's learning check failed; decided on its own"
@@ -310,7 +313,7 @@ def sweep_run_lines(v: dict, label: str) -> list[str]:
             f"replay of the pre-training corpus does not remove, pooled over counts: **`{v['verdict']}`**, P = "
             f"{format_estimate(v['endpoint'])} (equal learning: {format_estimate(st['P_learning_matched'])}); excess "
             f"forgetting per doubling of the count {format_estimate(st['slope_count'])}; "
-            + checks_line(v) + ":", "", *rows, "", *sweep_reading(v, top),
+            + checks_line(v) + ":", "", *rows, "", *sweep_reading(v, top, followed),
             f"![count sweep](analyses/results/capacity_sweep/{label}/capacity.png)", ""]
 
 
@@ -326,7 +329,7 @@ def budget_note(sw: dict) -> str:
             f"this design gives {n} facts {sw[same]['steps']}.) ")
 
 
-def sweep_reading(v: dict, top: str) -> list[str]:
+def sweep_reading(v: dict, top: str, followed: bool) -> list[str]:
     """What the sweep's numbers say, from them: whether the new facts were learned, and how much of
     SFT's excess forgetting rehearsal removes at the largest count."""
     sw = v["series"]["sweep"]
@@ -356,17 +359,16 @@ def sweep_reading(v: dict, top: str) -> list[str]:
             f"sweep does show: at {r['facts']:,} new facts {kept}, so rehearsal removes nearly all of what SFT "
             f"destroys (P {format_estimate(v['endpoint'])}), the opposite of what \"no room\" predicts, on facts "
             "that were not learned to the criterion. "
-            + ("The follow-up below trains each count longer." if any(SWEEP.glob("d*_e*.json")) and v["config"]["epochs"]
-               == min(json.loads(f.read_text())["config"]["epochs"] for f in SWEEP.glob("d*.json"))
+            + ("The follow-up below trains each count longer." if followed
                else "A longer budget per count is the next run."), ""]
 
 
 def collect_sweep(runs: list[Path]) -> None:
+    from interference.plots import plot_capacity_sweep
     for r in runs:
         src = r / "capacity_sweep" / "verdict.json"
         if not src.exists():
             continue
-        from interference.plots import plot_capacity_sweep
         SWEEP.mkdir(parents=True, exist_ok=True)
         v = json.loads(src.read_text())
         v["plots"] = [Path(p).name for p in v.get("plots", [])]

@@ -125,11 +125,14 @@ def plot_localized_patching(v: dict, out: Path) -> list[Path]:
     return _save(fig, out, "localized_patching")
 
 
-def _errbar(ax, xs, ests, fmt, label):
+def _errbar(ax, xs, ests, fmt, label, color=None) -> list[float]:
+    """Estimate dicts {value, low, high} as points with their CI; a missing value is nan and a
+    missing bound no bar. Returns the values drawn."""
     vals = [e["value"] if e.get("value") is not None else float("nan") for e in ests]
-    err = [[v - e["low"] if e.get("low") is not None else 0 for v, e in zip(vals, ests)],
-           [e["high"] - v if e.get("high") is not None else 0 for v, e in zip(vals, ests)]]
-    ax.errorbar(xs, vals, yerr=err, fmt=fmt, capsize=3, label=label)
+    err = [[max(0.0, v - e["low"]) if e.get("low") is not None and np.isfinite(v) else 0 for v, e in zip(vals, ests)],
+           [max(0.0, e["high"] - v) if e.get("high") is not None and np.isfinite(v) else 0 for v, e in zip(vals, ests)]]
+    ax.errorbar(xs, vals, yerr=err, fmt=fmt, capsize=3, label=label, color=color)
+    return vals
 
 
 def plot_capacity(v: dict, out: Path) -> list[Path]:
@@ -295,10 +298,7 @@ def plot_decomposition(v: dict, out: Path) -> list[Path]:
         for j, (h, s) in enumerate(SHARES.items()):
             es = [by[str(w)]["shares"][s + suffix] for w in widths]
             x = [np.log2(w) + (j - 1) * 0.06 for w in widths]
-            val = [e["value"] if e["value"] is not None else np.nan for e in es]
-            lo = [max(0.0, val[i] - e["low"]) if e["low"] is not None and np.isfinite(val[i]) else 0 for i, e in enumerate(es)]
-            hi = [max(0.0, e["high"] - val[i]) if e["high"] is not None and np.isfinite(val[i]) else 0 for i, e in enumerate(es)]
-            ax[k].errorbar(x, val, yerr=[lo, hi], marker="o", capsize=3, color=SHARE_COLORS[h], label=f"{h} ({s})")
+            val = _errbar(ax[k], x, es, "o-", f"{h} ({s})", color=SHARE_COLORS[h])
             words = v["verdicts"]
             for xi, yi, w in zip(x, val, widths):
                 word = words[str(w)]["step_matched" if not suffix else "learning_matched"][h]
@@ -356,12 +356,9 @@ def plot_consolidation(t: dict, out: Path) -> list[Path]:
         sl = t["slope_per_doubling"][h]
         label = f"{h} ({s}); per doubling {sl['value']:+.3f}" if sl.get("value") is not None else f"{h} ({s})"
         vals = [e["value"] if e.get("value") is not None else np.nan for e in es]
-        err = [[max(0.0, v - e["low"]) if e.get("low") is not None and np.isfinite(v) else 0 for v, e in zip(vals, es)],
-               [max(0.0, e["high"] - v) if e.get("high") is not None and np.isfinite(v) else 0 for v, e in zip(vals, es)]]
-        off = [v for v in vals if np.isfinite(v) and not -0.6 <= v <= 1.4]
-        if off:  # a share off the panel (behavior cloning's runs far below 0): its values in the legend
-            label += " (off scale: " + ", ".join(f"{v:.2f}" for v in vals) + ")"
-        ax[0].errorbar(x, vals, yerr=err, marker="o", capsize=3, color=SHARE_COLORS[h], label=label)
+        if any(np.isfinite(v) and not -0.6 <= v <= 1.4 for v in vals):  # off the panel (behavior cloning's runs
+            label += " (off scale: " + ", ".join(f"{v:.2f}" for v in vals) + ")"  # far below 0): values in the legend
+        _errbar(ax[0], x, es, "o-", label, color=SHARE_COLORS[h])
     ax[0].set_ylim(-0.6, 1.4)
     ax[0].axhspan(0.5, 1.4, color="#1b7837", alpha=0.07)
     ax[0].axhline(0, color="k", lw=0.8)

@@ -430,9 +430,10 @@ def join_verdicts(a: dict, b: dict) -> dict:
     by_seed: dict[int, dict] = {}
     for v in (a, b):
         for r in v["per_seed"]:
+            # a nan is a width this run did not hold: it never overwrites the other run's value (and
+            # the loop below gives every missing key its nan)
             by_seed.setdefault(r["seed"], {"seed": r["seed"]}).update(
-                {k: x for k, x in r.items() if k != "seed" and not (isinstance(x, float) and math.isnan(x)
-                                                                     and k in by_seed.get(r["seed"], {}))})
+                {k: x for k, x in r.items() if k != "seed" and not (isinstance(x, float) and math.isnan(x))})
     rows = [by_seed[s] for s in sorted(by_seed)]
     names = {k for v in (a, b) for r in v["per_seed"] for k in r if k != "seed"}
     for r in rows:  # a width a seed never ran: nan, so every statistic leaves that seed out there
