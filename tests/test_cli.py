@@ -142,3 +142,23 @@ def test_old_flags_are_still_accepted():
     a = build_parser().parse_args(["--sft-data", "x", "--progress"])  # the forecast's old opt-in
     assert a.no_progress is False
     assert _finetune_args(["--method", "sft", "--out", "x", "--resume"]).resume is True
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["decomposition", "--consolidations", "0.5,2"], "one consolidation level"),
+    (["localized", "--consolidations", "0.5"], "--consolidations applies to"),
+    (["culprits", "--first-seed", "3"], "--first-seed applies to decomposition and localized"),
+    (["decomposition", "--first-seed", "-1"], "must be 0 or more"),
+    (["localized", "--epochs", "5"], "--epochs sets capacity_sweep's passes"),
+    (["capacity_sweep", "--epochs", "0"], "must be at least 1"),
+    (["capacity_sweep", "--counts", "8"], "at least two different positive"),
+    (["culprits", "--counts", "2,8"], "--counts applies to a real model"),
+])
+def test_run_hypothesis_flags_a_design_cannot_use_are_refused_in_one_sentence(tmp_path, capsys, argv, says):
+    """A consolidation level, a first seed or a sweep budget given to a design without it: one
+    sentence, before any work (nothing written)."""
+    from interference.run_hypothesis import main
+    assert main([*argv, "--quick", "--out", str(tmp_path / "o")]) != 0
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") <= 2
+    assert not (tmp_path / "o").exists()

@@ -79,17 +79,3 @@ def test_the_quick_cli_run_writes_its_verdict_and_figure(tmp_path):
     assert set(v["series"]["sweep"]) == {"2", "4"} and v["config"]["epochs"] == 12
     assert v["verdict"] in {"main_driver", "contributes", "not_supported", "inconclusive"}
     assert (tmp_path / "capacity_sweep" / "capacity.png").stat().st_size > 10_000
-
-
-@pytest.mark.parametrize("argv, says", [
-    (["localized", "--epochs", "5"], "--epochs sets capacity_sweep's passes"),
-    (["capacity_sweep", "--epochs", "0"], "must be at least 1"),
-    (["capacity_sweep", "--counts", "8"], "at least two different positive"),
-    (["culprits", "--counts", "2,8"], "--counts applies to a real model"),
-])
-def test_budget_flags_that_do_not_apply_are_refused_in_one_sentence(tmp_path, capsys, argv, says):
-    from interference.run_hypothesis import main
-    assert main([*argv, "--quick", "--out", str(tmp_path / "o")]) != 0
-    err = capsys.readouterr().err
-    assert says in err and err.count("\n") <= 2
-    assert not (tmp_path / "o").exists()

@@ -262,20 +262,6 @@ def test_join_refuses_verdicts_of_two_consolidation_levels():
         dec.join_verdicts(only(64), other)
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["decomposition", "--consolidations", "0.5,2"], "one consolidation level"),
-    (["localized", "--consolidations", "0.5"], "--consolidations applies to"),
-    (["culprits", "--first-seed", "3"], "--first-seed applies to decomposition and localized"),
-    (["decomposition", "--first-seed", "-1"], "must be 0 or more"),
-])
-def test_level_and_first_seed_flags_that_do_not_apply_are_refused_in_one_sentence(tmp_path, capsys, argv, says):
-    from interference.run_hypothesis import main
-    assert main([*argv, "--quick", "--out", str(tmp_path / "o")]) != 0
-    err = capsys.readouterr().err
-    assert says in err and err.count("\n") <= 2
-    assert not (tmp_path / "o").exists()  # refused before any work: nothing written
-
-
 def test_the_consolidation_trend_is_zero_for_equal_levels_and_the_constructed_slope_otherwise():
     import copy
     v, _ = _saved_halves()
