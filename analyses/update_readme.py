@@ -179,7 +179,7 @@ def real_fixture_section() -> str | None:
     """The hypothesis runners on the committed fixture that knows facts, at default settings, from
     ``analyses/results/real_fixture/*.json`` (``analyses/real_fixture.py`` writes them)."""
     d = RESULTS / "real_fixture"
-    names = [n for n in ("localized", "localized_confirm", "behavior_cloning", "capacity_sweep")
+    names = [n for n in ("localized", "localized_confirm", "localized_default", "behavior_cloning", "capacity_sweep")
              if (d / f"{n}.json").exists()]
     if not names:
         return None
@@ -207,7 +207,8 @@ def real_fixture_section() -> str | None:
             ("seeds", seeds), ("required checks", checks),
             ("rate", rate), ("Known-only drift at that rate", lambda r: f"{r['known_only_drift']:.3f}"),
             ("counts (adapted)", counts), ("wall time, 2 shared cores", wall)]
-    label = {"localized": "localized (pilot)", "localized_confirm": "localized (confirmation: decides)"}
+    label = {"localized": "localized (pilot)", "localized_confirm": "localized (confirmation: decides)",
+             "localized_default": "localized (20-seed default)"}
     out = ["| | " + " | ".join(label.get(n, n) for n in names) + " |", "|---|" + "---|" * len(names)]
     out += [f"| {label} | " + " | ".join(fn(recs[n]) for n in names) + " |" for label, fn in rows]
     out.append("")
@@ -221,6 +222,15 @@ def real_fixture_section() -> str | None:
                    f"rest {eff:.3f}: {'below' if ok else 'not below'} half of it (the acceptance check of "
                    "`tests/test_real_fixture_results.py`)" + ("." if ok else "; against the share2 arm's whole "
                    f"watched forgetting ({r['watched_forgetting_by_arm']['share2']:.3f}) it is small."))
+        m = r.get("known_only_drift_matched")
+        if m:  # the drift read per seed at the step the effect is read (docs/localized_fixture_default.md)
+            mok = m["matched"]["value"] < 0.5 * eff
+            fin = dict((k, v) for k, v in r["headline"]).get("targets - rest, share2")  # equal learning
+            eq = next((v for k, v in r["headline"] if k == "dose slope, equal steps"), None)
+            out.append(f"Read on the same {m['matched']['n']} seeds at the step where each seed's share2 arm learned its "
+                       f"new facts, Known-only drift is {_est(m['matched'])}: {'below' if mok else 'not below'} half of "
+                       f"the targets - rest {_est(fin)} (the check pre-registered in `docs/localized_fixture_default.md`)."
+                       f" At the last step it is {_est(m['final'])}" + (f" (equal-steps dose slope {_est(eq)})." if eq else "."))
     out.append("\nRequired checks, by each rule: localized's turn any verdict inconclusive; behavior_cloning's and "
                "capacity's only a positive one (with no rise, 'I don't know' has no rise to lower).")
     return "\n".join(out)

@@ -133,6 +133,19 @@ def _counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+def _settings_that_differ(old: dict, new: dict) -> str:
+    """The settings two runs' configs differ in, as a reader compares them: ``steps 250 there,
+    60 here``; a setting one of them lacks (a run made before the setting existed) says so."""
+    parts = []
+    for k in sorted(set(old) | set(new)):
+        if old.get(k, ...) == new.get(k, ...):
+            continue
+        there = "absent" if k not in old else json.dumps(old[k], sort_keys=True)
+        here = "absent" if k not in new else json.dumps(new[k], sort_keys=True)
+        parts.append(f"{k} {there if len(there) <= 40 else '...'} there, {here if len(here) <= 40 else '...'} here")
+    return "; ".join(parts) or "the same settings in another order"
+
+
 def _check_compatible(d: Path, expected: dict, name: str) -> None:
     """Refuse, touching nothing, an output directory that holds a different earlier run."""
     from interference.io import config_hash
@@ -146,7 +159,8 @@ def _check_compatible(d: Path, expected: dict, name: str) -> None:
             expected = json.loads(json.dumps(expected))  # tuples as JSON stores them, to compare parts
             what = ("world or base model" if old.get("base") != expected["base"] else
                     "pre-registration (endpoint, predictions or rule), so its cells answer another question"
-                    if old.get("preregistered") != expected.get("preregistered") else "experiment settings (--quick?)")
+                    if old.get("preregistered") != expected.get("preregistered") else
+                    f"experiment settings ({_settings_that_differ(old.get('config') or {}, expected.get('config') or {})})")
             raise UsageError(f"{d} holds an earlier {name} run with different {what}; choose another --out "
                              "or delete that directory.")
     elif d.exists() and any(not p.name.startswith(".") for p in d.iterdir()):

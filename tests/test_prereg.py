@@ -150,6 +150,27 @@ def test_cli_refuses_an_output_dir_of_another_preregistration(tmp_path, capsys, 
         rh._check_compatible(tmp_path / "toy", hypothesis_config(other, other.Cfg(), ctx), "toy")
 
 
+def test_cli_names_the_settings_an_old_output_dir_differs_in(tmp_path):
+    """A directory made with other settings, or before a setting existed, is refused with the
+    settings named (not a guess such as --quick), and nothing in it is touched."""
+    from interference import run_hypothesis as rh
+    from interference.hypotheses.runner import hypothesis_config
+    mod = _toy_module(_prereg())
+    ctx = _Ctx(tmp_path)
+    old = hypothesis_config(mod, mod.Cfg(), ctx)
+    old["config"] = {**old["config"], "steps": 60}
+    old["config"].pop("first_seed", None)
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "config.json").write_text(json.dumps(old))
+    new = hypothesis_config(mod, mod.Cfg(), ctx)
+    new["config"] = {**new["config"], "steps": 250, "first_seed": 0}
+    with pytest.raises(rh.UsageError) as e:
+        rh._check_compatible(tmp_path / "toy", new, "toy")
+    msg = str(e.value)
+    assert "first_seed absent there, 0 here" in msg and "steps 60 there, 250 here" in msg and "--quick" not in msg
+    assert json.loads((tmp_path / "toy" / "config.json").read_text()) == json.loads(json.dumps(old))
+
+
 def test_cells_computed_in_workers_are_reused_by_the_serial_pass(tmp_path):
     from interference.workers import WorkerError, run_in_workers
     cells = [Cell("toy", {"i": i}, (lambda i=i: {"x": i * i})) for i in range(5)]

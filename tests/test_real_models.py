@@ -265,7 +265,12 @@ def test_hypothesis_runners_run_end_to_end_on_a_real_model(tmp_path, capsys, nam
         tok = load_hf_tokenizer(model)
         real_pieces = {i for n in real_names for i in name_pieces(tok, n)}
         results = {(c["result"]["arm"], c["result"].get("seed")): c["result"] for c in cells}
-        assert len(cells) == 1 + 2 * 4
+        assert len(cells) == 1 + 2 * (4 + 1)  # base; per seed the core arms and the Known-only drift reference
+        drift = v["known_only_drift_matched"]
+        for row in drift["per_seed"]:  # read at the step the seed's share2 arm was read at equal learning
+            assert row["matched_step"] == results[("share2", row["seed"])]["reads"]["learned"]["step"]
+            assert 0 <= row["matched"] <= 1 and row["final_step"] == 40
+        assert drift["final"]["n"] == 2
         for seed in (0, 1):
             targets = results[("share2", seed)]["target_eids"]
             assert len(targets) == v["config"]["n_targets"] >= 8
@@ -397,3 +402,47 @@ def test_the_frozen_teacher_shares_nothing_with_the_student_and_is_never_trained
     assert graphs and not any(graphs)  # the teacher ran on every step, never building a graph
     for n, p in seen["teacher"].named_parameters():
         assert torch.equal(p, seen["before"][n]), n
+
+
+def test_known_only_drift_is_read_at_the_step_the_arm_learned():
+    """A constructed pair of seeds: the watched facts a, b, c known to the base (d is not); the
+    Known-only run reads them at steps 10, 20, 30 and the share2 arm learned at step 20 (seed 0)
+    and 10 (seed 1). The matched drift is the share of a, b, c wrong at that step; the final one at 30."""
+    from interference.hypotheses.real_world import KNOWN_ONLY, known_only_drift_at
+    fids = ["a", "b", "c", "d"]
+    base = {"arm": "base", "fact_ids": fids, "base_ok": [True, True, True, False]}
+    res = [base]
+    for seed, step in ((0, 20), (1, 10)):
+        res.append({"arm": "share2", "seed": seed, "fact_ids": fids, "reads": {"learned": {"step": step}}})
+        res.append({"arm": KNOWN_ONLY, "seed": seed, "fact_ids": fids,
+                    "correct_at": {"10": "1111", "20": "1011", "30": "0001"}})
+    d = known_only_drift_at(res, [0, 1])
+    assert [r["matched"] for r in d["per_seed"]] == pytest.approx([1 / 3, 0.0])
+    assert d["matched"]["value"] == pytest.approx(1 / 6) and d["matched"]["n"] == 2
+    assert d["final"]["value"] == pytest.approx(1.0)  # d was never known, so it does not count
+    res[1]["reads"]["learned"] = None  # an arm that never learned has no matched read
+    assert known_only_drift_at(res, [0, 1])["matched"]["n"] == 1
+
+
+def test_real_localized_runs_its_core_arms_on_more_seeds_than_its_secondary_ones():
+    """The real-model default (``REAL_SEEDS``): the core arms, which carry the endpoint, and the
+    Known-only reference on every seed; the secondary arms, which the rule never reads, on the
+    first ``SECONDARY_SEEDS`` only; core cells first, so a run cut short still has the endpoint."""
+    import dataclasses
+    from types import SimpleNamespace
+    from interference.hypotheses import localized as loc
+    from interference.hypotheses.real_world import KNOWN_ONLY, REAL_SEEDS, SECONDARY_SEEDS, loc_cells
+    ctx = SimpleNamespace(spec=SimpleNamespace(hash=lambda: "fixture"))
+    cfg = dataclasses.replace(loc.LocalizedConfig(seeds=REAL_SEEDS), first_seed=3)
+    cells = loc_cells(cfg, ctx)[1:]
+    by = {}
+    for c in cells:
+        by.setdefault(c.key["arm"], []).append(c.key["seed"])
+    seeds = list(range(3, 3 + REAL_SEEDS))
+    assert REAL_SEEDS > SECONDARY_SEEDS
+    for a in (*loc.CORE, KNOWN_ONLY):
+        assert by[a] == seeds
+    for a in (a for a in loc.ARMS if a not in loc.CORE):
+        assert by[a] == seeds[:SECONDARY_SEEDS]
+    n_first = REAL_SEEDS * (len(loc.CORE) + 1)
+    assert {c.key["arm"] for c in cells[:n_first]} == {*loc.CORE, KNOWN_ONLY}

@@ -329,12 +329,21 @@ MIN_TARGETS = 8
 RARE_PIECE = 0.02  # a kept piece is target-specific when at most 2% of subjects' names hold it (and >= 2 may)
 
 
+# The real-model default seed count of localized's core arms, and the seeds its secondary arms
+# run on. Why 20: on the knowing fixture five seeds could not resolve a dose slope of ~0.02 (the
+# pilot's [-0.009, 0.051]); twenty, fixed from the pilot's spread, did (docs/localized_fixture_
+# confirmation.md). The secondary arms describe and the rule never reads them, so they keep the
+# design's five (docs/localized_fixture_default.md).
+REAL_SEEDS = 20
+SECONDARY_SEEDS = 5
+
+
 def loc_config(quick: bool, ctx: "RealContext", leave_out: Sequence[str] = ()) -> loc.LocalizedConfig:
-    """The design's config, ``n_targets`` adapted to the targets the model knows (``targets_pool``)
-    and the arms of ``leave_out`` dropped."""
+    """The design's config with the real-model seed count (``REAL_SEEDS``), ``n_targets`` adapted
+    to the targets the model knows (``targets_pool``) and the arms of ``leave_out`` dropped."""
     base = (loc.LocalizedConfig(seeds=2, n_targets=8, steps=40, sft=SFTSpec(batch_size=8, eval_every=10,
                                                                              learned_at=0.95), arms=loc.CORE)
-            if quick else loc.LocalizedConfig())
+            if quick else loc.LocalizedConfig(seeds=REAL_SEEDS))
     pool = targets_pool(ctx)
     n = min(base.n_targets, len(pool))
     if n < MIN_TARGETS:
@@ -436,6 +445,72 @@ def _run_loc_arm(cfg, ctx: RealContext, arm_name: str, seed: int) -> dict:
     return out
 
 
+class _ReadEvery:
+    """The watched facts' correctness at every evaluation after step 0 (``on_eval`` also runs
+    after the last update), as bit strings keyed by step."""
+
+    def __init__(self, read):
+        self.read, self.bits = read, {}
+
+    def on_eval(self, state) -> None:
+        if state.step > 0:
+            self.bits[str(int(state.step))] = "".join("1" if x else "0" for x in self.read(state.model))
+
+
+def _run_known_only(cfg, ctx: RealContext, seed: int) -> dict:
+    """Known-only SFT beside a seed's arms: ``n_targets`` HighlyKnown facts that are not watched
+    (sampled by seed), the arms' rate, batch, steps and seed, the watched facts read at every
+    evaluation, so its drift can be read at the step each arm's effect is read at
+    (``known_only_drift_at``) instead of only after the whole budget."""
+    from interference.evaluate import outcomes
+    from interference.train import finetune_on
+    model, tok = ctx.base()
+    pool = ctx.teacher_facts()
+    picked = random.Random(f"localized-known-only-{seed}").sample(pool, min(cfg.n_targets, len(pool)))
+    spec = dataclasses.replace(cfg.sft, seed=seed, max_steps=cfg.steps, learned_at=1.01, method="sft",
+                               method_options={})
+    watch = ctx.watch
+    reader = _ReadEvery(lambda m: outcomes(m, tok, watch, ctx.score)[0])
+    finetune_on(model, tok, picked, spec, world=ctx.world, callbacks=[reader], dist=ctx.dist)
+    return {"arm": KNOWN_ONLY, "seed": seed, "fact_ids": [f.fact_id for f in watch],
+            "trained_ids": [f.fact_id for f in picked], "correct_at": reader.bits}
+
+
+KNOWN_ONLY = "known_only"  # not an arm of the design: the drift reference beside it
+
+
+def known_only_drift_at(results, seeds, arm: str = "share2") -> dict:
+    """Known-only drift under the effect's own conditions, per seed: the share of the base-known
+    watched facts the seed's Known-only run gets wrong at the step where ``arm`` reached the
+    learning criterion ("matched"), and at the last step ("final"); each with its mean and 95%
+    t-interval over the seeds that have both cells. The drift the learning-rate rule records is
+    read on one seed, on a sample of the watched facts, after the whole budget."""
+    from interference.hypotheses.localized_summary import index_results
+    from interference.metrics.forgetting import forgetting_rate
+    from interference.metrics.stats import estimate
+    from interference.records import FactOutcomes
+    base, runs = index_results([r for r in results])
+    fids = base["fact_ids"]
+    before = FactOutcomes.from_mask(fids, np.array(base["base_ok"], bool))
+    rows = []
+    for s in seeds:
+        k, a = runs.get((s, KNOWN_ONLY)), runs.get((s, arm))
+        if k is None or a is None or k["fact_ids"] != fids:
+            continue
+        learned = a["reads"].get("learned")
+        last = max(k["correct_at"], key=int)
+        drift = lambda step: forgetting_rate(before, FactOutcomes.from_mask(  # noqa: E731
+            fids, np.frombuffer(k["correct_at"][step].encode(), dtype=np.uint8) == ord("1")))
+        rows.append({"seed": s, "matched_step": learned["step"] if learned else None,
+                     "matched": drift(str(learned["step"])) if learned and str(learned["step"]) in k["correct_at"]
+                     else float("nan"), "final_step": int(last), "final": drift(last)})
+    return {"arm": arm, "matched": estimate([r["matched"] for r in rows]),
+            "final": estimate([r["final"] for r in rows]), "per_seed": rows,
+            "definition": f"share of the base-known watched facts wrong after Known-only SFT ({KNOWN_ONLY} cell: the "
+                          f"arms' rate, batch, steps and seed), read at the step where the seed's {arm} arm learned its "
+                          "new facts (matched) and at the last step (final)"}
+
+
 def _base_eval(ctx: RealContext) -> dict:
     from interference.evaluate import read_facts
     model, tok = ctx.base()
@@ -454,16 +529,33 @@ def loc_cells(cfg, ctx: RealContext) -> list[Cell]:
                 "cfg": {k: v for k, v in cfg.to_dict().items() if k not in ("seeds", "first_seed", "arms")}, **kw}
     out = [Cell("localized-real-base", key(arm="base"), lambda: _base_eval(ctx), "base", base=ctx.spec)]
     core = [a for a in loc.CORE if a in cfg.arms]
-    order = [(s, a) for s in seed_range(cfg) for a in core]
-    order += [(s, a) for s in seed_range(cfg) for a in cfg.arms if a not in loc.CORE]
+    seeds = list(seed_range(cfg))
+    order = [(s, a) for s in seeds for a in core + [KNOWN_ONLY]]
+    order += [(s, a) for s in seeds[:SECONDARY_SEEDS] for a in cfg.arms if a not in loc.CORE]
     for seed, arm in order:
+        if arm == KNOWN_ONLY:
+            out.append(Cell(f"localized-real-{arm}", key(arm=arm, seed=seed), (lambda s=seed: _run_known_only(cfg, ctx, s)),
+                            f"{arm} seed {seed}", base=ctx.spec))
+            continue
         out.append(Cell(f"localized-real-{arm}", key(arm=arm, spec=dataclasses.asdict(loc.ARMS[arm]), seed=seed),
                         (lambda a=arm, s=seed: _run_loc_arm(cfg, ctx, a, s)), f"{arm} seed {seed}", base=ctx.spec))
     return out
 
 
 # ------------------------------------------------------------------ entry point
-def _summary_with_lr(summarize, forgetting_key, arms: Sequence[str] | None = None):
+def _loc_drift(cfg, results, v: dict) -> None:
+    """localized's drift reference read under the effect's conditions (``known_only_drift_at``),
+    in the verdict and its headline, and how many seeds the secondary arms ran on."""
+    d = known_only_drift_at(results, list(seed_range(cfg)))
+    v["known_only_drift_matched"] = d
+    v["headline"] = list(v["headline"]) + [
+        ("Known-only drift at share2's learned step (same seeds)", d["matched"]),
+        (f"Known-only drift at step {cfg.steps} (same seeds)", d["final"])]
+    secondary = [a for a in cfg.arms if a not in loc.CORE]
+    v["seeds_by_arm"] = {a: (min(cfg.seeds, SECONDARY_SEEDS) if a in secondary else cfg.seeds) for a in cfg.arms}
+
+
+def _summary_with_lr(summarize, forgetting_key, arms: Sequence[str] | None = None, extra=None):
     """The module's summary plus what a real run must record: the learning rate and how it was
     chosen, Known-only drift, arms left out, how watched facts were read; refused (one sentence)
     when an arm's watched forgetting says the model was destroyed."""
@@ -478,6 +570,8 @@ def _summary_with_lr(summarize, forgetting_key, arms: Sequence[str] | None = Non
         # an abstention is what the idk arm teaches, not damage: only wrong answers say destroyed
         wrong = {a: x - (stat(f"abstention_{a}") or 0.0) for a, x in forget.items()}
         refuse_destroyed_arms(wrong, ctx.lr_record["value"])
+        if extra is not None:
+            extra(cfg, results, v)
         v["learning_rate"] = ctx.lr_record
         v["known_only_drift"] = ctx.lr_record["known_only_drift"]
         v["watched_forgetting_by_arm"] = forget
@@ -520,7 +614,7 @@ def prepare(name: str, spec: RealSpec, out, quick: bool, seeds: int | None, devi
         steps, n_new, learned_at, sft = cfg.sft.max_steps, cfg.count * len(cfg.new_relations), bc.LEARNED_AT, cfg.sft
     else:
         cfg = loc_config(quick, ctx, leave_out)
-        module = _module(loc, loc_cells, _summary_with_lr(loc.summarize, lambda a: f"final/{a}/forget_all"))
+        module = _module(loc, loc_cells, _summary_with_lr(loc.summarize, lambda a: f"final/{a}/forget_all", extra=_loc_drift))
         steps, n_new, learned_at, sft = cfg.steps, cfg.n_targets, cfg.sft.learned_at, cfg.sft
     if seeds is not None:
         cfg = dataclasses.replace(cfg, seeds=seeds)
