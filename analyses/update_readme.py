@@ -226,11 +226,15 @@ def real_fixture_section() -> str | None:
         if m:  # the drift read per seed at the step the effect is read (docs/localized_fixture_default.md)
             mok = m["matched"]["value"] < 0.5 * eff
             fin = dict((k, v) for k, v in r["headline"]).get("targets - rest, share2")  # equal learning
-            eq = next((v for k, v in r["headline"] if k == "dose slope, equal steps"), None)
+            steps = sorted({row["matched_step"] for row in m["per_seed"] if row["matched_step"] is not None})
+            low = fin.get("low")
+            margin = ("" if low is None else f", though not below half of the effect's lower bound ({low / 2:.3f})"
+                      if m["matched"]["value"] >= 0.5 * low else f", and below half of its lower bound ({low / 2:.3f})")
             out.append(f"Read on the same {m['matched']['n']} seeds at the step where each seed's share2 arm learned its "
-                       f"new facts, Known-only drift is {_est(m['matched'])}: {'below' if mok else 'not below'} half of "
-                       f"the targets - rest {_est(fin)} (the check pre-registered in `docs/localized_fixture_default.md`)."
-                       f" At the last step it is {_est(m['final'])}" + (f" (equal-steps dose slope {_est(eq)})." if eq else "."))
+                       f"new facts (step{'s' if len(steps) > 1 else ''} {', '.join(map(str, steps))} of "
+                       f"{r['counts'].get('steps')}), Known-only drift is {_est(m['matched'])}: "
+                       f"{'below' if mok else 'not below'} half of the targets - rest {_est(fin)}{margin} (the check "
+                       f"pre-registered in `docs/localized_fixture_default.md`). At the last step it is {_est(m['final'])}.")
     out.append("\nRequired checks, by each rule: localized's turn any verdict inconclusive; behavior_cloning's and "
                "capacity's only a positive one (with no rise, 'I don't know' has no rise to lower).")
     return "\n".join(out)

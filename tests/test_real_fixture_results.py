@@ -1,7 +1,8 @@
 """The hypothesis runners' default-settings runs on the committed fixture that knows facts
 (``analyses/results/real_fixture/*.json``, written by ``analyses/real_fixture.py``) end in a
 verdict, not ``inconclusive``, and are runs of *this* fixture and *these* designs (localized is decided by
-its pre-registered 20-seed confirmation, ``localized_confirm``; its 5-seed pilot is kept beside it).
+its pre-registered 20-seed confirmation, ``localized_confirm``; its 5-seed pilot is kept beside it, and
+``localized_default`` is the default command at the 20-seed real-model default).
 
 The runs take 30-70 minutes each on 2 shared cores, too long for the suite, so the suite checks
 the saved results instead: that each names the fixture's current weights and data (the base
@@ -32,8 +33,8 @@ def _saved(name: str) -> dict:
 
 def _module(name: str):
     from interference.hypotheses import behavior_cloning, capacity_sweep, localized
-    return {"localized": localized, "localized_confirm": localized, "behavior_cloning": behavior_cloning,
-            "capacity_sweep": capacity_sweep}[name]
+    return {"localized": localized, "localized_confirm": localized, "localized_default": localized,
+            "behavior_cloning": behavior_cloning, "capacity_sweep": capacity_sweep}[name]
 
 
 def _effect(name: str, r: dict) -> float:
@@ -46,14 +47,21 @@ def _effect(name: str, r: dict) -> float:
     return max(r["watched_forgetting_by_arm"].values())
 
 
-SAVED_RUNS = ["localized", "localized_confirm", "behavior_cloning"]
+SAVED_RUNS = ["localized", "localized_confirm", "localized_default", "behavior_cloning"]
 # The run that decides each design on the fixture. localized's default-settings run (seeds 0-4, dose
 # slope 0.021 [-0.009, 0.051], inconclusive) became the pilot of a confirmation pre-registered in
 # docs/localized_fixture_confirmation.md before it ran: 20 fresh seeds, the pilot not pooled.
 DECIDING = ["localized_confirm", "behavior_cloning"]
+# The runs of the default command (no seed, arm or rate flags): localized's at the real-model
+# default of docs/localized_fixture_default.md (20 seeds; seeds 0-4 are the pilot's, so it is not
+# new evidence, the confirmation decides), behavior_cloning's as it always was.
+DEFAULT_SETTINGS = ["localized_default", "behavior_cloning"]
 # Strict: a saved run that meets it makes this XPASS, which fails until the marker goes.
 DRIFT_NOT_YET = {"localized_confirm": "Known-only drift at the rule's rate (0.027) is not below half of the share2 "
-                                      "arm's targets - rest (0.037 / 2), as the pre-registration said it would not be"}
+                                      "arm's targets - rest (0.037 / 2), as the pre-registration said it would not be",
+                 "localized_default": "the rule's drift is the same sweep's (0.027; one seed, 200 watched facts, 250 "
+                                      "steps) against targets - rest 0.034, as docs/localized_fixture_default.md said; "
+                                      "read at the effect's step on the same seeds it passes (the test below)"}
 
 
 @pytest.mark.parametrize("name", SAVED_RUNS)
@@ -76,7 +84,7 @@ def test_the_confirmation_ran_fresh_seeds_at_the_pilots_rate():
     assert confirm["config"]["n_targets"] == pilot["config"]["n_targets"]
 
 
-@pytest.mark.parametrize("name", DECIDING)
+@pytest.mark.parametrize("name", sorted(set(DECIDING) | set(DEFAULT_SETTINGS)))
 def test_the_fixture_runs_end_in_a_verdict(name):
     r = _saved(name)
     assert r["verdict"] != "inconclusive", (r["verdict"], r["endpoint"])
@@ -85,7 +93,28 @@ def test_the_fixture_runs_end_in_a_verdict(name):
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=DRIFT_NOT_YET[n], strict=True))
-                                  if n in DRIFT_NOT_YET else n for n in DECIDING])
+                                  if n in DRIFT_NOT_YET else n for n in sorted(set(DECIDING) | set(DEFAULT_SETTINGS))])
 def test_known_only_drift_is_well_below_the_effect(name):
+    """The rate rule's drift (one seed, a sample of the watched facts, the whole step budget)."""
     r = _saved(name)
     assert r["known_only_drift"] < 0.5 * _effect(name, r), (r["known_only_drift"], _effect(name, r))
+
+
+def test_the_default_run_is_the_default_command():
+    """No seed, arm or rate flag: the real-model seed count on the core arms and the Known-only
+    cells, the secondary arms on their fewer seeds, none left out, seeds from 0, the rule's rate."""
+    from interference.hypotheses import localized as loc
+    from interference.hypotheses.real_world import REAL_SEEDS, SECONDARY_SEEDS
+    r = _saved("localized_default")
+    assert r["seeds"] == REAL_SEEDS and (r["config"].get("first_seed") or 0) == 0 and not r["left_out_arms"]
+    assert r["seeds_by_arm"] == {a: REAL_SEEDS if a in loc.CORE else SECONDARY_SEEDS for a in loc.ARMS}
+    assert r["known_only_drift_matched"]["matched"]["n"] == REAL_SEEDS
+    assert "--seeds" not in r["command"] and "--leave-out" not in r["command"] and "--lr" not in r["command"]
+
+
+def test_known_only_drift_read_at_the_effects_step_is_well_below_it():
+    """The check of docs/localized_fixture_default.md, pre-registered before the run: the drift
+    read per seed where the share2 effect is read (its equal-learning step), against half that effect."""
+    r = _saved("localized_default")
+    m = r["known_only_drift_matched"]["matched"]["value"]
+    assert m < 0.5 * _effect("localized_default", r), (m, _effect("localized_default", r))
