@@ -2,10 +2,10 @@
 abstain selectively (on never-seen questions, not on known facts)? Decides nothing about any
 hypothesis; it chooses, or rules out, a mix for a design registered later.
 
-    python analyses/bc_mix_pilot.py [--out runs/bc_mix_pilot] [--shares 1,2,4] [--seeds 2]
+    python analyses/bc_mix_pilot.py [--width 64] [--out runs/bc_mix_pilot] [--shares 1,2,4] [--seeds 2]
 
 Cells are stored under ``--out/cells`` (a rerun reuses them); the summary is written to
-``analyses/results/bc_mix_pilot.json``.
+``analyses/results/bc_mix_pilot.json`` (d64, the pilot's width) or ``bc_mix_pilot_d{W}.json``.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-RESULT = Path(__file__).resolve().parent / "results" / "bc_mix_pilot.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 N_NEVER_SEEN = 50  # new semantic entities per seed, never trained: 200 questions
 MAX_KNOWN_ABSTENTION, MIN_NEVER_SEEN_ABSTENTION, MIN_PLASTICITY = 0.10, 0.5, 0.95  # the doc's rule
 
@@ -65,9 +65,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/bc_mix_pilot")
     ap.add_argument("--shares", default="1,2,4")
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--width", type=int, default=64, help="the pinned base's width (64: the pilot; 128: its extension)")
     args = ap.parse_args(argv)
+    result = RESULTS / ("bc_mix_pilot.json" if args.width == 64 else f"bc_mix_pilot_d{args.width}.json")
     shares = [int(x) for x in args.shares.split(",")]
-    spec = BaseSpec.default().with_width(64)
+    spec = BaseSpec.default().with_width(args.width)
     ctx = Context(spec, args.out, progress=True)
     cfg = bcc.BCContrastConfig()
     watch = bcc.watched_half(ctx.world)
@@ -94,21 +96,21 @@ def main(argv=None) -> int:
     qualifies = {r: bool(by[f"idk_{r}"]["abstain_known"]["value"] <= MAX_KNOWN_ABSTENTION
                          and by[f"idk_{r}"]["abstain_never_seen"]["value"] >= MIN_NEVER_SEEN_ABSTENTION
                          and by[f"idk_{r}"]["plasticity"]["value"] >= MIN_PLASTICITY) for r in shares}
-    out = {"pilot": "docs/bc_mix_pilot.md", "base_fingerprint": ctx.fingerprint(spec), "width": 64,
+    out = {"pilot": "docs/bc_mix_pilot.md", "base_fingerprint": ctx.fingerprint(spec), "width": args.width,
            "seeds": args.seeds, "shares": shares, "steps": cfg.sft.max_steps, "by_arm": by, "per_cell": rows,
            "qualifies": {str(r): q for r, q in qualifies.items()},
            "chosen_share": next((r for r in shares if qualifies[r]), None),
            "rule": f"idk arm: abstention on known watched <= {MAX_KNOWN_ABSTENTION}, on never-seen >= "
                    f"{MIN_NEVER_SEEN_ABSTENTION}, plasticity >= {MIN_PLASTICITY} (means over seeds)",
            "cells": {"computed": rep.computed, "reused": rep.reused}}
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(out, indent=1) + "\n")
+    result.parent.mkdir(parents=True, exist_ok=True)
+    result.write_text(json.dumps(out, indent=1) + "\n")
     fmt = lambda e: "n/a" if e["value"] is None or not math.isfinite(e["value"]) else f"{e['value']:.3f}"  # noqa: E731
     print(f"{'arm':8} {'abstain known':>14} {'abstain never-seen':>19} {'F':>7} {'H':>7} {'plasticity':>11}")
     for k, v in by.items():
         print(f"{k:8} {fmt(v['abstain_known']):>14} {fmt(v['abstain_never_seen']):>19} {fmt(v['F']):>7} "
               f"{fmt(v['H']):>7} {fmt(v['plasticity']):>11}")
-    print(f"qualifying shares: {[r for r in shares if qualifies[r]] or 'none'}; wrote {RESULT}")
+    print(f"qualifying shares: {[r for r in shares if qualifies[r]] or 'none'}; wrote {result}")
     return 0
 
 
