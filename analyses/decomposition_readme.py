@@ -22,6 +22,7 @@ per-seed rows), so a width run later, on another machine, joins the widths whose
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import sys
 from pathlib import Path
@@ -432,6 +433,49 @@ def bc_reading(v: dict) -> list[str]:
             "answers on known facts, at the price of the abstentions.", ""]
 
 
+def bc_pilot_lines() -> list[str]:
+    """The pilot of docs/bc_mix_pilot.md (a larger Known share in the idk arm), per width it ran
+    at, from ``analyses/results/bc_mix_pilot*.json``; deciding nothing."""
+    runs = [json.loads(f.read_text()) for f in sorted(RESULTS.glob("bc_mix_pilot*.json"))]
+    if not runs:
+        return []
+    runs.sort(key=lambda r: r["width"])
+    rows = ["| width | Known facts per new fact | idk arm abstains, known watched | idk arm abstains, never-seen | "
+            "F[idk] | F[sem] at the same share |", "|---|---|---|---|---|---|"]
+    val = lambda e: "n/a" if e["value"] is None else f"{e['value']:.3f}"  # noqa: E731
+    for r in runs:
+        for k in r["shares"]:
+            i, m = r["by_arm"][f"idk_{k}"], r["by_arm"][f"sem_{k}"]
+            rows.append(f"| d{r['width']} | {k} | {val(i['abstain_known'])} | {val(i['abstain_never_seen'])} | "
+                        f"{val(i['F'])} | {val(m['F'])} |")
+    chosen = {r["width"]: r["chosen_share"] for r in runs}
+    found = "; ".join(f"d{w}: {'share ' + str(c) if c is not None else 'none'}" for w, c in chosen.items())
+    head = [f"**Can a larger Known share make the idk arm selective?** A pilot (`docs/bc_mix_pilot.md`, written "
+            f"before it ran, deciding no hypothesis; {runs[0]['seeds']} seeds, {runs[0]['steps']} steps) puts r Known "
+            "QA facts after each \"I don't know\" fact. A share qualifies if the arm abstains on at most 10% of the "
+            "known watched facts, on at least half of 200 never-seen questions, and learns its set. "
+            f"Qualifying shares: {found}. Means over seeds:", ""]
+    def ratio(r, k):
+        i = r["by_arm"][f"idk_{k}"]
+        return i["abstain_never_seen"]["value"] / i["abstain_known"]["value"] if i["abstain_known"]["value"] else math.inf
+    sel = "; ".join(f"d{r['width']} " + ", ".join(f"{ratio(r, k):.1f}" for k in r["shares"]) for r in runs)
+    def rising(r, f):
+        xs = [f(r, k) for k in r["shares"]]
+        return all(b > a for a, b in zip(xs, xs[1:]))
+    known = lambda r, k: -r["by_arm"][f"idk_{k}"]["abstain_known"]["value"]  # noqa: E731
+    trend = ("A larger Known share lowers abstention on the known facts and raises selectivity"
+             if all(rising(r, known) and rising(r, ratio) for r in runs) else
+             "Abstention on the known facts and selectivity do not move the same way at every width")
+    reading = [f"Selectivity, never-seen over known abstention, at r = {', '.join(map(str, runs[0]['shares']))}: {sel}. "
+               f"{trend}, but at no tested share and width does the arm abstain on at most 10% of what it knows and on "
+               "half of what it never saw. "
+               "The Known share is also rehearsal, since plain SFT forgets less beside it, so a B built on a larger "
+               "share must hold the share equal between its two arms." if all(c is None for c in chosen.values()) else
+               "A qualifying share is what a registered B design would use, with the share held equal between its "
+               "two arms (plain SFT forgets less beside a larger Known share).", ""]
+    return head + rows + [""] + reading
+
+
 def section() -> str:
     v, held, demo = load("default"), load("heldout"), load("demo")
     lines = ["## Which hypothesis drives the forgetting? One decomposition in common units", ""]
@@ -493,6 +537,7 @@ def section() -> str:
                       f"{h} {format_estimate(sh[s])} `{demo['verdicts'][str(demo['series']['widths'][0])]['step_matched'][h]}`"
                       for h, s, _ in SHARES) + ".", ""]
     lines += bc_contrast_lines()
+    lines += bc_pilot_lines()
     lines += sweep_lines()
     lines += consolidation_lines()
     reg = registered_words()

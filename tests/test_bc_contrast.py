@@ -52,3 +52,43 @@ def test_b_is_a_ratio_of_seed_means_of_one_excess():
     rows[1]["abstain_idk_known"] = 0.5  # the arm that learned "always abstain" fails its own check
     assert not B.checks_of(B.shares(rows), rows)["idk arm abstains on <= 10% of the known watched facts"]
     assert math.isfinite(sh["E"]["low"])
+
+
+def _pilot():
+    import importlib.util
+    from pathlib import Path
+    f = Path(__file__).resolve().parents[1] / "analyses" / "bc_mix_pilot.py"
+    spec = importlib.util.spec_from_file_location("bc_mix_pilot", f)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_mix_pilot_puts_r_known_facts_after_each_new_one_and_is_bc_contrasts_arm_at_r1():
+    """docs/bc_mix_pilot.md: r Known facts follow each new fact; at r = 1 the pilot's arms are
+    bc_contrast's idk_known / sem_known, fact for fact (so its r = 1 cells are that design's)."""
+    from interference.bases import BaseSpec
+    from interference.hypotheses import bc_contrast as bcc
+    from interference.world import World
+    p = _pilot()
+    assert p.mixed(["a", "b"], ["k1", "k2", "k3", "k4"], 2) == ["a", "k1", "k2", "b", "k3", "k4"]
+    world, cfg = World(BaseSpec.default().world), bcc.BCContrastConfig()
+    for arm, theirs in (("idk", "idk_known"), ("sem", "sem_known")):
+        assert p.arm_train(world, cfg, arm, 1, 3) == bcc.arm_facts(world, cfg, theirs, 3)
+    four = p.arm_train(world, cfg, "idk", 4, 0)
+    assert len(four) == 5 * 4 * cfg.count and sum(f.answer == "unknown" for f in four) == 4 * cfg.count
+
+
+def test_the_saved_pilot_reproduces_bc_contrast_at_r1():
+    """The saved pilot's r = 1 idk cells abstain on the known watched facts exactly as the saved
+    bc_contrast verdict's seeds do at d64 (same base, same sets, same seeds)."""
+    import json
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1] / "analyses" / "results"
+    pilot = json.loads((root / "bc_mix_pilot.json").read_text())
+    saved = {p["seed"]: p for p in json.loads((root / "bc_contrast" / "default.json").read_text())["per_seed"]}
+    cells = [c for c in pilot["per_cell"] if c["arm"] == "idk" and c["r"] == 1]
+    assert len(cells) == pilot["seeds"] >= 2
+    for c in cells:
+        assert c["abstain_known"] == pytest.approx(saved[c["seed"]]["abstain_idk_known_d64"], abs=1e-9)
+        assert c["F"] == pytest.approx(saved[c["seed"]]["F_idk_known_d64"], abs=1e-9)
