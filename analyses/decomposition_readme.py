@@ -283,10 +283,48 @@ def sweep_lines() -> list[str]:
     world = World(BaseSpec.default().world)
     known = (len(world.split("pretrain_qa")) + len(world.split("statement_only"))) * len(world.config.relations)
     followed = any("_e" in f.stem for f in files)  # a follow-up at another budget is saved beside the registered run
-    out = []
+    out, saved = [], {f.stem: json.loads(f.read_text()) for f in files}
     for f in files:
-        out += sweep_run_lines(json.loads(f.read_text()), f.stem, known, followed and "_e" not in f.stem)
+        if "_c" in f.stem:  # an extension to larger counts, read beside the run it extends
+            out += sweep_extension_lines(saved[f.stem], f.stem, saved.get(f.stem.split("_c")[0]), known)
+            continue
+        out += sweep_run_lines(saved[f.stem], f.stem, known, followed and "_e" not in f.stem)
     return out
+
+
+def sweep_extension_lines(v: dict, label: str, extended: dict | None, known: int) -> list[str]:
+    """``docs/count_sweep_extension.md``: the follow-up's budget at a larger count, reported beside
+    the follow-up (whose verdict stands): the reading at the largest count, each count's persisting
+    share, the slope against the follow-up's, and whether the shared count reproduced its cells."""
+    sw = v["series"]["sweep"]
+    top = max(sw, key=int)
+    r = sw[top]
+    share = lambda c: c["excess_joint"]["value"] / c["excess_sft"]["value"] if c["excess_sft"]["value"] else math.nan  # noqa: E731
+    learned = all(sw[c][f"plasticity_{a}"]["value"] >= dec.LEARNED_AT for c in sw for a in ("sft", "joint"))
+    out = (f"**The {v['config']['epochs']}-epoch sweep taken to {r['facts']:,} new facts** (`docs/count_sweep_extension.md`, "
+           f"written before it ran; counts {', '.join(sorted(sw, key=int))} entities, {v['seeds']} seeds; "
+           f"{r['facts'] / known:.1f}x the base's {known:,} entity facts). At {r['facts']:,} new facts plain SFT forgets "
+           f"{format_estimate(r['forgetting_sft'])} of the known facts, 1:1 replay {format_estimate(r['forgetting_joint'])}, "
+           f"Known-only SFT {format_estimate(r['forgetting_drift'])}; plasticity {r['plasticity_sft']['value']:.2f} / "
+           f"{r['plasticity_joint']['value']:.2f} (sft / joint), so the learning check "
+           f"{'passes' if learned else 'fails'}. The share of the excess that persists under replay at that count: "
+           f"{share(r):.3f}.")
+    if extended is not None:
+        esw = extended["series"]["sweep"]
+        out += " Per count, with the follow-up's: " + "; ".join(
+            f"{esw[c]['facts']:,} facts {share(esw[c]):.3f}" for c in sorted(esw, key=int)) + f"; {r['facts']:,} facts {share(r):.3f}."
+        same = [c for c in sw if c in esw]
+        keys = ("forgetting_sft", "forgetting_joint", "forgetting_drift")
+        ok = all(abs(sw[c][k]["value"] - esw[c][k]["value"]) < 1e-9 for c in same for k in keys)
+        if same:
+            out += (f" The shared count ({', '.join(format(esw[c]['facts'], ',') for c in same)} facts) "
+                    + ("reproduced the follow-up's saved forgetting exactly." if ok else
+                       "did NOT reproduce the follow-up's saved forgetting: the two runs are not of the same cells."))
+        out += (f" Excess forgetting per doubling of the count: {format_estimate(v['statistics']['slope_count'])} "
+                f"(the follow-up: {format_estimate(extended['statistics']['slope_count'])}).")
+    out += (f" This run's own P, pooled over its two counts (nearly all the largest): {format_estimate(v['endpoint'])}, "
+            f"which the rule words `{v['verdict']}`; it is reported, and does not replace the follow-up's verdict.")
+    return [out, "", f"![count sweep](analyses/results/capacity_sweep/{label}/capacity.png)", ""]
 
 
 def sweep_run_lines(v: dict, label: str, known: int, followed: bool) -> list[str]:
@@ -373,7 +411,9 @@ def collect_sweep(runs: list[Path]) -> None:
         SWEEP.mkdir(parents=True, exist_ok=True)
         v = json.loads(src.read_text())
         v["plots"] = [Path(p).name for p in v.get("plots", [])]
-        label = sweep_label(v)
+        # the run directory names the run (capacity_sweep_d64_e40_c800 -> d64_e40_c800), so two runs
+        # at one budget (a follow-up and its extension to larger counts) are saved apart
+        label = r.name[len("capacity_sweep_"):] if r.name.startswith("capacity_sweep_d") else sweep_label(v)
         (SWEEP / f"{label}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
         plot_capacity_sweep(v, SWEEP / label)  # redrawn from the saved verdict, as the README shows it
 
@@ -558,7 +598,8 @@ def main(argv=None) -> int:
     ap.add_argument("--join-default", type=Path, help="a run of other widths to join into the saved default verdict")
     ap.add_argument("--join-heldout", type=Path, help="the same for the held-out world's verdict")
     ap.add_argument("--sweep-runs", type=Path, nargs="*",
-                    default=[Path("runs/capacity_sweep_d64"), Path("runs/capacity_sweep_d64_e40")])
+                    default=[Path("runs/capacity_sweep_d64"), Path("runs/capacity_sweep_d64_e40"),
+                             Path("runs/capacity_sweep_d64_e40_c800")])
     ap.add_argument("--consolidation-runs", type=Path, nargs="*", default=[],
                     help="runs of --consolidations X (each level its own --out), copied into the saved results")
     ap.add_argument("--out", type=Path, default=RESULTS / "decomposition.md")

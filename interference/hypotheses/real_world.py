@@ -445,6 +445,9 @@ def _run_loc_arm(cfg, ctx: RealContext, arm_name: str, seed: int) -> dict:
     return out
 
 
+KNOWN_ONLY = "known_only"  # not an arm of the design: the drift reference beside it
+
+
 class _ReadEvery:
     """The watched facts' correctness at every evaluation after step 0 (``on_eval`` also runs
     after the last update), as bit strings keyed by step."""
@@ -476,20 +479,17 @@ def _run_known_only(cfg, ctx: RealContext, seed: int) -> dict:
             "trained_ids": [f.fact_id for f in picked], "correct_at": reader.bits}
 
 
-KNOWN_ONLY = "known_only"  # not an arm of the design: the drift reference beside it
-
-
 def known_only_drift_at(results, seeds, arm: str = "share2") -> dict:
     """Known-only drift under the effect's own conditions, per seed: the share of the base-known
     watched facts the seed's Known-only run gets wrong at the step where ``arm`` reached the
     learning criterion ("matched"), and at the last step ("final"); each with its mean and 95%
     t-interval over the seeds that have both cells. The drift the learning-rate rule records is
     read on one seed, on a sample of the watched facts, after the whole budget."""
-    from interference.hypotheses.localized_summary import index_results
+    from interference.hypotheses.localized_summary import _bool, index_results
     from interference.metrics.forgetting import forgetting_rate
     from interference.metrics.stats import estimate
     from interference.records import FactOutcomes
-    base, runs = index_results([r for r in results])
+    base, runs = index_results(list(results))
     fids = base["fact_ids"]
     before = FactOutcomes.from_mask(fids, np.array(base["base_ok"], bool))
     rows = []
@@ -499,8 +499,7 @@ def known_only_drift_at(results, seeds, arm: str = "share2") -> dict:
             continue
         learned = a["reads"].get("learned")
         last = max(k["correct_at"], key=int)
-        drift = lambda step: forgetting_rate(before, FactOutcomes.from_mask(  # noqa: E731
-            fids, np.frombuffer(k["correct_at"][step].encode(), dtype=np.uint8) == ord("1")))
+        drift = lambda step: forgetting_rate(before, FactOutcomes.from_mask(fids, _bool(k["correct_at"][step])))  # noqa: E731
         rows.append({"seed": s, "matched_step": learned["step"] if learned else None,
                      "matched": drift(str(learned["step"])) if learned and str(learned["step"]) in k["correct_at"]
                      else float("nan"), "final_step": int(last), "final": drift(last)})
