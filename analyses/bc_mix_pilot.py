@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import sys
 from pathlib import Path
 
@@ -23,26 +22,10 @@ N_NEVER_SEEN = 50  # new semantic entities per seed, never trained: 200 question
 MAX_KNOWN_ABSTENTION, MIN_NEVER_SEEN_ABSTENTION, MIN_PLASTICITY = 0.10, 0.5, 0.95  # the doc's rule
 
 
-def mixed(new: list, known: list, r: int) -> list:
-    """Each new fact followed by ``r`` Known facts (``decomposition.mixed_with_known`` at r = 1)."""
-    out = []
-    for i, f in enumerate(new):
-        out += [f, *known[r * i: r * (i + 1)]]
-    return out
-
-
-def known_half(world, cfg, seed: int, n: int) -> list:
-    """``n`` held-back QA facts: ``bc_contrast``'s own sample at n <= its pool, repeated beyond."""
-    from interference.hypotheses import bc_contrast as bcc
-    pool = world.facts(bcc.split_statement_only(world)[0])
-    first = random.Random(f"bc-known-{seed}").sample(pool, min(n, len(pool)))
-    return (first * (n // len(first) + 1))[:n]
-
-
 def arm_train(world, cfg, arm: str, r: int, seed: int) -> list:
-    from interference.sft_data import relabel_idk
-    sem = world.facts(world.new_entities(cfg.count, "semantic", seed=40_000 + seed))  # bc_contrast's sem
-    return mixed(relabel_idk(sem) if arm == "idk" else sem, known_half(world, cfg, seed, r * len(sem)), r)
+    """``bc_contrast``'s mixed arm with ``r`` Known facts after each new one (r = 1: that design's own)."""
+    from interference.hypotheses import bc_contrast as bcc
+    return bcc.arm_facts(world, cfg, {"idk": "idk_known", "sem": "sem_known"}[arm], seed, known_per_new=r)
 
 
 def read(result: dict) -> dict:

@@ -492,9 +492,8 @@ def bc_pilot_lines() -> list[str]:
     found = "; ".join(f"d{w}: {'share ' + str(c) if c is not None else 'none'}" for w, c in chosen.items())
     head = [f"**Can a larger Known share make the idk arm selective?** A pilot (`docs/bc_mix_pilot.md`, written "
             f"before it ran, deciding no hypothesis; {runs[0]['seeds']} seeds, {runs[0]['steps']} steps) puts r Known "
-            "QA facts after each \"I don't know\" fact. A share qualifies if the arm abstains on at most 10% of the "
-            "known watched facts, on at least half of 200 never-seen questions, and learns its set. "
-            f"Qualifying shares: {found}. Means over seeds:", ""]
+            "QA facts after each \"I don't know\" fact. A share qualifies when the "
+            f"{runs[0]['rule']}. Qualifying shares: {found}. Means over seeds:", ""]
     def ratio(r, k):
         i = r["by_arm"][f"idk_{k}"]
         return i["abstain_never_seen"]["value"] / i["abstain_known"]["value"] if i["abstain_known"]["value"] else math.inf

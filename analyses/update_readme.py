@@ -216,7 +216,8 @@ def real_fixture_section() -> str | None:
     out += [f"\n{n}: {recs[n]['note']}" for n in names if recs[n].get("note")]
     for n in [n for n in names if n.startswith("localized")]:
         r = recs[n]
-        eff = dict((k, v) for k, v in r["headline"])["targets - rest, share2"]["value"]
+        effect = dict((k, v) for k, v in r["headline"])["targets - rest, share2"]  # equal learning
+        eff = effect["value"]
         ok = r["known_only_drift"] < 0.5 * eff
         out.append(f"\n{label.get(n, n)}: Known-only drift {r['known_only_drift']:.3f} against the share2 arm's targets - "
                    f"rest {eff:.3f}: {'below' if ok else 'not below'} half of it (the acceptance check of "
@@ -225,15 +226,14 @@ def real_fixture_section() -> str | None:
         m = r.get("known_only_drift_matched")
         if m:  # the drift read per seed at the step the effect is read (docs/localized_fixture_default.md)
             mok = m["matched"]["value"] < 0.5 * eff
-            fin = dict((k, v) for k, v in r["headline"]).get("targets - rest, share2")  # equal learning
             steps = sorted({row["matched_step"] for row in m["per_seed"] if row["matched_step"] is not None})
-            low = fin.get("low")
+            low = effect.get("low")
             margin = ("" if low is None else f", though not below half of the effect's lower bound ({low / 2:.3f})"
                       if m["matched"]["value"] >= 0.5 * low else f", and below half of its lower bound ({low / 2:.3f})")
             out.append(f"Read on the same {m['matched']['n']} seeds at the step where each seed's share2 arm learned its "
                        f"new facts (step{'s' if len(steps) > 1 else ''} {', '.join(map(str, steps))} of "
                        f"{r['counts'].get('steps')}), Known-only drift is {_est(m['matched'])}: "
-                       f"{'below' if mok else 'not below'} half of the targets - rest {_est(fin)}{margin} (the check "
+                       f"{'below' if mok else 'not below'} half of the targets - rest {_est(effect)}{margin} (the check "
                        f"pre-registered in `docs/localized_fixture_default.md`). At the last step it is {_est(m['final'])}.")
     out.append("\nRequired checks, by each rule: localized's turn any verdict inconclusive; behavior_cloning's and "
                "capacity's only a positive one (with no rise, 'I don't know' has no rise to lower).")

@@ -70,8 +70,10 @@ def test_the_mix_pilot_puts_r_known_facts_after_each_new_one_and_is_bc_contrasts
     from interference.bases import BaseSpec
     from interference.hypotheses import bc_contrast as bcc
     from interference.world import World
+    from interference.hypotheses.decomposition import mixed_with_known
     p = _pilot()
-    assert p.mixed(["a", "b"], ["k1", "k2", "k3", "k4"], 2) == ["a", "k1", "k2", "b", "k3", "k4"]
+    assert mixed_with_known(["a", "b"], ["k1", "k2", "k3", "k4"], 2) == ["a", "k1", "k2", "b", "k3", "k4"]
+    assert mixed_with_known(["a", "b", "c"], ["k1", "k2"]) == ["a", "k1", "b", "k2", "c"]  # the design's 1:1
     world, cfg = World(BaseSpec.default().world), bcc.BCContrastConfig()
     for arm, theirs in (("idk", "idk_known"), ("sem", "sem_known")):
         assert p.arm_train(world, cfg, arm, 1, 3) == bcc.arm_facts(world, cfg, theirs, 3)

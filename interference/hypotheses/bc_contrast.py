@@ -108,17 +108,22 @@ def watched_half(world) -> list:
     return world.facts(split_statement_only(world)[1])
 
 
-def arm_facts(world, cfg: BCContrastConfig, arm: str, seed: int) -> list:
+def arm_facts(world, cfg: BCContrastConfig, arm: str, seed: int, known_per_new: int = 1) -> list:
+    """An arm's training set. ``known_per_new``: Known facts after each new one in the mixed arms
+    (the design's 1:1; larger in the Known-share pilot, docs/bc_mix_pilot.md, where the held-back
+    sample repeats once it is used up)."""
     from interference.hypotheses.decomposition import mixed_with_known
     from interference.sft_data import relabel_idk
     sem = world.facts(world.new_entities(cfg.count, "semantic", seed=40_000 + seed))  # decomposition's sem
     if arm == "sem":
         return sem
     pool = world.facts(split_statement_only(world)[0])
-    known = random.Random(f"bc-known-{seed}").sample(pool, min(len(sem), len(pool)))
+    n = known_per_new * len(sem)
+    known = random.Random(f"bc-known-{seed}").sample(pool, min(n, len(pool)))
+    known = (known * (n // len(known) + 1))[:n] if n > len(known) else known
     if arm == "drift":
         return known
-    return mixed_with_known(relabel_idk(sem) if arm == "idk_known" else sem, known)
+    return mixed_with_known(relabel_idk(sem) if arm == "idk_known" else sem, known, known_per_new)
 
 
 def cells(cfg: BCContrastConfig, ctx) -> list[Cell]:

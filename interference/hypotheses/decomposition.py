@@ -184,10 +184,11 @@ def arm_facts(world, cfg: DecompositionConfig, arm: str, seed: int) -> list:
     raise ValueError(f"unknown arm {arm!r}")
 
 
-def mixed_with_known(new: list, known: list) -> list:
-    """The new facts interleaved 1:1 with Known facts (a fixed order; the rest of the new facts
-    after them): the mixed arms' training set, whose new answers alone differ between arms."""
-    return [f for pair in zip(new, known) for f in pair] + new[len(known):]
+def mixed_with_known(new: list, known: list, per_new: int = 1) -> list:
+    """Each new fact followed by its ``per_new`` Known facts (a fixed order; once the Known facts
+    run out, the rest of the new facts alone): the mixed arms' training set, whose new answers
+    alone differ between arms. ``per_new`` > 1: the Known-share pilot (docs/bc_mix_pilot.md)."""
+    return [f for i, n in enumerate(new) for f in (n, *known[per_new * i: per_new * (i + 1)])]
 
 
 def _arms_at(cfg: DecompositionConfig, width: int) -> tuple[str, ...]:
