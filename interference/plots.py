@@ -49,7 +49,10 @@ def plot_localized(v: dict, out: Path) -> list[Path]:
     get = lambda k: st.get(k) or {"value": float("nan"), "low": None, "high": None}  # noqa: E731
     fig, ax = plt.subplots(1, 4, figsize=(18, 3.6))
     arms = v.get("config", {}).get("arms") or []
-    _bar(ax[0], [a.replace("_", "\n", 1) for a in arms], [get(f"learned/{a}/contrast") for a in arms])
+    ests = [get(f"learned/{a}/contrast") for a in arms]
+    # each arm's seed count beside its name: a real model runs its secondary arms on fewer seeds
+    _bar(ax[0], [f"{a} (n={e.get('n', '?')})" for a, e in zip(arms, ests)], ests)
+    plt.setp(ax[0].get_xticklabels(), rotation=40, ha="right")
     ax[0].axhline(0, color="k", lw=0.8)
     ax[0].set_ylabel("forgetting(targets) - forgetting(rest)")
     ax[0].set_title("within-run targeting, equal learning", fontsize=9)
