@@ -37,6 +37,17 @@ def read(result: dict) -> dict:
             "abstain_never_seen": never.count("a") / len(never), "plasticity": end["plasticity"]}
 
 
+def _shares(text: str) -> list[int]:
+    """Why a type: argparse turns its ValueError into one sentence naming the flag, not a traceback."""
+    try:
+        shares = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers; try 1,2,4") from None
+    if any(r < 1 for r in shares):
+        raise argparse.ArgumentTypeError(f"every share must be at least 1 Known fact per new fact, got {text!r}")
+    return shares
+
+
 def main(argv=None) -> int:
     from interference.bases import BaseSpec
     from interference.hypotheses import bc_contrast as bcc
@@ -46,12 +57,13 @@ def main(argv=None) -> int:
     from interference.metrics.stats import estimate
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/bc_mix_pilot")
-    ap.add_argument("--shares", default="1,2,4")
+    ap.add_argument("--shares", default="1,2,4", type=_shares,
+                    help="comma-separated Known facts per new fact, e.g. 1,2,4")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--width", type=int, default=64, help="the pinned base's width (64: the pilot; 128: its extension)")
     args = ap.parse_args(argv)
     result = RESULTS / ("bc_mix_pilot.json" if args.width == 64 else f"bc_mix_pilot_d{args.width}.json")
-    shares = [int(x) for x in args.shares.split(",")]
+    shares = args.shares
     spec = BaseSpec.default().with_width(args.width)
     ctx = Context(spec, args.out, progress=True)
     cfg = bcc.BCContrastConfig()

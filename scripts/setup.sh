@@ -9,7 +9,7 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import interference, torch, transformer_lens, pytest, tensorboard" 2>/dev/null; then
+if ! .venv/bin/python -c "import interference, torch, transformer_lens, pytest, xdist, tensorboard" 2>/dev/null; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q "$TORCH_SPEC"
   .venv/bin/pip install -q -e ".[dev]"

@@ -94,3 +94,13 @@ def test_the_saved_pilot_reproduces_bc_contrast_at_r1():
     for c in cells:
         assert c["abstain_known"] == pytest.approx(saved[c["seed"]]["abstain_idk_known_d64"], abs=1e-9)
         assert c["F"] == pytest.approx(saved[c["seed"]]["F_idk_known_d64"], abs=1e-9)
+
+
+@pytest.mark.parametrize("shares, says", [("1,x", "not a comma-separated list"), ("0,2", "at least 1")])
+def test_the_mix_pilot_refuses_malformed_shares_in_one_sentence_before_building_anything(shares, says, capsys, tmp_path):
+    out = tmp_path / "pilot"
+    with pytest.raises(SystemExit) as e:
+        _pilot().main(["--shares", shares, "--out", str(out)])
+    assert e.value.code == 2
+    assert says in capsys.readouterr().err
+    assert not out.exists()
