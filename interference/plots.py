@@ -82,6 +82,9 @@ def plot_localized(v: dict, out: Path) -> list[Path]:
         ax[3].set_ylim(0.4, 1.0)
     ax[3].set_title("per-fact AUROC, held-out seeds", fontsize=9)
     _title(fig, v)
+    # room for the suptitle; without a layout pass the patching panel's y label ran into the
+    # signature panel's bars
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return _save(fig, out, "localized") + plot_localized_patching(v, out)
 
 

@@ -241,3 +241,16 @@ def relabel_idk(facts: Sequence[Fact]) -> list[Fact]:
     """
     from interference.world import IDK_ANSWER
     return [dataclasses.replace(f, answer=IDK_ANSWER) for f in facts]
+
+
+def relabel_own(facts: Sequence[Fact], answers: Sequence[str]) -> list[Fact]:
+    """The same questions answered with ``answers``, one per fact in order: what a model itself
+    answered them (e.g. the base's greedy answers, ``evaluate.score_facts``' predictions).
+
+    Why: an SFT set that teaches the base to assert what it already says keeps the behaviour of
+    answering Unknown questions and drops every new content (``docs/bc_self_pilot.md``)."""
+    if len(answers) != len(facts):
+        raise ValueError(f"relabel_own needs one answer per fact: got {len(answers)} answers for {len(facts)} facts.")
+    if any(not a.strip() for a in answers):
+        raise ValueError("relabel_own got an empty answer; a model's answer must be at least one word to train on.")
+    return [dataclasses.replace(f, answer=a) for f, a in zip(facts, answers)]

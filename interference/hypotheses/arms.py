@@ -31,15 +31,20 @@ class OutcomeCurve:
     know" arm counts answering "unknown" as learned); ``extra`` sets get their codes too."""
 
     def __init__(self, tokenizer, watch: Sequence[Fact], train: Sequence[Fact], extra: dict | None = None,
-                 score=score_facts):
+                 score=score_facts, train_confidence: bool = False):
         self.tok, self.watch, self.train, self.extra = tokenizer, list(watch), list(train), dict(extra or {})
         self.score = score  # a real model's context reads answers to the newline (evaluate.read_facts)
+        # opt-in (older cells have no such key): the mean probability of the trained answers, i.e.
+        # how confidently the arm has learned to give them, beside the share it gives exactly
+        self.train_confidence = train_confidence
         self.rows: list[dict] = []
 
     def on_eval(self, state) -> None:
-        row = {"step": int(state.step),
-               "plasticity": accuracy(self.score(state.model, self.tok, self.train)) if self.train else math.nan,
+        scored = self.score(state.model, self.tok, self.train) if self.train else []
+        row = {"step": int(state.step), "plasticity": accuracy(scored) if self.train else math.nan,
                "watch": encode_outcomes(r.outcome for r in self.score(state.model, self.tok, self.watch))}
+        if self.train_confidence and scored:
+            row["train_p"] = sum(math.exp(r.gold_logprob) for r in scored) / len(scored)
         for name, facts in self.extra.items():
             row[name] = encode_outcomes(r.outcome for r in self.score(state.model, self.tok, facts))
         self.rows.append(row)
@@ -50,13 +55,19 @@ def facts_hash(facts: Sequence[Fact]) -> str:
     return config_hash([[f.fact_id, f.answer] for f in facts])
 
 
-def run_arm(ctx, base_spec, train: Sequence[Fact], watch: Sequence[Fact], sft, extra: dict | None = None) -> dict:
+def run_arm(ctx, base_spec, train: Sequence[Fact], watch: Sequence[Fact], sft, extra: dict | None = None,
+            movement: bool = False) -> dict:
     """Fine-tune the cached base of ``base_spec`` on ``train`` with ``sft`` (an ``SFTSpec``: method,
     steps, seed) and return the JSON-able curve of ``watch`` outcomes. A self-distillation arm gets
-    the base's format teacher (``ctx.teacher``, one per base, cached beside it)."""
+    the base's format teacher (``ctx.teacher``, one per base, cached beside it).
+
+    ``movement``: also record how far the weights moved (``update_norm``: L2 norm of fine-tuned
+    minus base weights, ``metrics.attribution.update_norms``) and the trained answers' mean
+    probability at every evaluation (``train_p``), for designs whose arms start from different
+    losses and must show that a smaller effect is not merely a smaller update."""
     from interference.train import finetune_on
     model, tok = ctx.base(base_spec)
-    curve = OutcomeCurve(tok, watch, train, extra, score=getattr(ctx, "score", score_facts))
+    curve = OutcomeCurve(tok, watch, train, extra, score=getattr(ctx, "score", score_facts), train_confidence=movement)
     teacher = ctx.teacher(sft.teacher_recipe(), base_spec) if sft.method == "self_distill" else None
     t0 = time.perf_counter()
     res = finetune_on(model, tok, list(train), sft, teacher=teacher, world=ctx.world, callbacks=[curve],
@@ -64,8 +75,12 @@ def run_arm(ctx, base_spec, train: Sequence[Fact], watch: Sequence[Fact], sft, e
     seconds = time.perf_counter() - t0  # evaluations included; a shared CPU's wall time, not a benchmark
     if not curve.rows or curve.rows[0]["step"] != 0:
         raise RuntimeError("the loop did not evaluate the base at step 0; the arm has no baseline.")
-    return {"steps": int(res.steps), "n_train": len(train), "seconds": round(seconds, 3), "watch_hash": facts_hash(watch),
-            "extra_hash": {k: facts_hash(v) for k, v in (extra or {}).items()}, "curve": curve.rows}
+    out = {"steps": int(res.steps), "n_train": len(train), "seconds": round(seconds, 3), "watch_hash": facts_hash(watch),
+           "extra_hash": {k: facts_hash(v) for k, v in (extra or {}).items()}, "curve": curve.rows}
+    if movement:
+        from interference.metrics.attribution import update_norms
+        out["update_norm"] = update_norms(res.model, model)["total"]
+    return out
 
 
 def step_matched(result: dict, step: int | None = None) -> dict:
