@@ -218,6 +218,11 @@ def test_joining_other_seeds_of_the_same_widths_recomputes_the_saved_verdict_exa
         _same(norm(j[k]), norm(whole[k]), k)
     assert j["seeds_by_width"] == {str(w): n for w in v["series"]["widths"]}
     assert [r["seed"] for r in j["per_seed"]] == list(range(n))
+    assert j["config"]["seed_numbers"] == list(range(n)) and j["config"]["first_seed"] == 0
+    # seeds that are no range: the config lists them and names no first_seed + seeds range
+    gap = dec.join_verdicts(first, {**rest, "per_seed": [{**r, "seed": r["seed"] + 20} for r in rest["per_seed"]]})
+    assert gap["config"]["seed_numbers"] == [0, 1, 2] + [s + 20 for s in range(3, n)]
+    assert gap["config"]["first_seed"] is None and gap["config"]["seeds"] == n
     with pytest.raises(ValueError, match=r"at seed\(s\) \[2\]"):
         dec.join_verdicts(first, {**rest, "per_seed": full["per_seed"][2:]})
 

@@ -445,8 +445,13 @@ def join_verdicts(a: dict, b: dict) -> dict:
     cfg = dataclasses.replace(DecompositionConfig(), widths=widths, seeds=n, sd_widths=sd)
     out = summarize_rows(cfg, rows)
     by_width = {str(w): sum(1 for r in rows if _finite(r.get(f"F_sem_d{w}"))) for w in widths}
+    numbers = [r["seed"] for r in rows]
+    # first_seed + seeds names a range (grid.seed_range); joined seeds need not be one (0-4 and 20-22),
+    # so the config says first_seed only where it is true and always lists the seeds themselves
+    contiguous = numbers == list(range(numbers[0], numbers[0] + n))
     out.update({"preregistered": a["preregistered"], "seeds": n, "config": {**a["config"], "widths": list(widths),
-                                                                            "seeds": n, "first_seed": rows[0]["seed"],
+                                                                            "seeds": n, "seed_numbers": numbers,
+                                                                            "first_seed": numbers[0] if contiguous else None,
                                                                             "sd_widths": list(sd)},
                 "base_fingerprints": {**a.get("base_fingerprints", {}), **b.get("base_fingerprints", {})},
                 "seeds_by_width": by_width,
