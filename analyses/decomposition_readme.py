@@ -515,6 +515,48 @@ def bc_pilot_lines() -> list[str]:
     return head + rows + [""] + reading
 
 
+def bc_self_lines() -> list[str]:
+    """The pilot of docs/bc_self_pilot.md (Unknown questions trained on the base's own greedy
+    answers), from ``analyses/results/bc_self_pilot.json``; deciding nothing."""
+    f = RESULTS / "bc_self_pilot.json"
+    if not f.exists():
+        return []
+    r = json.loads(f.read_text())
+    rows = ["| width | G = (F[self] - F[drift]) / E | M = D[self] / D[sem] | R, damage per unit of movement | "
+            "E = F[sem] - F[drift] | self targets' p, start -> end | pilot's reading |", "|---|---|---|---|---|---|---|"]
+    for w in r["widths"]:
+        b = r["by_width"][str(w)]
+        rows.append(f"| d{w} | {format_estimate(b['G'])} | {format_estimate(b['M'])} | {format_estimate(b['R'])} | "
+                    f"{format_estimate(b['E'])} | {b['p0_self']['value']:.2f} -> {b['pend_self']['value']:.2f} | "
+                    f"{b['outcome']} |")
+    agree = r["saved_decomposition_agreement"]
+    same = ("the sem and drift arms reproduce the saved decomposition's rows for the same seeds (largest difference "
+            + ", ".join(f"{k} {a['max_abs_diff']:.4f} over {a['n']} seed-width rows" for k, a in agree.items()) + ")") if agree else \
+        "no saved decomposition rows to compare the sem and drift arms with"
+    missing = [w for w in (64, 128, 256) if w not in r["widths"]]
+    head = [f"**Does the behaviour alone, without new content, reproduce the forgetting?** A pilot "
+            f"(`docs/bc_self_pilot.md`, committed before it ran, deciding no hypothesis; {r['seeds']} seeds, "
+            f"{r['steps']} steps) trains sem's Unknown questions on the answers the base already gives. Ratios of "
+            f"seed means with 95% intervals; {same}:", ""]
+    moved_less = [w for w in r["widths"] if (r["by_width"][str(w)]["M"].get("value") or math.inf) < 0.5]
+    no_for = [w for w in r["widths"] if (r["by_width"][str(w)]["G"].get("high") or math.inf) < 0.5]
+    tail = [""]
+    if moved_less:
+        tail.append(f"The self arm moved less than half as far as sem at {', '.join(f'd{w}' for w in moved_less)} "
+                    "(M below 0.5), the confound the pre-registration named, so there R, the damage per "
+                    "unit of movement, is the read, on the assumption that damage grows about in proportion to "
+                    "movement.")
+    if no_for:
+        tail.append(f"G's upper bound is below 0.5 at {', '.join(f'd{w}' for w in no_for)}: the behaviour without "
+                    "the content reproduces a minority of SFT's excess forgetting there.")
+    tail.append("This world's base already answers every Unknown question confidently (the pre-registration's peek), "
+                "so the self arm trains no new behaviour either; a real model that abstains is the stronger test.")
+    if missing:
+        tail.append(f"Not run this session: {', '.join(f'd{w}' for w in missing)} (CPU time); "
+                    "`python analyses/bc_self_pilot.py` adds its cells beside the others.")
+    return head + rows + tail + [""]
+
+
 def section() -> str:
     v, held, demo = load("default"), load("heldout"), load("demo")
     lines = ["## Which hypothesis drives the forgetting? One decomposition in common units", ""]
@@ -577,6 +619,7 @@ def section() -> str:
                       for h, s, _ in SHARES) + ".", ""]
     lines += bc_contrast_lines()
     lines += bc_pilot_lines()
+    lines += bc_self_lines()
     lines += sweep_lines()
     lines += consolidation_lines()
     reg = registered_words()
