@@ -164,3 +164,7 @@ def knowing_data_subset(n_train: int = 30, n_test: int = 8) -> Path:
         else:
             (d / f.name).write_text("".join(f.read_text().splitlines(keepends=True)[:n_test]))
     return d
+
+
+# the quick flags every real-model run_hypothesis test passes
+HYP_ARGS = ["--quick", "--exemplar-sets", "2", "--samples", "2", "--no-progress", "--device", "cpu"]
