@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from interference.data import load_qa_records
+
 import real_fixtures as rf
 
 HYP = rf.HYP_ARGS
