@@ -47,7 +47,7 @@ def seed_reads(got: dict) -> dict:
         m[f"p0_{a}"], m[f"pend_{a}"] = got[a]["curve"][0]["train_p"], got[a]["curve"][-1]["train_p"]
     step = r["sem"]["learned"]["step"] if r["sem"]["learned"]["reached"] else None
     m["sem_learned_step"] = step if step is not None else math.nan
-    for a in ("self", "drift", "sem"):  # every arm read at the step sem learned its facts
+    for a in ARMS:  # every arm read at the step sem learned its facts
         m[f"Fl_{a}"] = rates_at(got[a], step_matched(got[a], step))["forgetting"] if step is not None else math.nan
     m.update({f"self_{k}": v for k, v in got["self"]["self_targets"].items()})
     return m
@@ -74,23 +74,13 @@ def pilot_reads(rows: list[dict]) -> dict:
 
 def outcome(reads: dict) -> str:
     """The doc's reading of one width's G and R (a pilot's sentence, not a verdict word)."""
+    from interference.io import number  # null or nan bounds compare False: a missing interval decides nothing
     g, rr = reads["G"], reads["R"]
-    fin = lambda e, k: e.get(k) is not None and math.isfinite(e[k])  # noqa: E731
-    if fin(g, "high") and fin(rr, "high") and g["high"] < 0.1 and rr["high"] < 0.5:
+    if number(g.get("high")) < 0.1 and number(rr.get("high")) < 0.5:
         return "against behavior cloning: the behaviour without the content does not reproduce the forgetting"
-    if fin(g, "low") and g["low"] >= 0.5:
+    if number(g.get("low")) >= 0.5:
         return "for behavior cloning: the behaviour alone reproduces most of the forgetting; register the design"
     return "inconclusive at this pilot's seeds"
-
-
-def _widths(text: str) -> list[int]:
-    try:
-        ws = [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of widths; try 64,128,256") from None
-    if any(w < 1 for w in ws):
-        raise argparse.ArgumentTypeError(f"every width must be a positive whole number, got {text!r}")
-    return ws
 
 
 def main(argv=None) -> int:
@@ -101,11 +91,17 @@ def main(argv=None) -> int:
     from interference.hypotheses.context import Context
     from interference.hypotheses.grid import Cell, run_grid
     from interference.io import atomic_write_json
+    from interference.metrics.stats import format_estimate
+    from interference.run_hypothesis import UsageError, _widths as parse_widths
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/bc_self_pilot")
-    ap.add_argument("--widths", default="64,128,256", type=_widths, help="pinned default-world widths")
+    ap.add_argument("--widths", default="64,128,256", help="pinned default-world widths, e.g. 64,128,256")
     ap.add_argument("--seeds", type=int, default=4)
     args = ap.parse_args(argv)
+    try:  # the same width rule as run_hypothesis --widths
+        args.widths = list(parse_widths(args.widths))
+    except UsageError as e:
+        ap.error(str(e))
     if args.seeds < 2:
         ap.error(f"--seeds {args.seeds}: an interval needs at least 2 seeds")
     cfg = dc.DecompositionConfig()
@@ -144,8 +140,7 @@ def main(argv=None) -> int:
     path = RESULTS / "bc_self_pilot.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, out)
-    fmt = lambda e: "n/a" if e.get("value") is None or not math.isfinite(e["value"]) else (  # noqa: E731
-        f"{e['value']:.3f} [{e['low']:.3f}, {e['high']:.3f}]" if e.get("low") is not None else f"{e['value']:.3f}")
+    fmt = lambda e: format_estimate(e, missing_ci="")  # noqa: E731
     for w, r in by_width.items():
         print(f"d{w}: G {fmt(r['G'])}  M {fmt(r['M'])}  R {fmt(r['R'])}  -> {r['outcome']}")
     print(f"sem/drift against the saved decomposition rows: {saved}; wrote {path}")

@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from interference.hypotheses import decomposition as dec  # noqa: E402
 from interference.io import number  # noqa: E402
+from interference.io import number  # noqa: E402
 from interference.metrics.stats import format_estimate  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -538,8 +539,8 @@ def bc_self_lines() -> list[str]:
             f"(`docs/bc_self_pilot.md`, committed before it ran, deciding no hypothesis; {r['seeds']} seeds, "
             f"{r['steps']} steps) trains sem's Unknown questions on the answers the base already gives. Ratios of "
             f"seed means with 95% intervals; {same}:", ""]
-    moved_less = [w for w in r["widths"] if (r["by_width"][str(w)]["M"].get("value") or math.inf) < 0.5]
-    no_for = [w for w in r["widths"] if (r["by_width"][str(w)]["G"].get("high") or math.inf) < 0.5]
+    moved_less = [w for w in r["widths"] if number(r["by_width"][str(w)]["M"].get("value")) < 0.5]  # null: not shown
+    no_for = [w for w in r["widths"] if number(r["by_width"][str(w)]["G"].get("high")) < 0.5]
     tail = [""]
     if moved_less:
         tail.append(f"The self arm moved less than half as far as sem at {', '.join(f'd{w}' for w in moved_less)} "

@@ -91,7 +91,10 @@ def test_self_targets_are_what_the_base_answers_and_movement_is_recorded(quick_b
     assert [r["watch"] for r in plain["curve"]] == [r["watch"] for r in moved["curve"]]  # the read changes nothing
 
 
-def test_widths_flag_refuses_a_malformed_list_in_one_sentence(capsys):
+@pytest.mark.parametrize("widths", ["64,x", "0", "66"])
+def test_widths_flag_refuses_a_malformed_list_in_one_sentence(capsys, widths):
+    """run_hypothesis' width rule: comma-separated positive multiples of the 4 heads."""
     with pytest.raises(SystemExit) as e:
-        pilot.main(["--widths", "64,x"])
-    assert e.value.code == 2 and "'64,x' is not a comma-separated list of widths" in capsys.readouterr().err
+        pilot.main(["--widths", widths])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"--widths {widths!r} must be comma-separated widths" in err, err
