@@ -16,60 +16,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The arm, its per-seed reads and G, M, R live in the design this pilot led to (one implementation):
+from interference.hypotheses.bc_self import reads as pilot_reads, seed_reads, self_train  # noqa: E402,F401
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ARMS = ("sem", "drift", "self")
-LEARNED_AT = 0.95  # the decomposition's
-
-
-def self_train(model, tok, sem: list) -> tuple[list, dict]:
-    """``sem``'s questions answered with the base's greedy answers, and what those answers are."""
-    from interference.evaluate import score_facts
-    from interference.sft_data import relabel_own
-    from interference.world import IDK_ANSWER
-    scored = score_facts(model, tok, sem)
-    n = len(sem)
-    about = {"share_true_answer": sum(r.correct for r in scored) / n,
-             "share_unknown": sum(r.prediction == IDK_ANSWER for r in scored) / n,
-             "mean_p_own_answer": sum(r.confidence for r in scored) / n}
-    return relabel_own(sem, [r.prediction for r in scored]), about
-
-
-def seed_reads(got: dict) -> dict:
-    """One (width, seed)'s reads from its three arm results (``run_arm`` with ``movement``)."""
-    from interference.hypotheses.arms import rates_at, readout, step_matched
-    r = {a: readout(got[a], LEARNED_AT) for a in ARMS}
-    m = {}
-    for a in ARMS:
-        m[f"F_{a}"], m[f"H_{a}"] = r[a]["end"]["forgetting"], r[a]["end"]["hallucination"]
-        m[f"abstain_{a}"], m[f"plasticity_{a}"] = r[a]["end"]["abstention"], r[a]["end"]["plasticity"]
-        m[f"D_{a}"] = got[a]["update_norm"]
-        m[f"p0_{a}"], m[f"pend_{a}"] = got[a]["curve"][0]["train_p"], got[a]["curve"][-1]["train_p"]
-    step = r["sem"]["learned"]["step"] if r["sem"]["learned"]["reached"] else None
-    m["sem_learned_step"] = step if step is not None else math.nan
-    for a in ARMS:  # every arm read at the step sem learned its facts
-        m[f"Fl_{a}"] = rates_at(got[a], step_matched(got[a], step))["forgetting"] if step is not None else math.nan
-    m.update({f"self_{k}": v for k, v in got["self"]["self_targets"].items()})
-    return m
-
-
-def pilot_reads(rows: list[dict]) -> dict:
-    """G, M and R of the doc, and their secondaries, from one width's per-seed rows (pure)."""
-    from interference.metrics.stats import estimate, ratio_estimate
-    col = lambda k: [r.get(k, math.nan) for r in rows]  # noqa: E731
-    diff = lambda a, b: [x - y for x, y in zip(col(a), col(b))]  # noqa: E731
-    E, S = diff("F_sem", "F_drift"), diff("F_self", "F_drift")
-    per_move = lambda xs, ds: [x / d if d > 0 else math.nan for x, d in zip(xs, ds)]  # noqa: E731
-    out = {"E": estimate(E), "G": ratio_estimate(S, E),
-           "M": ratio_estimate(col("D_self"), col("D_sem")),
-           "R": ratio_estimate(per_move(S, col("D_self")), per_move(E, col("D_sem"))),
-           "G_learned": ratio_estimate(diff("Fl_self", "Fl_drift"), diff("Fl_sem", "Fl_drift")),
-           "G_hallucination": ratio_estimate(diff("H_self", "H_drift"), diff("H_sem", "H_drift"))}
-    for k in ("F_sem", "F_drift", "F_self", "H_sem", "H_self", "abstain_self", "plasticity_sem", "D_sem", "D_self",
-              "D_drift", "p0_self", "pend_self", "p0_sem", "pend_sem", "sem_learned_step", "self_share_true_answer",
-              "self_share_unknown", "self_mean_p_own_answer"):
-        out[k] = estimate(col(k))
-    return out
 
 
 def outcome(reads: dict) -> str:
@@ -86,7 +37,8 @@ def outcome(reads: dict) -> str:
 def main(argv=None) -> int:
     from interference.bases import BaseSpec
     from interference.hypotheses import decomposition as dc
-    from interference.hypotheses.arms import fixed_steps, run_arm
+    from interference.hypotheses.arms import fixed_steps
+    from interference.hypotheses.bc_self import run_self_arm
     from interference.hypotheses.capacity import watched
     from interference.hypotheses.context import Context
     from interference.hypotheses.grid import Cell, run_grid
@@ -114,13 +66,7 @@ def main(argv=None) -> int:
             sft = fixed_steps(cfg.sft, cfg.sft.max_steps, seed)
             for arm in ARMS:
                 facts = dc.arm_facts(ctx.world, cfg, "drift" if arm == "drift" else "sem", seed)
-
-                def fn(s=spec, t=facts, f=sft, own=arm == "self"):
-                    about = None
-                    if own:  # the base's answers are read inside the cell: its weights, not the world, set them
-                        t, about = self_train(*ctx.base(s), t)
-                    res = run_arm(ctx, s, t, watch, f, movement=True)
-                    return {**res, "self_targets": about} if own else res
+                fn = (lambda s=spec, t=facts, f=sft, own=arm == "self": run_self_arm(ctx, s, t, watch, f, own))
                 key = {"pilot": "bc_self", "base": spec.hash(), "width": width, "seed": seed, "arm": arm,
                        "targets": "base_greedy" if arm == "self" else "set", "n_train": len(facts), "sft": sft.to_dict()}
                 cells.append(Cell(f"bcself-{arm}", key, fn, f"d{width} {arm} seed {seed}", base=spec))

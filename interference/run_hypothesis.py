@@ -7,6 +7,7 @@
     python -m interference.run_hypothesis culprits --quick --seeds 3   # culprit removal (issue 20); not in `all`
     python -m interference.run_hypothesis aimed_replay --quick         # replay aimed by the forecast; not in `all`
     python -m interference.run_hypothesis bc_contrast --quick          # behavior cloning's share, idk arm mended
+    python -m interference.run_hypothesis bc_self --widths 64,128,256  # behavior cloning's share, behaviour without content
     python -m interference.run_hypothesis capacity_sweep               # capacity's uuid count sweep on the pinned d64
     python -m interference.run_hypothesis decomposition --widths 64,128 --first-seed 5 --seeds 3   # more seeds, joined later
     python -m interference.run_hypothesis decomposition --widths 64 --consolidations 2   # on the 2x-consolidated bases
@@ -38,7 +39,7 @@ from pathlib import Path
 # The hypothesis modules load torch; they are imported when first used (``HYPOTHESES``), so
 # ``--help`` answers at once. tests/test_cli.py checks NAMES against the modules' own NAMEs.
 NAMES = ("capacity", "behavior_cloning", "localized")
-EXPERIMENT_NAMES = NAMES + ("culprits", "decomposition", "aimed_replay", "bc_contrast", "capacity_sweep")  # by name, not by `all` (its summary is the three hypotheses')
+EXPERIMENT_NAMES = NAMES + ("culprits", "decomposition", "aimed_replay", "bc_contrast", "bc_self", "capacity_sweep")  # by name, not by `all` (its summary is the three hypotheses')
 DEFAULT_OUT = "runs/hypotheses"
 
 
@@ -61,7 +62,7 @@ def _config(module, quick: bool, seeds: int | None, consolidations: tuple[float,
         cfg = with_first_seed(cfg, first_seed, module.NAME)
     if widths is not None:
         if not hasattr(cfg, "widths"):
-            raise UsageError(f"--widths applies to decomposition and bc_contrast, not {module.NAME}; leave it out.")
+            raise UsageError(f"--widths applies to decomposition, bc_contrast and bc_self, not {module.NAME}; leave it out.")
         cfg = dataclasses.replace(cfg, widths=widths)
     if consolidations is not None:
         if hasattr(cfg, "consolidations"):
@@ -80,7 +81,7 @@ def _config(module, quick: bool, seeds: int | None, consolidations: tuple[float,
 def with_first_seed(cfg, first_seed: int, name: str):
     """``--first-seed K``: the run's seeds are K .. K + seeds - 1 (``grid.seed_range``)."""
     if not hasattr(cfg, "first_seed"):
-        raise UsageError(f"--first-seed applies to decomposition and localized, not {name}; leave it out.")
+        raise UsageError(f"--first-seed applies to decomposition, localized and bc_self, not {name}; leave it out.")
     if first_seed < 0:
         raise UsageError(f"--first-seed {first_seed} must be 0 or more.")
     return dataclasses.replace(cfg, first_seed=first_seed)

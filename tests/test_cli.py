@@ -147,7 +147,7 @@ def test_old_flags_are_still_accepted():
 @pytest.mark.parametrize("argv, says", [
     (["decomposition", "--consolidations", "0.5,2"], "one consolidation level"),
     (["localized", "--consolidations", "0.5"], "--consolidations applies to"),
-    (["culprits", "--first-seed", "3"], "--first-seed applies to decomposition and localized"),
+    (["culprits", "--first-seed", "3"], "--first-seed applies to decomposition, localized and bc_self"),
     (["decomposition", "--first-seed", "-1"], "must be 0 or more"),
     (["localized", "--epochs", "5"], "--epochs sets capacity_sweep's passes"),
     (["capacity_sweep", "--epochs", "0"], "must be at least 1"),
