@@ -30,7 +30,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from interference.hypotheses import decomposition as dec  # noqa: E402
 from interference.io import number  # noqa: E402
-from interference.io import number  # noqa: E402
 from interference.metrics.stats import format_estimate  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -194,9 +193,14 @@ def paper_sentence(v: dict) -> str:
 BCC = RESULTS / "bc_contrast"
 
 
+def consolidation_stem(width: int) -> str:
+    """File stem of one width's consolidation axis: d64's (the first) kept its plain names."""
+    return "consolidation" if width == 64 else f"consolidation_d{width}"
+
+
 def collect_consolidation(runs: list[Path]) -> None:
-    """Copy each consolidation level's verdict (``--consolidations X`` runs) into
-    ``consolidation_c<X>.json``."""
+    """Copy each consolidation level's verdict (``--consolidations X`` runs, one width each) into
+    ``<consolidation_stem>_c<X>.json``."""
     for r in runs:
         src = r / "decomposition" / "verdict.json"
         if not src.exists():
@@ -205,23 +209,48 @@ def collect_consolidation(runs: list[Path]) -> None:
         level = v["config"].get("consolidation")
         if level is None:
             raise SystemExit(f"{src} was run on the default bases, not a consolidation level; pass --consolidations.")
+        widths = v["series"]["widths"]
+        if len(widths) != 1:
+            raise SystemExit(f"{src} holds widths {widths}; run each consolidation level at one width (--widths 128).")
         v["plots"] = [Path(p).name for p in v.get("plots", [])]
-        (OUT / f"consolidation_c{level:g}.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
+        (OUT / f"{consolidation_stem(int(widths[0]))}_c{level:g}.json").write_text(
+            json.dumps(v, indent=2, sort_keys=True) + "\n")
+
+
+def consolidation_levels() -> dict[int, dict[float, dict]]:
+    """width -> consolidation level -> the saved verdict at that level (the 1x one not included)."""
+    out: dict[int, dict[float, dict]] = {}
+    for f in sorted(OUT.glob("consolidation*_c*.json")):
+        v = json.loads(f.read_text())
+        out.setdefault(int(v["series"]["widths"][0]), {})[v["config"]["consolidation"]] = v
+    return out
 
 
 def consolidation_lines() -> list[str]:
-    """The decomposition along the consolidation axis, from the saved levels and the saved 1x
-    rows (``decomposition.consolidation_trend``); writes its JSON and figure beside them."""
-    files = sorted(OUT.glob("consolidation_c*.json"))
+    """The decomposition along the consolidation axis, per width that ran it, from the saved levels
+    and the saved 1x rows (``decomposition.consolidation_trend``); writes each width's trend JSON
+    and figure beside them."""
+    by_width = consolidation_levels()
     base = load("default")
-    if not files or base is None:
+    if not by_width or base is None:
         return ["**Consolidation axis:** not run yet (`docs/decomposition_consolidation.md` has the commands).", ""]
-    levels = {v["config"]["consolidation"]: v for v in (json.loads(f.read_text()) for f in files)}
-    levels[1.0] = dec.at_widths(base, {64})
-    t = dec.consolidation_trend(levels, 64)
-    (OUT / "consolidation.json").write_text(json.dumps(t, indent=2, sort_keys=True) + "\n")
     from interference.plots import plot_consolidation
-    plot_consolidation(t, OUT)
+    lines, slopes = [], {}
+    for width in sorted(by_width):
+        levels = dict(by_width[width])
+        levels[1.0] = dec.at_widths(base, {width})
+        t = dec.consolidation_trend(levels, width)
+        stem = consolidation_stem(width)
+        (OUT / f"{stem}.json").write_text(json.dumps(t, indent=2, sort_keys=True) + "\n")
+        plot_consolidation(t, OUT, stem=stem)
+        slopes[width] = t["slope_per_doubling"]
+        lines += consolidation_width_lines(t, stem, slopes)
+    return lines
+
+
+def consolidation_width_lines(t: dict, stem: str, slopes: dict) -> list[str]:
+    """One width's consolidation paragraph; after the first width, L's slope set against it."""
+    width = t["width"]
     rows = ["| consolidation | E = F[sem] - F[drift] | " + " | ".join(f"{h} ({s}) | word" for h, s, _ in SHARES) + " |",
             "|---|---|" + "---|---|" * len(SHARES)]
     for c in t["levels"]:
@@ -232,17 +261,27 @@ def consolidation_lines() -> list[str]:
     slope = "; ".join(f"{h} {format_estimate(t['slope_per_doubling'][h])}" for h, _, _ in SHARES)
     clear = [h for h, _, _ in SHARES if (e := t["slope_per_doubling"][h]).get("low") is not None
              and (e["low"] > 0 or e["high"] < 0)]
-    return [f"**Consolidation axis** (`docs/decomposition_consolidation.md`, pre-registered as a trend that decides "
-            f"nothing): the same design at d64 on bases trained 0.5x and 2x as many steps past memorising as the "
-            f"default 1x, seeds {', '.join(map(str, t['seeds']))} at every level (the 1x rows are the saved ones, "
-            "from the pinned base, whose memorisation phase ran on another machine than the other two levels'); "
+    first = min(slopes)
+    against = ""
+    if width != first:
+        a, b = slopes[first]["localized"], slopes[width]["localized"]
+        same = number(b.get("low")) > 0 if number(a.get("low")) > 0 else number(b.get("high")) < 0 if number(a.get("high")) < 0 else None
+        against = (f" Against d{first}: localized's slope per doubling is {format_estimate(b)} here and "
+                   f"{format_estimate(a)} at d{first}; " + (
+                       "the same sign, clear at both widths: replicated." if same else
+                       f"d{first}'s trend is not replicated at these seeds (an interval that covers 0 is not evidence "
+                       "of no effect)." if same is False else f"d{first} showed no clear trend to replicate."))
+    return [f"**Consolidation axis at d{width}** (`docs/decomposition_consolidation.md`, pre-registered as a trend that "
+            f"decides nothing): the same design at d{width} on bases trained 0.5x and 2x as many steps past memorising "
+            f"as the default 1x, seeds {', '.join(map(str, t['seeds']))} at every level (the 1x rows are the saved "
+            "ones, from the pinned base, whose memorisation phase ran on another machine than the other two levels'); "
             + ("every required check passed" if not failed else "checks that failed at some level: "
                + ", ".join(f"`{k}`" for k in failed)) + ":", "", *rows, "",
             f"Share per doubling of consolidation (per seed over the three levels, equal steps): {slope}. "
             + (f"A clear trend: {', '.join(clear)}." if clear else
                "No share moves clearly with consolidation on these seeds (every interval covers 0; three seeds are "
-               "few, so this is not evidence of no effect).") + " " + consolidation_against_expectation(t),
-            "", "![consolidation](analyses/results/decomposition/consolidation.png)", ""]
+               "few, so this is not evidence of no effect).") + " " + consolidation_against_expectation(t) + against,
+            "", f"![consolidation d{width}](analyses/results/decomposition/{stem}.png)", ""]
 
 
 def consolidation_against_expectation(t: dict) -> str:
@@ -428,6 +467,72 @@ def collect_bc(runs: Path | None) -> None:
         v = json.loads(src.read_text())
         v["plots"] = [Path(p).name for p in v.get("plots", [])]
         (BCC / "default.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
+
+
+BCS = RESULTS / "bc_self"
+
+
+def collect_bc_self(runs: Path | None) -> None:
+    """Copy the registered bc_self verdict into ``analyses/results/bc_self/default.json`` and draw
+    its figure there with the saved decomposition's L and C beside G (the same excess, one axis)."""
+    src = None if runs is None else runs / "bc_self" / "verdict.json"
+    if src is None or not src.exists():
+        return
+    from interference.plots import plot_bc_self
+    BCS.mkdir(parents=True, exist_ok=True)
+    v = json.loads(src.read_text())
+    v["plots"] = [Path(p).name for p in plot_bc_self(v, BCS, beside=load("default"))]
+    (BCS / "default.json").write_text(json.dumps(v, indent=2, sort_keys=True) + "\n")
+
+
+def bc_self_registered_lines() -> list[str]:
+    """The registered self-answer design (``hypotheses/bc_self.py``), if it has run: G per width
+    with its word by the common rule, beside the decomposition's L and C at the same widths."""
+    f = BCS / "default.json"
+    if not f.exists():
+        return ["**Behavior cloning's share from the self-answer arm** (`python -m interference.run_hypothesis "
+                "bc_self`, pre-registered): not run yet.", ""]
+    v = json.loads(f.read_text())
+    dec_v = load("default")
+    dec_by = dec_v["series"]["by_width"] if dec_v else {}
+    rows = ["| width | E = F[sem] - F[drift] | G, equal steps (endpoint) | word | G, equal learning | word | "
+            "M = D[self] / D[sem] | R, damage per unit of movement | decomposition's L / C at this width |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for w in v["series"]["widths"]:
+        b, wd = v["series"]["by_width"][str(w)], v["words"][str(w)]
+        sh = dec_by.get(str(w), {}).get("shares")
+        lc = f"{format_estimate(sh['L'])} / {format_estimate(sh['C'])}" if sh else "-"
+        rows.append(f"| d{w} | {format_estimate(b['E'])} | {format_estimate(b['G'])} | `{wd['step_matched']}` | "
+                    f"{format_estimate(b['G_learned'])} | `{wd['learning_matched']}` | {format_estimate(b['M'])} | "
+                    f"{format_estimate(b['R'])} | {lc} |")
+    seeds = v.get("seed_numbers") or []
+    by = v["series"]["by_width"]
+    ws = v["series"]["widths"]
+    words = {w: v["words"][str(w)]["step_matched"] for w in ws}
+    found = "; ".join(f"d{w} `{words[w]}`" for w in ws)
+    hallu = "; ".join(f"d{w} {format_estimate(by[str(w)]['G_hallucination'])}" for w in ws)
+    below_half = [w for w in ws if number(by[str(w)]["G"].get("high")) < 0.5]
+    larger = [w for w in ws if str(w) in dec_by and number(dec_by[str(w)]["shares"]["L"].get("low"))
+              > number(by[str(w)]["G"].get("high"))]
+    reading = [f"By the common rule: {found}. In confident-wrong-answer units (secondary): {hallu}."]
+    if below_half:
+        reading.append(f"G's upper bound is below 0.5 at {', '.join(f'd{w}' for w in below_half)}: teaching the "
+                       "behaviour of answering Unknown questions, without new content, reproduces a minority of "
+                       "SFT's excess forgetting there, as localized and capacity predicted and behavior cloning did not.")
+    if larger:
+        reading.append(f"At {', '.join(f'd{w}' for w in larger)} the decomposition's localized share L lies wholly "
+                       "above G (its lower bound over G's upper bound), in the same unit of the same excess.")
+    reading.append("The self arm moves less far than sem (M), which the registration named before the run: G is the "
+                   "share it reproduces, R what it would be per unit of movement (assuming damage grows with "
+                   "movement). This world's base already answers every Unknown question confidently, so the arm "
+                   "raises a confidence rather than creating it; on a base that abstains the same design is the "
+                   "stronger test.")
+    return [f"**Behavior cloning's share from the self-answer arm** (`hypotheses/bc_self.py`, pre-registered after "
+            f"the pilot above, hash `{v['preregistered']['hash']}`; seeds {seeds[0]}-{seeds[-1]}, fresh of the pilot's; "
+            f"{v['series']['steps']} steps on the pinned default bases): G = (F[self] - F[drift]) / E, the share of "
+            "the decomposition's excess that training sem's Unknown questions on the base's own answers reproduces, "
+            f"decided by the common rule; {checks_line(v)}:", ""] + rows + ["", " ".join(reading), "",
+            f"![bc_self](analyses/results/bc_self/bc_self.png)", ""]
 
 
 def bc_contrast_lines() -> list[str]:
@@ -621,6 +726,7 @@ def section() -> str:
     lines += bc_contrast_lines()
     lines += bc_pilot_lines()
     lines += bc_self_lines()
+    lines += bc_self_registered_lines()
     lines += sweep_lines()
     lines += consolidation_lines()
     reg = registered_words()
@@ -638,6 +744,7 @@ def main(argv=None) -> int:
     ap.add_argument("--heldout-runs", type=Path, default=Path("runs/decomposition_heldout"))
     ap.add_argument("--demo-runs", type=Path, default=Path("runs/demo"))
     ap.add_argument("--bc-runs", type=Path, default=Path("runs/bc_contrast"))
+    ap.add_argument("--bc-self-runs", type=Path, default=Path("runs/bc_self"))
     ap.add_argument("--join-default", type=Path, help="a run of other widths to join into the saved default verdict")
     ap.add_argument("--join-heldout", type=Path, help="the same for the held-out world's verdict")
     ap.add_argument("--sweep-runs", type=Path, nargs="*",
@@ -650,6 +757,7 @@ def main(argv=None) -> int:
     for runs, label in ((args.runs, "default"), (args.heldout_runs, "heldout"), (args.demo_runs, "demo")):
         collect(runs, label)
     collect_bc(args.bc_runs)
+    collect_bc_self(args.bc_self_runs)
     collect_sweep(args.sweep_runs)
     collect_consolidation(args.consolidation_runs)
     join(args.join_default, "default")

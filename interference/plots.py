@@ -349,7 +349,63 @@ def plot_decomposition(v: dict, out: Path) -> list[Path]:
     return _save(fig, out, "decomposition")
 
 
-def plot_consolidation(t: dict, out: Path) -> list[Path]:
+def plot_bc_self(v: dict, out: Path, beside: dict | None = None) -> list[Path]:
+    """bc_self's G against the width with its 95% CI, words and the common rule's bands; with
+    ``beside`` (a decomposition verdict of the same world), its L and C at the widths they share,
+    faint, so the three shares of one excess stand on one axis; and every arm's forgetting."""
+    widths = [int(w) for w in v["series"]["widths"]]
+    by = v["series"]["by_width"]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    x = [np.log2(w) for w in widths]
+    if beside is not None:
+        from interference.hypotheses.decomposition import SHARES
+        bw = beside["series"]["by_width"]
+        for j, (h, s) in enumerate(SHARES.items()):
+            if h == "behavior_cloning":
+                continue  # its idk arm's B counts abstentions as damage; G is what this figure shows instead
+            ws = [w for w in widths if str(w) in bw]
+            _errbar(ax[0], [np.log2(w) - 0.06 * (j + 1) for w in ws], [bw[str(w)]["shares"][s] for w in ws], "o--",
+                    f"{h} ({s}), decomposition", color=SHARE_COLORS[h])
+            for line in ax[0].get_lines()[-1:]:
+                line.set_alpha(0.45)
+    vals = _errbar(ax[0], x, [by[str(w)]["G"] for w in widths], "s-", "behavior_cloning (G), self arm",
+                   color=SHARE_COLORS["behavior_cloning"])
+    for xi, yi, w in zip(x, vals, widths):
+        word = v["words"][str(w)]["step_matched"]
+        if np.isfinite(yi):
+            ax[0].annotate(word.replace("_", " "), (xi, yi), fontsize=7, xytext=(4, -10), textcoords="offset points",
+                           color=VERDICT_COLORS.get(word, "k"))
+    ax[0].set_ylim(-0.1, 1.1)
+    ax[0].axhspan(0.5, 1.1, color="#1b7837", alpha=0.07)
+    ax[0].axhline(0, color="k", lw=0.8)
+    ax[0].axhline(0.1, color="#c51b7d", lw=0.8, ls=":")
+    ax[0].set_xticks(x)
+    ax[0].set_xticklabels([f"d{w}" for w in widths])
+    ax[0].set_xlabel("width (d_model)")
+    ax[0].set_ylabel("share of E = F[sem] - F[drift], equal steps")
+    ax[0].set_title("shares of one excess forgetting", fontsize=9)
+    ax[0].legend(fontsize=7)
+    arms = v["series"]["arms"]
+    bar = 0.8 / max(1, len(widths))
+    for i, w in enumerate(widths):
+        _bar_at = np.arange(len(arms)) + (i - (len(widths) - 1) / 2) * bar
+        es = [by[str(w)][f"F_{a}"] for a in arms]
+        val = np.array([e["value"] if e.get("value") is not None else np.nan for e in es], float)
+        err = [[max(0.0, val[k] - e["low"]) if e.get("low") is not None else 0 for k, e in enumerate(es)],
+               [max(0.0, e["high"] - val[k]) if e.get("high") is not None else 0 for k, e in enumerate(es)]]
+        ax[1].bar(_bar_at, val, bar, yerr=err, capsize=2, label=f"d{w}")
+    ax[1].set_xticks(range(len(arms)))
+    ax[1].set_xticklabels(arms)
+    ax[1].set_ylabel("forgetting of base-known watched facts")
+    ax[1].set_title(f"every arm after {v['series']['steps']} steps", fontsize=9)
+    ax[1].legend(fontsize=7)
+    seeds = v.get("seed_numbers") or []
+    fig.suptitle(f"bc_self: behaviour without content, seeds {seeds[0]}-{seeds[-1]}" if seeds else "bc_self", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out, "bc_self")
+
+
+def plot_consolidation(t: dict, out: Path, stem: str = "consolidation") -> list[Path]:
     """Each hypothesis' share of the same excess against the base's consolidation level (equal
     steps, the endpoint's read), with 95% CIs and the common rule's bands; the slope per doubling
     in the legend (``decomposition.consolidation_trend``)."""
@@ -386,14 +442,14 @@ def plot_consolidation(t: dict, out: Path) -> list[Path]:
     ax[1].legend(fontsize=7)
     fig.suptitle("Decomposition along the consolidation axis (a trend, deciding nothing)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, out, "consolidation")
+    return _save(fig, out, stem)
 
 
 def plot_hypothesis(v: dict, out: str | Path) -> list[Path]:
     """The figure of one hypothesis' verdict.json, next to it."""
     fn = {"localized": plot_localized, "capacity": plot_capacity, "decomposition": plot_decomposition,
           "behavior_cloning": plot_behavior_cloning, "culprits": plot_culprits,
-          "aimed_replay": plot_aimed_replay}.get(v["hypothesis"])
+          "aimed_replay": plot_aimed_replay, "bc_self": plot_bc_self}.get(v["hypothesis"])
     if v.get("design") == "count_sweep":
         fn = plot_capacity_sweep
     return fn(v, Path(out)) if fn is not None else []  # a module without a figure of its own

@@ -2,6 +2,7 @@
 constructed reads with known answers, and one quick run through the CLI."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,5 @@ def test_quick_run_writes_a_word_per_width_from_the_configured_seeds(quick_base,
     # the self arm's targets are the base's own answers: it starts far more confident than sem
     assert all(r["p0_self"] > r["p0_sem"] for r in rows)
     assert v["preregistered"]["hash"] == S.PREREGISTERED.hash()
+    assert sorted(Path(p).name for p in v["plots"]) == ["bc_self.pdf", "bc_self.png"]
+    assert all(Path(p).stat().st_size > 0 for p in v["plots"])
