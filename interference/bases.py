@@ -277,6 +277,45 @@ def pinned_fingerprint(spec: "BaseSpec") -> str | None:
     return None if d is None else _stored_fingerprint(d / FINGERPRINT_FILE)
 
 
+def pin_base(spec: "BaseSpec", src: str | Path) -> Path:
+    """Commit the finished base in ``src`` (a cache entry or ``--out``) into the package's pinned
+    store as ``base-<spec hash>/``: the maintainer's step that makes a new base the same weights on
+    every machine. Only a sealed run of exactly ``spec`` is pinned, and only its sealed files (no
+    checkpoints); a base already pinned for the spec is never replaced. Returns the new directory.
+    Its format teacher is committed after it by ``scripts/pin_teachers.py``."""
+    import shutil
+    import tempfile
+
+    from interference.io import verify_run_dir
+    src = Path(src)
+    why = verify_run_dir(src, RUN_FILES + (FINGERPRINT_FILE,))
+    if why or not (src / CHECKSUMS).exists():
+        raise ValueError(f"{src} cannot be pinned: {why or 'it has no checksums.json seal'}; finish pre-training it first.")
+    cfg = json.loads((src / "config.json").read_bytes().decode("utf-8"))
+    if config_hash(cfg) != config_hash({**spec.to_dict(), "hash": spec.hash()}):
+        raise ValueError(f"{src} holds the base of spec {cfg.get('hash')!r}, not {spec.hash()}; pin it with the flags "
+                         "that trained it.")
+    dest = pinned_root() / f"base-{spec.hash()}"
+    if dest.exists():
+        raise ValueError(f"{dest} exists already: the repository pins one base per spec; `git rm -r` it first to "
+                         "replace it.")
+    sealed = list(json.loads((src / CHECKSUMS).read_bytes().decode("utf-8"))) + [CHECKSUMS]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        for name in sealed:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src / name, tmp / name)
+        why = verify_run_dir(tmp, RUN_FILES + (FINGERPRINT_FILE,))
+        if why:
+            raise ValueError(f"the copy of {src} did not verify ({why}); nothing was pinned.")
+        tmp.rename(dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
 def install_pinned(spec: "BaseSpec", out: str | Path) -> bool:
     """Copy the committed base for ``spec`` into ``out`` (a cache entry or ``--out``), verified
     against its seal first; True when installed. Only into a directory that does not exist yet

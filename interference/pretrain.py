@@ -44,7 +44,7 @@ from interference.models import build_model, load_model, model_logits, resolve_d
 from interference.threads import configure_threads
 from interference.tokenizer import world_tokenizer
 from interference.bases import (FINGERPRINT_FILE, RUN_FILES, SLICK_FILE, BaseSpec, PretrainConfig, base_dir,
-                                base_fingerprint, cache_root, install_pinned, pinned_fingerprint,
+                                base_fingerprint, cache_root, install_pinned, pin_base, pinned_fingerprint,
                                 write_fingerprint)
 from interference.corpus import pretraining_pairs, qa_pairs, statement_pairs
 from interference.world import World, WorldConfig
@@ -260,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--width {args.width} must be a positive multiple of the {spec.model.n_heads} heads.")
             spec = spec.with_width(args.width)
         pinned = pinned_fingerprint(spec)
+        if args.pin and (args.recreate or pinned is not None):
+            raise ValueError(f"--pin commits a base the repository does not pin yet, and spec {spec.hash()} is "
+                             "pinned already; drop --pin.")
         if args.recreate and pinned is None:
             raise ValueError(f"--recreate re-trains a base the repository pins, and none is pinned for this spec "
                              f"({spec.hash()}); drop --recreate to pre-train it.")
@@ -268,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         metrics = pretrain(spec, out, device=args.device, progress=not args.no_progress, recreate=args.recreate)
         print(format_report(metrics, out))
         print(pinned_line(spec, out, pinned, args.recreate))
+        if args.pin:
+            dest = pin_base(spec, out)
+            print(f"  pinned as {dest} (weights {base_fingerprint(dest)}); commit it, then run "
+                  "`python scripts/pin_teachers.py` for its format teacher.")
         return 0
     return run_main(body)
 

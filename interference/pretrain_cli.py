@@ -26,6 +26,9 @@ def build_parser() -> Parser:
     ap.add_argument("--recreate", action="store_true",
                     help="train a base the repository pins (interference/pinned) here instead of installing the "
                          "committed copy, and report whether this machine reproduces its weights")
+    ap.add_argument("--pin", action="store_true",
+                    help="after training, commit the base into interference/pinned (a maintainer's step; then "
+                         "`python scripts/pin_teachers.py` commits its format teacher)")
     add_seed(ap, "model init and data order (default: the spec's, 0)", default=None)
     add_common(ap)
     add_resume(ap)

@@ -140,3 +140,39 @@ def test_an_installed_pinned_base_serves_its_teacher_without_training(cache_dir,
     ctx = Context(spec, out=cache_dir / "out", progress=False)
     t = ctx.teacher(SFTSpec().teacher_recipe(), spec)
     assert not any(p.requires_grad for p in t.parameters())
+
+
+def test_pin_base_commits_only_a_sealed_run_of_its_own_spec_and_never_replaces_one(tmp_path, monkeypatch, quick_base,
+                                                                                  quick_spec):
+    """``pretrain --pin``'s step: the pinned copy holds the sealed files (no checkpoint), serves
+    exactly its spec afterwards, and every wrong input is refused before anything is written."""
+    root = tmp_path / "pinned"
+    monkeypatch.setattr(bases, "pinned_root", lambda: root)
+    src = tmp_path / "run"
+    shutil.copytree(quick_base[3], src)
+    (src / "checkpoint").mkdir(exist_ok=True)
+    (src / "checkpoint" / "junk.pt").write_bytes(b"not part of a base")
+    with pytest.raises(ValueError, match=f"holds the base of spec '{quick_spec.hash()}', not"):
+        bases.pin_base(quick_spec.with_width(32), src)
+    assert not root.exists() or not any(root.iterdir())
+    dest = bases.pin_base(quick_spec, src)
+    assert dest == root / f"base-{quick_spec.hash()}" and pinned_dir(quick_spec) == dest
+    assert not (dest / "checkpoint").exists()
+    assert pinned_fingerprint(quick_spec) == bases.base_fingerprint(quick_base[3])
+    assert install_pinned(quick_spec, tmp_path / "installed")  # what every command then does with it
+    with pytest.raises(ValueError, match="exists already: the repository pins one base per spec"):
+        bases.pin_base(quick_spec, src)
+    unsealed = tmp_path / "unsealed"
+    shutil.copytree(quick_base[3], unsealed)
+    (unsealed / "model.safetensors").write_bytes(b"damaged")
+    with pytest.raises(ValueError, match="cannot be pinned: .*finish pre-training it first"):
+        bases.pin_base(quick_spec.with_width(32), unsealed)
+    assert sorted(p.name for p in root.iterdir()) == [dest.name]  # no half-made copy left behind
+
+
+def test_pin_of_a_spec_the_repository_pins_already_is_refused_before_training(capsys, cache_dir):
+    from interference.pretrain import main
+    rc = main(["--width", "64", "--pin", "--no-progress"])  # the committed default d64 base
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "is pinned already; drop --pin" in err and err.count("\n") == 1, err
