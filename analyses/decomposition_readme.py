@@ -522,6 +522,23 @@ def bc_self_registered_lines() -> list[str]:
     if larger:
         reading.append(f"At {', '.join(f'd{w}' for w in larger)} the decomposition's localized share L lies wholly "
                        "above G (its lower bound over G's upper bound), in the same unit of the same excess.")
+    pilot = RESULTS / "bc_self_pilot.json"
+    if pilot.exists():
+        pb = json.loads(pilot.read_text())["by_width"]
+        shared = [w for w in ws if str(w) in pb]
+        reading.append("On the pilot's seeds 0-3 (seen before registering, not counted) G was "
+                       + "; ".join(f"d{w} {format_estimate(pb[str(w)]['G'])}" for w in shared) + ".")
+    dec_words = dec_v["verdicts"] if dec_v else {}
+    changed = [w for w in ws if str(w) in dec_words
+               and dec_words[str(w)]["step_matched"]["behavior_cloning"] != words[w]]
+    if changed:
+        reading.append("Behavior cloning's word by the common rule changes at " + ", ".join(f"d{w}" for w in changed)
+                       + ": the decomposition's idk-arm B reads " + ", ".join(
+                           f"`{dec_words[str(w)]['step_matched']['behavior_cloning']}`" for w in changed)
+                       + " there because its arm counts abstentions as damage; the self arm, which abstains on "
+                       "nothing, gives " + ", ".join(f"`{words[w]}`" for w in changed) + ". A finding, stated as such" + (
+                           ": the behaviour is a small part of the excess, not none of it, and not the main driver."
+                           if all(words[w] == "contributes" for w in changed) else "."))
     reading.append("The self arm moves less far than sem (M), which the registration named before the run: G is the "
                    "share it reproduces, R what it would be per unit of movement (assuming damage grows with "
                    "movement). This world's base already answers every Unknown question confidently, so the arm "
