@@ -147,6 +147,9 @@ def seeds_note(v: dict) -> str:
                 + ", ".join(f"d{w} {by[w]}" for w in sorted(by, key=int))
                 + "; a width with fewer had its count fixed before any of its results, for CPU time; widths and "
                 "seed ranges ran in separate runs, joined from their per-seed rows)")
+    if by and v.get("joined_from") and n >= REGISTERED_SEEDS:
+        return (f" ({n} seeds at every width, the registered count; widths and seed ranges ran in separate runs, "
+                "joined from their per-seed rows)")
     return "" if n >= REGISTERED_SEEDS else (f" ({n} of the registered {REGISTERED_SEEDS} seeds: the CPU time this "
                                              "session had; the same command with `--seeds 8` extends it)")
 

@@ -463,6 +463,8 @@ def save_figure(fig, out: str | Path, stem: str, dpi: int | None = None) -> list
     for ext in ("png", "pdf"):
         p = out / f"{stem}.{ext}"
         kw = {} if dpi is None else {"dpi": dpi}
+        if ext == "pdf":  # no creation date: a figure redrawn from the same saved numbers is the same file
+            kw["metadata"] = {"CreationDate": None}
         atomic_save(p, lambda tmp, e=ext: fig.savefig(tmp, format=e, bbox_inches="tight", **kw))
         paths.append(p)
     plt.close(fig)

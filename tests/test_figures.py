@@ -344,3 +344,20 @@ def test_the_decomposition_figure_is_drawn_from_a_saved_verdict(tmp_path):
     data = fig.compute(ResultsConfig(decomposition_dir=str(tmp_path / "dec")), ctx)
     paths = fig.plot(data, tmp_path / "out")
     assert [p.name for p in paths] == ["decomposition.png", "decomposition.pdf"] and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_figure_redrawn_from_the_same_numbers_is_the_same_file(tmp_path):
+    """No creation date in the PDF: redrawing a README figure from saved results changes no
+    committed file unless its numbers changed."""
+    import time
+
+    import matplotlib.pyplot as plt
+
+    from interference.io import save_figure
+    digests = []
+    for _ in range(2):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 3])
+        digests.append([p.read_bytes() for p in save_figure(fig, tmp_path, "same")])
+        time.sleep(1.1)  # a creation date would differ by now
+    assert digests[0] == digests[1]
