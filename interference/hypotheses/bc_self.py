@@ -2,9 +2,9 @@
 
 Pre-registered experiment (written and committed before any run of it). Why it exists: both
 behavior-cloning shares so far (the decomposition's B and ``bc_contrast``'s) contrast an arm that
-answers the Unknown questions with one that says "I don't know" to them, and at every Known share
-tried the "I don't know" arm also abstains on 20-45% of the facts the model knows, so B counts
-abstentions as damage and decides nothing. The pilot ``docs/bc_self_pilot.md`` (seeds 0-3, which
+answers the Unknown questions with one that says "I don't know" to them, and at no Known share
+tried (``docs/bc_mix_pilot.md``) is the "I don't know" arm selective: it also abstains on 9-45% of
+the facts the model knows, so B counts abstentions as damage and decides nothing. The pilot ``docs/bc_self_pilot.md`` (seeds 0-3, which
 is why this design runs seeds 4-11) built an arm that needs no abstention:
 
 - ``sem``: the decomposition's natural set (``count`` new semantic-name entities on every
