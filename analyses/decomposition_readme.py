@@ -272,8 +272,10 @@ def consolidation_width_lines(t: dict, stem: str, slopes: dict) -> list[str]:
         against = (f" Against d{first}: localized's slope per doubling is {format_estimate(b)} here and "
                    f"{format_estimate(a)} at d{first}; " + (
                        "the same sign, clear at both widths: replicated." if same else
-                       f"d{first}'s trend is not replicated at these seeds (an interval that covers 0 is not evidence "
-                       "of no effect)." if same is False else f"d{first} showed no clear trend to replicate."))
+                       f"d{first}'s trend is not replicated at these seeds" + (
+                           ", and the point estimate has the opposite sign"
+                           if number(a.get("value")) * number(b.get("value")) < 0 else "")
+                       + " (an interval that covers 0 is not evidence of no effect)." if same is False else f"d{first} showed no clear trend to replicate."))
     return [f"**Consolidation axis at d{width}** (`docs/decomposition_consolidation.md`, pre-registered as a trend that "
             f"decides nothing): the same design at d{width} on bases trained 0.5x and 2x as many steps past memorising "
             f"as the default 1x, seeds {', '.join(map(str, t['seeds']))} at every level (the 1x rows are the saved "
