@@ -78,27 +78,68 @@ def join(runs: Path | None, label: str) -> None:
 
 
 def base_confound(v: dict) -> list[str]:
-    """How much each width's base knows (its pinned metrics) beside its Known-only drift: a width
+    """How much each width's base knows (its pinned metrics) beside its Known-only drift, and
+    whether each had memorised its statements when its memorisation phase ended: a width
     comparison is only as clean as its bases are alike."""
     from interference.bases import pinned_root
-    rows = []
+    qa, memorised = {}, {}
     for spec_hash in v.get("base_fingerprints", {}):
         m = pinned_root() / f"base-{spec_hash}" / "metrics.json"
         c = pinned_root() / f"base-{spec_hash}" / "config.json"
         if m.exists() and c.exists():
             w = json.loads(c.read_text())["model"]["d_model"]
-            rows.append((w, json.loads(m.read_text())["known_qa_accuracy"]))
-    if len(rows) < 2:
+            metrics = json.loads(m.read_text())
+            qa[w] = metrics["known_qa_accuracy"]
+            memorised[w] = bool(metrics.get("consolidation", {}).get("memorised"))
+    if len(qa) < 2:
         return []
     st = v["statistics"]
-    qa = {w: q for w, q in rows}
     worst = min(qa, key=qa.get)
     drift = "; ".join(f"d{w} {format_estimate(st[f'F_drift_d{w}'])}" for w in sorted(qa) if f"F_drift_d{w}" in st)
-    return [f"**The bases are not alike across widths.** Known QA of the pinned bases: "
-            + ", ".join(f"d{w} {qa[w]:.3f}" for w in sorted(qa))
-            + f"; Known-only drift: {drift}. At the same pre-training steps the d{worst} base knows its facts less "
-            "firmly, so its forgetting (and E) does not fall with width as room alone would make it; the width "
-            "trend compares these bases, not width alone.", ""] if qa[worst] < 0.95 else []
+    out = []
+    if qa[worst] < 0.95:
+        out += [f"**The bases are not alike across widths.** Known QA of the pinned bases: "
+                + ", ".join(f"d{w} {qa[w]:.3f}" for w in sorted(qa))
+                + f"; Known-only drift: {drift}. At the same pre-training steps the d{worst} base knows its facts less "
+                "firmly, so its forgetting (and E) does not fall with width as room alone would make it; the width "
+                "trend compares these bases, not width alone.", ""]
+    elif len(set(memorised.values())) > 1:
+        late = [w for w in sorted(memorised) if not memorised[w]]
+        out += [f"**The bases are not alike across widths.** Every base ends knowing its facts (known QA "
+                + ", ".join(f"d{w} {qa[w]:.3f}" for w in sorted(qa)) + "), but the "
+                + ", ".join(f"d{w}" for w in late) + (" base had" if len(late) == 1 else " bases had")
+                + " not memorised their statements when the fixed memorisation phase ended, so they learned them "
+                "later and spent fewer steps consolidating them than the "
+                + ", ".join(f"d{w}" for w in sorted(memorised) if memorised[w]) + " base did; the "
+                "width trend compares these bases, not width alone.", ""]
+    return out
+
+
+def learned_shortfall(v: dict) -> list[str]:
+    """Which arm missed the learning check at which width, and by how much (a failed check
+    withholds every positive word at that width, by the registered rule)."""
+    st, out = v["statistics"], []
+    for w in v["series"]["widths"]:
+        if v["checks"].get(f"d{w} learned", True):
+            continue
+        short = [(a, st[f"plasticity_{a}_d{w}"]["value"]) for a in dec.LEARNED_ARMS
+                 if f"plasticity_{a}_d{w}" in st and number(st[f"plasticity_{a}_d{w}"].get("value")) < dec.LEARNED_AT]
+        if short:
+            out.append(f"At d{w} the learning check failed in " + ", ".join(f"the {a} arm ({p:.3f} against "
+                                                                             f"{dec.LEARNED_AT})" for a, p in short)
+                       + "; by the registered rule that withholds every positive word there, so a share whose "
+                       "interval clears 0.5 reads `inconclusive`.")
+    return out
+
+
+def trend_reading(v: dict) -> str:
+    """Which shares clearly rise or fall with width (interval of the per-doubling slope off 0)."""
+    t = v["series"]["trend"]
+    falls = [h for h, _, _ in SHARES if number(t[h].get("high")) < 0]
+    rises = [h for h, _, _ in SHARES if number(t[h].get("low")) > 0]
+    parts = ([f"{', '.join(falls)} clearly fall{'s' if len(falls) == 1 else ''} with width"] if falls else []) + \
+        ([f"{', '.join(rises)} clearly rise{'s' if len(rises) == 1 else ''}"] if rises else [])
+    return (" " + "; ".join(parts) + ", reported as found.") if parts else ""
 
 
 def load(label: str) -> dict | None:
@@ -735,7 +776,8 @@ def section() -> str:
         lines += [f"**Held-out world**{seeds_note(held)}; {checks_line(held)}:", ""] + width_table(held) + [""]
         if len(held["series"]["widths"]) > 1:
             lines += ["Forgetting per arm on the held-out world:", ""] + arm_table(held) + [
-                "", f"Share per doubling of width on the held-out world: {trend_line(held)}.", ""]
+                "", f"Share per doubling of width on the held-out world: {trend_line(held)}.{trend_reading(held)}", ""]
+            lines += ([" ".join(learned_shortfall(held)), ""] if learned_shortfall(held) else []) + base_confound(held)
     else:
         lines += ["**Held-out world:** not run this session (CPU time): "
                   "`--world analyses/worlds/heldout.json` runs it.", ""]
