@@ -124,10 +124,10 @@ def self_train(model, tok, sem: list) -> tuple[list, dict]:
 def arm_facts(world, cfg, arm: str, seed: int) -> list:
     """The arm's training set before the self relabelling (done in the cell, from the base):
     the decomposition's ``sem`` for ``sem`` and ``self``, its ``drift`` for ``drift``."""
-    from interference.hypotheses import decomposition as dc
+    from interference.hypotheses.decomposition import arm_facts as decomposition_arm_facts
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; bc_self has {', '.join(ARMS)}.")
-    return dc.arm_facts(world, cfg, "drift" if arm == "drift" else "sem", seed)
+    return decomposition_arm_facts(world, cfg, "drift" if arm == "drift" else "sem", seed)
 
 
 def run_self_arm(ctx, spec, facts: list, watch: list, sft, own: bool) -> dict:
