@@ -38,10 +38,10 @@ def main(argv=None) -> int:
     from interference.bases import BaseSpec
     from interference.hypotheses import decomposition as dc
     from interference.hypotheses.arms import fixed_steps
-    from interference.hypotheses.bc_self import run_self_arm
+    from interference.hypotheses.bc_self import arm_cell, arm_facts
     from interference.hypotheses.capacity import watched
     from interference.hypotheses.context import Context
-    from interference.hypotheses.grid import Cell, run_grid
+    from interference.hypotheses.grid import run_grid
     from interference.io import atomic_write_json
     from interference.metrics.stats import format_estimate
     from interference.run_hypothesis import UsageError, _widths as parse_widths
@@ -64,12 +64,8 @@ def main(argv=None) -> int:
         spec = ctx.spec.with_width(width)
         for seed in range(args.seeds):
             sft = fixed_steps(cfg.sft, cfg.sft.max_steps, seed)
-            for arm in ARMS:
-                facts = dc.arm_facts(ctx.world, cfg, "drift" if arm == "drift" else "sem", seed)
-                fn = (lambda s=spec, t=facts, f=sft, own=arm == "self": run_self_arm(ctx, s, t, watch, f, own))
-                key = {"pilot": "bc_self", "base": spec.hash(), "width": width, "seed": seed, "arm": arm,
-                       "targets": "base_greedy" if arm == "self" else "set", "n_train": len(facts), "sft": sft.to_dict()}
-                cells.append(Cell(f"bcself-{arm}", key, fn, f"d{width} {arm} seed {seed}", base=spec))
+            cells += [arm_cell(ctx, spec, width, seed, arm, arm_facts(ctx.world, cfg, arm, seed), watch, sft,
+                               pilot="bc_self") for arm in ARMS]
     rep = run_grid(cells, Path(args.out) / "cells", desc="bc self pilot", fingerprint=ctx.fingerprint)
     got = {(c.key["width"], c.key["seed"], c.key["arm"]): res for c, res in zip(cells, rep.results)}
     by_width, per_seed = {}, []

@@ -777,7 +777,8 @@ def section() -> str:
         if len(held["series"]["widths"]) > 1:
             lines += ["Forgetting per arm on the held-out world:", ""] + arm_table(held) + [
                 "", f"Share per doubling of width on the held-out world: {trend_line(held)}.{trend_reading(held)}", ""]
-            lines += ([" ".join(learned_shortfall(held)), ""] if learned_shortfall(held) else []) + base_confound(held)
+            short = learned_shortfall(held)
+            lines += ([" ".join(short), ""] if short else []) + base_confound(held)
     else:
         lines += ["**Held-out world:** not run this session (CPU time): "
                   "`--world analyses/worlds/heldout.json` runs it.", ""]

@@ -293,6 +293,19 @@ def plot_aimed_replay(v: dict, out: Path) -> list[Path]:
 SHARE_COLORS = {"localized": "#4477aa", "capacity": "#ee6677", "behavior_cloning": "#228833"}
 
 
+def _grouped_bars(ax, series: dict[str, list]) -> None:
+    """One group of bars per position, one bar per series (label -> estimate dicts, one per
+    position, None for a missing one), each with its CI as an error bar."""
+    width_bar = 0.8 / max(1, len(series))
+    for i, (label, ests) in enumerate(series.items()):
+        es = [e or {"value": np.nan, "low": None, "high": None} for e in ests]
+        val = np.array([e["value"] if e["value"] is not None else np.nan for e in es], float)
+        err = [[val[k] - e["low"] if e["low"] is not None else 0 for k, e in enumerate(es)],
+               [e["high"] - val[k] if e["high"] is not None else 0 for k, e in enumerate(es)]]
+        ax.bar(np.arange(len(es)) + (i - (len(series) - 1) / 2) * width_bar, val, width_bar, yerr=err,
+               capsize=2, label=label)
+
+
 def plot_decomposition(v: dict, out: Path) -> list[Path]:
     """Each hypothesis' share of the same excess forgetting against the width (equal steps, then
     equal learning), with 95% CIs and the decision bands, and every arm's forgetting per width."""
@@ -329,14 +342,7 @@ def plot_decomposition(v: dict, out: Path) -> list[Path]:
     arms = [a for a in ("sem", "uuid", "replay", "drift", "sem_known", "idk_known", "sd_sem", "sd_uuid")
             if any(f"F_{a}_d{w}" in v["statistics"] for w in widths)]
     st = v["statistics"]
-    width_bar = 0.8 / max(1, len(widths))
-    for i, w in enumerate(widths):
-        es = [st.get(f"F_{a}_d{w}") or {"value": np.nan, "low": None, "high": None} for a in arms]
-        val = np.array([e["value"] if e["value"] is not None else np.nan for e in es], float)
-        err = [[val[k] - e["low"] if e["low"] is not None else 0 for k, e in enumerate(es)],
-               [e["high"] - val[k] if e["high"] is not None else 0 for k, e in enumerate(es)]]
-        ax[2].bar(np.arange(len(arms)) + (i - (len(widths) - 1) / 2) * width_bar, val, width_bar, yerr=err,
-                  capsize=2, label=f"d{w}")
+    _grouped_bars(ax[2], {f"d{w}": [st.get(f"F_{a}_d{w}") for a in arms] for w in widths})
     ax[2].set_xticks(range(len(arms)))
     ax[2].set_xticklabels([a.replace("_", "\n") for a in arms], fontsize=7)
     ax[2].set_ylabel("forgetting of base-known watched facts")
@@ -366,8 +372,7 @@ def plot_bc_self(v: dict, out: Path, beside: dict | None = None) -> list[Path]:
             ws = [w for w in widths if str(w) in bw]
             _errbar(ax[0], [np.log2(w) - 0.06 * (j + 1) for w in ws], [bw[str(w)]["shares"][s] for w in ws], "o--",
                     f"{h} ({s}), decomposition", color=SHARE_COLORS[h])
-            for line in ax[0].get_lines()[-1:]:
-                line.set_alpha(0.45)
+            ax[0].get_lines()[-1].set_alpha(0.45)
     vals = _errbar(ax[0], x, [by[str(w)]["G"] for w in widths], "s-", "behavior_cloning (G), self arm",
                    color=SHARE_COLORS["behavior_cloning"])
     for xi, yi, w in zip(x, vals, widths):
@@ -386,14 +391,7 @@ def plot_bc_self(v: dict, out: Path, beside: dict | None = None) -> list[Path]:
     ax[0].set_title("shares of one excess forgetting", fontsize=9)
     ax[0].legend(fontsize=7)
     arms = v["series"]["arms"]
-    bar = 0.8 / max(1, len(widths))
-    for i, w in enumerate(widths):
-        _bar_at = np.arange(len(arms)) + (i - (len(widths) - 1) / 2) * bar
-        es = [by[str(w)][f"F_{a}"] for a in arms]
-        val = np.array([e["value"] if e.get("value") is not None else np.nan for e in es], float)
-        err = [[max(0.0, val[k] - e["low"]) if e.get("low") is not None else 0 for k, e in enumerate(es)],
-               [max(0.0, e["high"] - val[k]) if e.get("high") is not None else 0 for k, e in enumerate(es)]]
-        ax[1].bar(_bar_at, val, bar, yerr=err, capsize=2, label=f"d{w}")
+    _grouped_bars(ax[1], {f"d{w}": [by[str(w)][f"F_{a}"] for a in arms] for w in widths})
     ax[1].set_xticks(range(len(arms)))
     ax[1].set_xticklabels(arms)
     ax[1].set_ylabel("forgetting of base-known watched facts")

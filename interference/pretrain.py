@@ -260,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--width {args.width} must be a positive multiple of the {spec.model.n_heads} heads.")
             spec = spec.with_width(args.width)
         pinned = pinned_fingerprint(spec)
-        if args.pin and (args.recreate or pinned is not None):
+        if args.pin and args.recreate:
+            raise ValueError("--pin commits a new base and --recreate re-trains a pinned one; pass one of them.")
+        if args.pin and pinned is not None:
             raise ValueError(f"--pin commits a base the repository does not pin yet, and spec {spec.hash()} is "
                              "pinned already; drop --pin.")
         if args.recreate and pinned is None:

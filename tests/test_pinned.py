@@ -176,3 +176,11 @@ def test_pin_of_a_spec_the_repository_pins_already_is_refused_before_training(ca
     assert rc == 2
     err = capsys.readouterr().err
     assert "is pinned already; drop --pin" in err and err.count("\n") == 1, err
+
+
+def test_pin_with_recreate_is_refused_in_one_sentence_naming_both(capsys, cache_dir):
+    from interference.pretrain import main
+    rc = main(["--quick", "--width", "32", "--pin", "--recreate", "--no-progress"])  # an unpinned spec
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--pin commits a new base and --recreate re-trains a pinned one; pass one of them." in err, err

@@ -140,6 +140,15 @@ def run_self_arm(ctx, spec, facts: list, watch: list, sft, own: bool) -> dict:
     return {**res, "self_targets": about} if own else res
 
 
+def arm_cell(ctx, spec, width: int, seed: int, arm: str, facts: list, watch: list, sft, **key) -> Cell:
+    """One arm's cell (``run_self_arm``), keyed by what sets its result; ``key`` adds what tells
+    one design's cells from another's (this design's count; the pilot's name)."""
+    key = {"base": spec.hash(), "width": width, "seed": seed, "arm": arm, "n_train": len(facts),
+           "targets": "base_greedy" if arm == "self" else "set", "sft": sft.to_dict(), **key}
+    return Cell(f"bcself-{arm}", key, lambda: run_self_arm(ctx, spec, facts, watch, sft, arm == "self"),
+                f"d{width} {arm} seed {seed}", base=spec)
+
+
 def cells(cfg: BCSelfConfig, ctx) -> list[Cell]:
     from interference.hypotheses.capacity import watched
     watch = watched(ctx.world)
@@ -148,14 +157,8 @@ def cells(cfg: BCSelfConfig, ctx) -> list[Cell]:
         for width in cfg.widths:
             spec = ctx.spec.with_width(width)
             sft = fixed_steps(cfg.sft, cfg.sft.max_steps, seed)
-            for arm in ARMS:
-                facts = arm_facts(ctx.world, cfg, arm, seed)
-                key = {"base": spec.hash(), "width": width, "seed": seed, "arm": arm, "count": cfg.count,
-                       "targets": "base_greedy" if arm == "self" else "set", "n_train": len(facts),
-                       "sft": sft.to_dict()}
-                out.append(Cell(f"bcself-{arm}", key,
-                                (lambda s=spec, t=facts, f=sft, own=arm == "self": run_self_arm(ctx, s, t, watch, f, own)),
-                                f"d{width} {arm} seed {seed}", base=spec))
+            out += [arm_cell(ctx, spec, width, seed, arm, arm_facts(ctx.world, cfg, arm, seed), watch, sft,
+                             count=cfg.count) for arm in ARMS]
     return out
 
 
